@@ -1,0 +1,67 @@
+"""Normalized stream events: small immutable values, one per protocol event.
+
+A stream is ``StreamStart, TextDelta*, Usage?, terminal`` where ``terminal`` is
+exactly one of ``StreamDone``, ``StreamCancelled`` or ``StreamError``.
+Encoding them for a transport is a pure function (see ``tokenrelay.transports``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+CancelReason: TypeAlias = Literal["client", "disconnect", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    stream_id: str
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    stream_id: str
+    finish_reason: str
+    ttft_ms: int | None
+    total_time_ms: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCancelled:
+    stream_id: str
+    reason: CancelReason
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    error: str
+    code: str
+    retryable: bool
+
+
+Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError
+Event: TypeAlias = StreamStart | TextDelta | Usage | Terminal
+TERMINAL_TYPES = (StreamDone, StreamCancelled, StreamError)
+
+
+def is_terminal(event: Event) -> bool:
+    return isinstance(event, TERMINAL_TYPES)

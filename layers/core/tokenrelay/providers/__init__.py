@@ -1,0 +1,44 @@
+"""Provider registry. SDK-backed providers are imported lazily: the
+``anthropic`` SDK alone costs about a second of cold start."""
+
+from __future__ import annotations
+
+from ..settings import Settings
+from .base import Chunk, Finish, Provider, TextChunk
+
+__all__ = ["Chunk", "Finish", "Provider", "ProviderRegistry", "TextChunk"]
+
+
+class ProviderRegistry:
+    """Creates each provider once per execution environment, on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._providers: dict[str, Provider] = {}
+
+    def get(self, name: str) -> Provider:
+        provider = self._providers.get(name)
+        if provider is None:
+            provider = self._providers[name] = self._create(name)
+        return provider
+
+    def _create(self, name: str) -> Provider:
+        s = self._settings
+        if name == "echo":
+            from .echo import EchoProvider
+
+            return EchoProvider(delay_s=s.echo_delay_s)
+        if name == "openai":
+            from .openai import OpenAIProvider
+
+            return OpenAIProvider(max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s)
+        if name == "anthropic":
+            from .anthropic import AnthropicProvider
+
+            return AnthropicProvider(max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s)
+        raise KeyError(name)
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

@@ -1,0 +1,45 @@
+"""The provider protocol: one chat request in, an async stream of chunks out.
+
+A provider's ``stream`` is an async generator. The engine always consumes it
+inside ``contextlib.aclosing``, so closing the generator closes the upstream
+HTTP response (each implementation holds it in ``async with``): a cancelled or
+abandoned stream never leaves a generation running upstream.
+
+Providers translate their SDK's exceptions into ``tokenrelay.errors``
+(``RateLimited``, ``Unavailable``, ``Rejected``) at this boundary, with a message
+that never contains the upstream body, a key or a header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+from ..events import Usage
+from ..requests import ChatRequest
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str
+
+
+Chunk: TypeAlias = TextChunk | Usage | Finish
+
+
+class Provider(Protocol):
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """Yield ``TextChunk``s, then at most one ``Usage`` and one ``Finish``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release pooled connections (called at shutdown)."""
+        ...

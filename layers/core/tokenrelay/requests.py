@@ -1,0 +1,123 @@
+"""The validated chat request (PROTOCOL section 1) and its deployment limits.
+
+Rule for unknown fields: they are rejected with a 400 naming them, so a typo
+such as ``max_token`` never turns into a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from .errors import RequestInvalid
+from .settings import Settings
+
+Role = Literal["system", "user", "assistant"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Role
+    content: StrictStr
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    message: StrictStr | None = None
+    messages: list[_Message] | None = None
+    system: StrictStr | None = None
+    provider: StrictStr | None = None
+    model: StrictStr | None = None
+    max_tokens: StrictInt | None = Field(default=None)
+    temperature: StrictFloat | StrictInt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A request that passed validation against the deployment's limits."""
+
+    messages: tuple[Message, ...]
+    provider: str
+    model: str
+    max_tokens: int
+    system: str | None = None
+    temperature: float | None = None
+
+    @property
+    def last_user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+
+def _first_error(exc: ValidationError) -> RequestInvalid:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return RequestInvalid(loc, "unknown field")
+    if kind == "missing":
+        return RequestInvalid(loc, "field required")
+    if kind == "literal_error":
+        return RequestInvalid(loc, f"must be one of system, user, assistant; got {err.get('input')!r}")
+    return RequestInvalid(loc or "body", err["msg"])
+
+
+def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
+    """Validate a decoded JSON body; raise ``RequestInvalid`` naming the field."""
+    if not isinstance(body, Mapping):
+        raise RequestInvalid("body", "expected a JSON object")
+    try:
+        raw = _Body.model_validate(body)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+    if (raw.message is None) == (raw.messages is None):
+        raise RequestInvalid("message", "give exactly one of 'message' or 'messages'")
+    if raw.message is not None:
+        messages: tuple[Message, ...] = (Message("user", raw.message),)
+        if not raw.message.strip():
+            raise RequestInvalid("message", "must not be empty")
+    else:
+        assert raw.messages is not None
+        if not raw.messages:
+            raise RequestInvalid("messages", "must not be empty")
+        if len(raw.messages) > settings.max_messages:
+            raise RequestInvalid("messages", f"at most {settings.max_messages} messages are allowed")
+        messages = tuple(Message(m.role, m.content) for m in raw.messages)
+        if not any(m.role == "user" and m.content.strip() for m in messages):
+            raise RequestInvalid("messages", "must contain a non-empty user message")
+
+    total = sum(len(m.content) for m in messages) + len(raw.system or "")
+    if total > settings.max_message_chars:
+        field = "message" if raw.message is not None else "messages"
+        raise RequestInvalid(field, f"too long: {total} characters, the limit is {settings.max_message_chars}")
+
+    default_max = min(settings.default_max_tokens, settings.max_tokens_limit)
+    max_tokens = default_max if raw.max_tokens is None else raw.max_tokens
+    if not 1 <= max_tokens <= settings.max_tokens_limit:
+        raise RequestInvalid("max_tokens", f"must be between 1 and {settings.max_tokens_limit}")
+    temperature = None if raw.temperature is None else float(raw.temperature)
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        raise RequestInvalid("temperature", "must be between 0 and 2")
+
+    provider = raw.provider if raw.provider is not None else settings.default_provider
+    model = settings.resolve_model(provider, raw.model)
+    return ChatRequest(
+        messages=messages,
+        provider=provider,
+        model=model,
+        max_tokens=max_tokens,
+        system=raw.system,
+        temperature=temperature,
+    )

@@ -1,0 +1,131 @@
+"""Deployment settings, read once from the environment at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import RequestInvalid
+
+DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
+    "echo": ("echo-1",),
+    "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1", "gpt-4o"),
+    "anthropic": ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1"),
+}
+KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def parse_allowed_models(spec: str) -> dict[str, tuple[str, ...]]:
+    """Parse ``provider:model,model;provider:model`` into a mapping.
+
+    The first model listed for a provider is its default.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for part in spec.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        provider, sep, models = part.partition(":")
+        names = tuple(m.strip() for m in models.split(",") if m.strip())
+        if not sep or not provider.strip() or not names:
+            raise ValueError(f"ALLOWED_MODELS: expected 'provider:model[,model...]', got {part!r}")
+        out[provider.strip()] = names
+    return out
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected a number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    streams_table: str = "tokenrelay-streams"
+    default_provider: str = "echo"
+    configured_providers: frozenset[str] = frozenset({"echo"})
+    allowed_models: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    max_message_chars: int = 32_000
+    max_messages: int = 100
+    max_tokens_limit: int = 4_096
+    default_max_tokens: int = 1_024
+    cancel_poll_s: float = 0.25
+    stream_timeout_s: float = 840.0
+    stream_ttl_s: int = 86_400
+    ping_s: float = 15.0
+    echo_delay_s: float = 0.03
+    upstream_max_retries: int = 2
+    upstream_timeout_s: float = 60.0
+    version: str = "0.1.0"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        configured = {"echo"} | {p for p, var in KEY_VARS.items() if env.get(var)}
+        allowed = dict(DEFAULT_MODELS)
+        if env.get("ALLOWED_MODELS"):
+            allowed = parse_allowed_models(env["ALLOWED_MODELS"])
+        default = env.get("DEFAULT_PROVIDER") or next(
+            (p for p in ("openai", "anthropic") if p in configured), "echo"
+        )
+        if default not in configured:
+            raise ValueError(f"DEFAULT_PROVIDER: {default!r} is not configured (set its API key)")
+        if default not in allowed:
+            raise ValueError(f"DEFAULT_PROVIDER: {default!r} has no models in ALLOWED_MODELS")
+        return cls(
+            streams_table=env.get("STREAMS_TABLE", cls.streams_table),
+            default_provider=default,
+            configured_providers=frozenset(configured),
+            allowed_models=allowed,
+            max_message_chars=_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, 1),
+            max_messages=_int(env, "MAX_MESSAGES", cls.max_messages, 1),
+            max_tokens_limit=_int(env, "MAX_TOKENS_LIMIT", cls.max_tokens_limit, 1),
+            default_max_tokens=_int(env, "DEFAULT_MAX_TOKENS", cls.default_max_tokens, 1),
+            cancel_poll_s=_int(env, "CANCEL_POLL_MS", 250, 10) / 1000,
+            stream_timeout_s=_float(env, "STREAM_TIMEOUT_S", cls.stream_timeout_s, 1.0),
+            stream_ttl_s=_int(env, "STREAM_TTL_S", cls.stream_ttl_s, 60),
+            ping_s=_float(env, "SSE_PING_S", cls.ping_s, 1.0),
+            echo_delay_s=_int(env, "ECHO_DELAY_MS", 30, 0) / 1000,
+            upstream_max_retries=_int(env, "UPSTREAM_MAX_RETRIES", cls.upstream_max_retries, 0),
+            upstream_timeout_s=_float(env, "UPSTREAM_TIMEOUT_S", cls.upstream_timeout_s, 1.0),
+            version=env.get("TOKENRELAY_VERSION", cls.version),
+        )
+
+    def resolve_model(self, provider: str, model: str | None) -> str:
+        """Check ``provider``/``model`` against this deployment; return the model to use."""
+        if provider not in self.allowed_models and provider not in self.configured_providers:
+            known = ", ".join(sorted(self.configured_providers & set(self.allowed_models)))
+            raise RequestInvalid("provider", f"unknown provider {provider!r}; available: {known}")
+        if provider not in self.configured_providers:
+            raise RequestInvalid("provider", f"provider {provider!r} is not configured on this deployment")
+        models = self.allowed_models.get(provider, ())
+        if not models:
+            raise RequestInvalid("provider", f"provider {provider!r} has no allowed models on this deployment")
+        if model is None:
+            return models[0]
+        if model not in models:
+            raise RequestInvalid(
+                "model", f"model {model!r} is not allowed for provider {provider!r}; allowed: {', '.join(models)}"
+            )
+        return model

@@ -1,0 +1,73 @@
+"""Stream state protocol (PROTOCOL section 4).
+
+One record per stream, keyed by ``stream_id``. Status only moves forward,
+``active -> complete | cancelled | failed``, and every transition is a
+conditional write, so two invocations racing to end a stream cannot both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeAlias
+
+Status: TypeAlias = Literal["active", "complete", "cancelled", "failed"]
+FINAL_STATUSES: frozenset[str] = frozenset({"complete", "cancelled", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    stream_id: str
+    owner: str
+    transport: str
+    provider: str
+    model: str
+    status: Status = "active"
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    expires_at: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    error_code: str | None = None
+    ttft_ms: int | None = None
+    total_time_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    """What the producing invocation writes when the stream ends."""
+
+    status: Status
+    completion_tokens: int
+    prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    cancel_reason: str | None = None
+    error_code: str | None = None
+    ttft_ms: int | None = None
+    total_time_ms: int | None = None
+
+
+class StreamStore(Protocol):
+    async def create(self, record: StreamRecord) -> None:
+        """Insert a new active record; the id must not exist yet."""
+        ...
+
+    async def get(self, stream_id: str) -> StreamRecord | None: ...
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        """Cheap, strongly consistent read of the cancel flag (polled by the producer)."""
+        ...
+
+    async def request_cancel(self, stream_id: str, reason: str = "client") -> None:
+        """Set ``cancel_requested`` if the stream is active.
+
+        Raises ``StreamNotFound`` for an unknown id and ``StreamFinished`` (with
+        the final status) for a stream that already ended.
+        """
+        ...
+
+    async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
+        """Move an active stream to its final status; False if it had already ended."""
+        ...
