@@ -10,16 +10,15 @@
         ├── Unavailable                upstream_unavailable  retryable
         └── Rejected                   upstream_rejected     not retryable
 
-Control flow, not failures: ``StreamCancelled`` (explicit cancel, deadline) and
-``ClientGone`` (the reader went away) end a stream as ``cancelled``.
+Cancellation is control flow, not a failure, and so not an exception here:
+an explicit cancel, a client gone or a deadline call ``StreamRun.stop(reason)``,
+which ends the stream with a ``StreamCancelled`` event (``tokenrelay.events``).
 
 Messages are written for the client: never put a raw upstream body, a key or a
 header value in one.
 """
 
 from __future__ import annotations
-
-from .events import CancelReason
 
 
 class TokenRelayError(Exception):
@@ -86,15 +85,3 @@ class Rejected(ProviderError):
     code = "upstream_rejected"
     retryable = False
     status_code = 502
-
-
-class StreamCancelled(Exception):
-    """Control flow: the stream was cancelled (explicitly or by its deadline)."""
-
-    def __init__(self, reason: CancelReason) -> None:
-        super().__init__(reason)
-        self.reason: CancelReason = reason
-
-
-class ClientGone(Exception):
-    """Control flow: the client reading the stream went away."""

@@ -86,9 +86,7 @@ class Settings:
         allowed = dict(DEFAULT_MODELS)
         if env.get("ALLOWED_MODELS"):
             allowed = parse_allowed_models(env["ALLOWED_MODELS"])
-        default = env.get("DEFAULT_PROVIDER") or next(
-            (p for p in ("openai", "anthropic") if p in configured), "echo"
-        )
+        default = env.get("DEFAULT_PROVIDER") or next((p for p in ("openai", "anthropic") if p in configured), "echo")
         if default not in configured:
             raise ValueError(f"DEFAULT_PROVIDER: {default!r} is not configured (set its API key)")
         if default not in allowed:

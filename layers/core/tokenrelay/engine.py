@@ -1,0 +1,267 @@
+"""Run one stream: provider chunks in, normalized events out.
+
+A ``StreamRun`` owns a producer task that reads the provider and puts events on
+an in-process queue; the transport reads them with ``events()``. Keeping the
+producer apart from the reader means a reader that goes away never tears down
+the provider call half-way: the run decides how to end.
+
+Every way a stream can end goes through ``_produce``:
+
+    provider finishes             -> StreamDone
+    provider raises ProviderError -> StreamError (code, retryable)
+    anything else raises          -> StreamError("internal_error")
+    stop(reason) is called        -> StreamCancelled(reason), upstream closed
+        "client"      cancel flag seen by the watcher (polled, not per token),
+                      or a cancel request handled by this same process
+        "disconnect"  the transport reports its client gone
+        "timeout"     the deadline passed
+
+Then, always in this order: the upstream request is closed (``aclosing``), the
+terminal state record is written (one conditional write), and exactly one
+terminal event is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+
+from .errors import ProviderError, StoreUnavailable, TokenRelayError
+from .events import (
+    CancelReason,
+    Event,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    StreamStart,
+    Terminal,
+    TextDelta,
+    Usage,
+)
+from .providers.base import Finish, Provider, TextChunk
+from .requests import ChatRequest
+from .settings import Settings
+from .stores.base import StreamOutcome, StreamRecord, StreamStore
+
+log = logging.getLogger("tokenrelay.engine")
+
+Clock = Callable[[], float]
+EndHook = Callable[["StreamRun"], None]
+
+
+class StreamRun:
+    def __init__(
+        self,
+        request: ChatRequest,
+        *,
+        stream_id: str,
+        owner: str,
+        transport: str,
+        provider: Provider,
+        store: StreamStore,
+        settings: Settings,
+        deadline_s: float | None = None,
+        clock: Clock = time.monotonic,
+        on_end: EndHook | None = None,
+    ) -> None:
+        self.request = request
+        self.stream_id = stream_id
+        self.owner = owner
+        self.transport = transport
+        self._provider = provider
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._on_end = on_end
+        timeout = settings.stream_timeout_s if deadline_s is None else min(deadline_s, settings.stream_timeout_s)
+        self._timeout_s = timeout
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._stop_reason: CancelReason | None = None
+        self._producer: asyncio.Task[Terminal] | None = None
+        self._pump: asyncio.Task[Terminal] | None = None
+        self._created: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+        self.started_at = 0.0
+        self.ttft_ms: int | None = None
+        self.text_chunks = 0
+        self.usage: Usage | None = None
+        self.terminal: Terminal | None = None
+        self.tokens_after_stop = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> StreamStart:
+        """Start the upstream call and, concurrently, create the state record.
+
+        Returns once the record exists (so the stream id handed to the client
+        can be cancelled from any instance); the upstream call is already under
+        way, so the DynamoDB round trip does not delay the first token.
+        Raises ``StoreUnavailable`` if the record cannot be created; the
+        upstream request is then closed before this returns.
+        """
+        self.started_at = self._clock()
+        self._created = asyncio.create_task(self._store.create(self._record()))
+        self._pump = asyncio.create_task(self._run_provider())
+        try:
+            await asyncio.shield(self._created)
+        except BaseException as exc:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            if isinstance(exc, TokenRelayError | asyncio.CancelledError):
+                raise
+            raise StoreUnavailable("could not record the stream") from exc
+        start = StreamStart(self.stream_id, self.request.provider, self.request.model)
+        self._queue.put_nowait(start)
+        self._started.set()
+        self._producer = asyncio.create_task(self._produce())
+        return start
+
+    def stop(self, reason: CancelReason) -> None:
+        """End the stream as ``cancelled`` with ``reason`` (first reason wins)."""
+        if self._stop_reason is None and self.terminal is None:
+            self._stop_reason = reason
+            if self._pump is not None and not self._pump.done():
+                self._pump.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self.terminal is not None
+
+    async def wait(self) -> Terminal:
+        """Wait until the terminal state is written and the terminal event queued."""
+        assert self._producer is not None, "open() first"
+        return await asyncio.shield(self._producer)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield ``start``, the deltas, usage, and exactly one terminal event."""
+        while True:
+            event = await self._queue.get()
+            yield event
+            if isinstance(event, StreamDone | StreamCancelled | StreamError):
+                return
+
+    # -- internals ---------------------------------------------------------
+
+    def _record(self) -> StreamRecord:
+        now = time.time()
+        return StreamRecord(
+            stream_id=self.stream_id,
+            owner=self.owner,
+            transport=self.transport,
+            provider=self.request.provider,
+            model=self.request.model,
+            created_at=now,
+            updated_at=now,
+            expires_at=int(now) + self._settings.stream_ttl_s,
+        )
+
+    def _elapsed_ms(self) -> int:
+        return int((self._clock() - self.started_at) * 1000)
+
+    async def _run_provider(self) -> Terminal:
+        """Read the provider until it ends or ``stop`` cancels this task."""
+        finish_reason = "stop"
+        queue = self._queue
+        seq = 0
+        try:
+            async with aclosing(self._provider.stream(self.request)) as chunks:
+                async for chunk in chunks:
+                    if type(chunk) is TextChunk:
+                        if not chunk.text:
+                            continue
+                        if seq == 0:
+                            self.ttft_ms = self._elapsed_ms()
+                            await self._started.wait()  # start is queued before any text
+                        seq += 1
+                        queue.put_nowait(TextDelta(chunk.text, seq))
+                    elif isinstance(chunk, Usage):
+                        self.usage = chunk
+                    elif isinstance(chunk, Finish):
+                        finish_reason = chunk.reason
+        except asyncio.CancelledError:
+            self.text_chunks = seq
+            if self._stop_reason is None:
+                raise
+            return StreamCancelled(self.stream_id, self._stop_reason)
+        except ProviderError as exc:
+            self.text_chunks = seq
+            return StreamError(exc.message, exc.code, exc.retryable)
+        except Exception:
+            self.text_chunks = seq
+            log.exception("stream %s failed inside the provider", self.stream_id)
+            return StreamError("internal error while streaming", "internal_error", False)
+        self.text_chunks = seq
+        if self.usage is not None:
+            queue.put_nowait(self.usage)
+        return StreamDone(
+            stream_id=self.stream_id,
+            finish_reason=finish_reason,
+            ttft_ms=self.ttft_ms,
+            total_time_ms=self._elapsed_ms(),
+            completion_tokens=self.completion_tokens,
+        )
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens if self.usage is not None else self.text_chunks
+
+    async def _watch_cancel(self) -> None:
+        poll = self._settings.cancel_poll_s
+        while True:
+            await asyncio.sleep(poll)
+            try:
+                if await self._store.cancel_requested(self.stream_id):
+                    self.stop("client")
+                    return
+            except TokenRelayError as exc:
+                log.warning("stream %s: cancel check failed: %s", self.stream_id, exc)
+
+    async def _produce(self) -> Terminal:
+        assert self._pump is not None
+        loop = asyncio.get_running_loop()
+        remaining = self._timeout_s - (self._clock() - self.started_at)
+        deadline = loop.call_later(max(remaining, 0.0), self.stop, "timeout")
+        watcher = asyncio.create_task(self._watch_cancel())
+        try:
+            terminal = await self._pump
+        except asyncio.CancelledError:
+            # Our own task was cancelled (process shutting down): still end cleanly.
+            self.stop("disconnect")
+            (result,) = await asyncio.gather(self._pump, return_exceptions=True)
+            is_terminal = isinstance(result, StreamDone | StreamCancelled | StreamError)
+            terminal = result if is_terminal else StreamCancelled(self.stream_id, "disconnect")
+        finally:
+            deadline.cancel()
+            watcher.cancel()
+        await self._finish(terminal)
+        return terminal
+
+    async def _finish(self, terminal: Terminal) -> None:
+        outcome = self._outcome(terminal)
+        try:
+            await self._store.finish(self.stream_id, outcome)
+        except TokenRelayError as exc:
+            log.error("stream %s: terminal state write failed: %s", self.stream_id, exc)
+        self.terminal = terminal
+        self._queue.put_nowait(terminal)
+        if self._on_end is not None:
+            try:
+                self._on_end(self)
+            except Exception:
+                log.exception("stream %s: on_end hook failed", self.stream_id)
+
+    def _outcome(self, terminal: Terminal) -> StreamOutcome:
+        common = {
+            "completion_tokens": self.completion_tokens,
+            "prompt_tokens": self.usage.prompt_tokens if self.usage else None,
+            "ttft_ms": self.ttft_ms,
+            "total_time_ms": self._elapsed_ms(),
+        }
+        if isinstance(terminal, StreamDone):
+            return StreamOutcome(status="complete", finish_reason=terminal.finish_reason, **common)  # type: ignore[arg-type]
+        if isinstance(terminal, StreamCancelled):
+            return StreamOutcome(status="cancelled", cancel_reason=terminal.reason, **common)  # type: ignore[arg-type]
+        return StreamOutcome(status="failed", error_code=terminal.code, **common)  # type: ignore[arg-type]

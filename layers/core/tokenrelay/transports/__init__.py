@@ -1,0 +1,1 @@
+"""Pure encoders from events to wire formats."""

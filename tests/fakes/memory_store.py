@@ -1,0 +1,52 @@
+"""An in-memory ``StreamStore`` with the same semantics as the DynamoDB one.
+
+For engine unit tests only: it counts calls so tests can check that the cancel
+flag is polled at a bounded rate (never once per token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from tokenrelay import StreamFinished, StreamNotFound, StreamOutcome, StreamRecord
+
+
+class MemoryStreamStore:
+    def __init__(self, create_delay_s: float = 0.0) -> None:
+        self.records: dict[str, StreamRecord] = {}
+        self.create_delay_s = create_delay_s
+        self.cancel_checks = 0
+        self.finish_calls = 0
+
+    async def create(self, record: StreamRecord) -> None:
+        if self.create_delay_s:
+            await asyncio.sleep(self.create_delay_s)
+        if record.stream_id in self.records:
+            raise ValueError(f"duplicate stream id {record.stream_id}")
+        self.records[record.stream_id] = record
+
+    async def get(self, stream_id: str) -> StreamRecord | None:
+        return self.records.get(stream_id)
+
+    async def cancel_requested(self, stream_id: str) -> bool:
+        self.cancel_checks += 1
+        record = self.records.get(stream_id)
+        return bool(record and record.cancel_requested)
+
+    async def request_cancel(self, stream_id: str, reason: str = "client") -> None:
+        record = self.records.get(stream_id)
+        if record is None:
+            raise StreamNotFound(stream_id)
+        if record.status != "active":
+            raise StreamFinished(stream_id, record.status)
+        self.records[stream_id] = dataclasses.replace(record, cancel_requested=True, cancel_reason=reason)
+
+    async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
+        self.finish_calls += 1
+        record = self.records.get(stream_id)
+        if record is None or record.status != "active":
+            return False
+        fields = {k: v for k, v in dataclasses.asdict(outcome).items() if v is not None}
+        self.records[stream_id] = dataclasses.replace(record, **fields)
+        return True

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.fakes.memory_store import MemoryStreamStore
+from tests.fakes.providers import ScriptedProvider
+from tokenrelay import (
+    ChatRequest,
+    Message,
+    RateLimited,
+    Settings,
+    StoreUnavailable,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    StreamRun,
+    StreamStart,
+    TextDelta,
+    Usage,
+)
+
+REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
+
+
+def make_run(provider: ScriptedProvider, store: MemoryStreamStore | None = None, **settings: object) -> StreamRun:
+    return StreamRun(
+        REQUEST,
+        stream_id="s-1",
+        owner="tester",
+        transport="sse",
+        provider=provider,
+        store=store or MemoryStreamStore(),
+        settings=Settings(**{"cancel_poll_s": 0.02, **settings}),  # type: ignore[arg-type]
+    )
+
+
+async def collect(run: StreamRun) -> list[object]:
+    await run.open()
+    return [e async for e in run.events()]
+
+
+async def test_run_happy_path_emits_start_text_usage_done_in_order() -> None:
+    provider = ScriptedProvider(["Hel", "lo", " world"], usage=Usage(3, 3))
+    store = MemoryStreamStore()
+    events = await collect(make_run(provider, store))
+    assert events[0] == StreamStart("s-1", "echo", "echo-1")
+    assert events[1:4] == [TextDelta("Hel", 1), TextDelta("lo", 2), TextDelta(" world", 3)]
+    assert events[4] == Usage(3, 3)
+    done = events[5]
+    assert isinstance(done, StreamDone) and done.completion_tokens == 3 and done.finish_reason == "stop"
+    assert done.ttft_ms is not None and done.total_time_ms >= done.ttft_ms
+    record = store.records["s-1"]
+    assert record.status == "complete" and record.completion_tokens == 3 and record.prompt_tokens == 3
+    assert provider.completed == 1 and provider.closed_early == 0
+
+
+async def test_run_without_usage_counts_chunks_as_tokens() -> None:
+    events = await collect(make_run(ScriptedProvider(["a", "b"])))
+    assert not any(isinstance(e, Usage) for e in events)
+    assert isinstance(events[-1], StreamDone) and events[-1].completion_tokens == 2
+
+
+async def test_run_provider_error_midstream_ends_with_one_error_event_and_failed_record() -> None:
+    provider = ScriptedProvider(["a", "b", "c"], fail_after=2, error=RateLimited("slow down"))
+    store = MemoryStreamStore()
+    events = await collect(make_run(provider, store))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("a", 1), TextDelta("b", 2)]
+    assert events[-1] == StreamError("slow down", "rate_limited", True)
+    assert store.records["s-1"].status == "failed" and store.records["s-1"].error_code == "rate_limited"
+
+
+async def test_run_unexpected_exception_is_internal_error_without_details() -> None:
+    provider = ScriptedProvider(["a"], fail_after=0, error=RuntimeError("secret sk-123"))  # type: ignore[arg-type]
+    events = await collect(make_run(provider))
+    assert events[-1] == StreamError("internal error while streaming", "internal_error", False)
+
+
+async def test_run_cancel_flag_in_store_stops_stream_and_closes_upstream() -> None:
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.005)
+    store = MemoryStreamStore()
+    run = make_run(provider, store)
+    await run.open()
+    seen: list[object] = []
+    async for event in run.events():
+        seen.append(event)
+        if len(seen) == 5:
+            await store.request_cancel("s-1")
+    assert seen[-1] == StreamCancelled("s-1", "client")
+    assert provider.closed_early == 1
+    assert store.records["s-1"].status == "cancelled" and store.records["s-1"].cancel_reason == "client"
+    texts = [e for e in seen if isinstance(e, TextDelta)]
+    assert [t.seq for t in texts] == list(range(1, len(texts) + 1))
+    assert len(texts) < 1000
+    # polled at a bounded interval, not once per token
+    assert store.cancel_checks < len(texts)
+
+
+async def test_run_stop_disconnect_records_disconnect_and_closes_upstream() -> None:
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.005)
+    store = MemoryStreamStore()
+    run = make_run(provider, store)
+    await run.open()
+    await asyncio.sleep(0.05)
+    run.stop("disconnect")
+    terminal = await asyncio.wait_for(run.wait(), 2)
+    assert terminal == StreamCancelled("s-1", "disconnect")
+    assert provider.closed_early == 1 and store.records["s-1"].cancel_reason == "disconnect"
+
+
+async def test_run_deadline_ends_as_cancelled_timeout() -> None:
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.01)
+    store = MemoryStreamStore()
+    run = make_run(provider, store, stream_timeout_s=0.1)
+    events = await asyncio.wait_for(collect(run), 2)
+    assert events[-1] == StreamCancelled("s-1", "timeout")
+    assert provider.closed_early == 1
+
+
+async def test_run_first_stop_reason_wins_and_terminal_is_written_once() -> None:
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.005)
+    store = MemoryStreamStore()
+    run = make_run(provider, store)
+    await run.open()
+    run.stop("client")
+    run.stop("disconnect")
+    events = [e async for e in run.events()]
+    terminals = [e for e in events if isinstance(e, StreamDone | StreamCancelled | StreamError)]
+    assert terminals == [StreamCancelled("s-1", "client")]
+    assert store.finish_calls == 1
+
+
+async def test_run_record_creation_overlaps_upstream_call() -> None:
+    # creating the record takes 100 ms and the first token 100 ms: together ~100 ms, not 200
+    provider = ScriptedProvider(["a"], first_delay_s=0.1)
+    store = MemoryStreamStore(create_delay_s=0.1)
+    run = make_run(provider, store)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await run.open()
+    events = [e async for e in run.events()]
+    assert isinstance(events[-1], StreamDone)
+    assert loop.time() - t0 < 0.19
+
+
+async def test_run_store_down_at_open_raises_and_closes_upstream() -> None:
+    class DownStore(MemoryStreamStore):
+        async def create(self, record: object) -> None:  # type: ignore[override]
+            raise StoreUnavailable("table unreachable")
+
+    provider = ScriptedProvider(["x"] * 100, delay_s=0.01)
+    run = make_run(provider, DownStore())
+    with pytest.raises(StoreUnavailable):
+        await run.open()
+    assert provider.opened == provider.closed_early
+
+
+async def test_run_empty_text_chunks_are_dropped_and_seq_has_no_gaps() -> None:
+    events = await collect(make_run(ScriptedProvider(["", "a", "", "b"])))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("a", 1), TextDelta("b", 2)]
