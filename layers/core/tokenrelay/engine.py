@@ -52,6 +52,10 @@ Clock = Callable[[], float]
 EndHook = Callable[["StreamRun"], None]
 
 
+async def _noop() -> None:
+    return None
+
+
 class StreamRun:
     def __init__(
         self,
@@ -66,6 +70,7 @@ class StreamRun:
         deadline_s: float | None = None,
         clock: Clock = time.monotonic,
         on_end: EndHook | None = None,
+        record_exists: bool = False,
     ) -> None:
         self.request = request
         self.stream_id = stream_id
@@ -76,6 +81,7 @@ class StreamRun:
         self._settings = settings
         self._clock = clock
         self._on_end = on_end
+        self._record_exists = record_exists  # created by someone else (the WebSocket chat handler)
         timeout = settings.stream_timeout_s if deadline_s is None else min(deadline_s, settings.stream_timeout_s)
         self._timeout_s = timeout
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -103,7 +109,8 @@ class StreamRun:
         upstream request is then closed before this returns.
         """
         self.started_at = self._clock()
-        self._created = asyncio.create_task(self._store.create(self._record()))
+        create = _noop() if self._record_exists else self._store.create(self.record())
+        self._created = asyncio.create_task(create)
         self._pump = asyncio.create_task(self._run_provider())
         try:
             await asyncio.shield(self._created)
@@ -145,7 +152,8 @@ class StreamRun:
 
     # -- internals ---------------------------------------------------------
 
-    def _record(self) -> StreamRecord:
+    def record(self) -> StreamRecord:
+        """The initial (active) state record of this stream."""
         now = time.time()
         return StreamRecord(
             stream_id=self.stream_id,
