@@ -1,0 +1,253 @@
+"""TokenRelay HTTP function: SSE streaming over FastAPI (the app factory).
+
+In Lambda this runs under uvicorn behind the Lambda Web Adapter (``run.sh``,
+Function URL in RESPONSE_STREAM mode) and, buffered, behind API Gateway through
+Mangum (``handler.py``). Locally ``scripts/dev`` serves it with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokenrelay import (
+    ChatRequest,
+    Event,
+    ProviderRegistry,
+    RequestInvalid,
+    Settings,
+    StreamError,
+    StreamRun,
+    StreamStore,
+    TextDelta,
+    TokenRelayError,
+    encode_sse,
+    parse_chat_request,
+)
+
+log = logging.getLogger("tokenrelay.http")
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+QUERY_FIELDS: Mapping[str, type] = {
+    "message": str,
+    "system": str,
+    "provider": str,
+    "model": str,
+    "max_tokens": int,
+    "temperature": float,
+}
+CLEANUP_TIMEOUT_S = 10.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"error": message, "code": code, **extra}
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: StreamStore | None = None,
+    providers: ProviderRegistry | None = None,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    if store is None:
+        from tokenrelay.stores.dynamodb import DynamoStreamStore
+
+        store = DynamoStreamStore(settings.streams_table)
+    registry = providers or ProviderRegistry(settings)
+    runs: dict[str, StreamRun] = {}  # streams produced by this process: a cache, not the truth
+    max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for run in list(runs.values()):
+            run.stop("disconnect")
+        await asyncio.gather(*(r.wait() for r in list(runs.values())), return_exceptions=True)
+        await registry.aclose()
+
+    app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
+    app.state.settings, app.state.store, app.state.runs = settings, store, runs
+
+    @app.exception_handler(TokenRelayError)
+    async def _relay_error(_: Request, exc: TokenRelayError) -> JSONResponse:
+        extra: dict[str, Any] = {}
+        if isinstance(exc, RequestInvalid):
+            extra["field"] = exc.field
+        status = getattr(exc, "status", None)
+        if isinstance(status, str):
+            extra["status"] = status
+        return JSONResponse(_error_body(exc.message, exc.code, **extra), status_code=exc.status_code)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_error_body(exc.message, exc.code), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"][1:]) or "request"
+        return JSONResponse(_error_body(f"{field}: {err['msg']}", "invalid_request", field=field), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(_error_body(str(exc.detail), code), status_code=exc.status_code, headers=exc.headers)
+
+    async def json_body(request: Request) -> Any:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", "content-type: expected application/json")
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise ApiError(413, "payload_too_large", f"body: larger than {max_body} bytes")
+        try:
+            return json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestInvalid("body", f"invalid JSON ({exc})") from None
+
+    async def start_run(request: Request, chat: ChatRequest) -> StreamRun:
+        run = StreamRun(
+            chat,
+            stream_id=str(uuid.uuid4()),
+            owner=request.headers.get("x-client-id") or "anonymous",
+            transport="sse",
+            provider=registry.get(chat.provider),
+            store=store,
+            settings=settings,
+            on_end=lambda r: runs.pop(r.stream_id, None),
+        )
+        runs[run.stream_id] = run
+        try:
+            await run.open()
+        except BaseException:
+            runs.pop(run.stream_id, None)
+            raise
+        return run
+
+    def sse_response(run: StreamRun) -> EventSourceResponse:
+        return EventSourceResponse(
+            _sse_body(run),
+            headers={**STREAM_HEADERS, "X-Stream-Id": run.stream_id},
+            ping=settings.ping_s,
+            ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        )
+
+    @app.post("/chat/stream")
+    async def chat_stream(request: Request) -> EventSourceResponse:
+        chat = parse_chat_request(await json_body(request), settings)
+        return sse_response(await start_run(request, chat))
+
+    @app.get("/chat/stream")
+    async def chat_stream_get(request: Request) -> EventSourceResponse:
+        chat = parse_chat_request(_query_body(request), settings)
+        return sse_response(await start_run(request, chat))
+
+    @app.post("/chat/stream/{stream_id}/cancel")
+    async def cancel_stream(stream_id: str) -> dict[str, str]:
+        await store.request_cancel(stream_id, "client")
+        local = runs.get(stream_id)
+        if local is not None:  # same process: stop now instead of at the next poll
+            local.stop("client")
+        return {"status": "cancelled", "stream_id": stream_id}
+
+    @app.post("/chat/stream-simple", response_model=None)
+    async def chat_stream_simple(request: Request) -> StreamingResponse | JSONResponse:
+        chat = parse_chat_request(await json_body(request), settings)
+        run = await start_run(request, chat)
+        events = run.events()
+        await anext(events)  # start
+        first = await anext(events)  # hold the status line until the first text or the end
+        if isinstance(first, StreamError):  # failed before any text: a real HTTP status
+            await events.aclose()
+            status = {"rate_limited": 429, "upstream_rejected": 502}.get(first.code, 503)
+            body = _error_body(first.error, first.code, retryable=first.retryable)
+            return JSONResponse(body, status_code=status)
+        return StreamingResponse(
+            _text_body(run, first, events),
+            media_type="text/plain; charset=utf-8",
+            headers={**STREAM_HEADERS, "X-Stream-Id": run.stream_id},
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(store.get("__health__"), timeout=3.0)
+            dynamodb = "ok"
+        except (TimeoutError, TokenRelayError) as exc:
+            dynamodb = f"unavailable: {type(exc).__name__}"
+        return {
+            "status": "ok" if dynamodb == "ok" else "degraded",
+            "version": settings.version,
+            "providers": sorted(settings.configured_providers & set(settings.allowed_models)),
+            "default_provider": settings.default_provider,
+            "dependencies": {"dynamodb": dynamodb},
+        }
+
+    return app
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _query_body(request: Request) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        kind = QUERY_FIELDS.get(key)
+        if kind is None:
+            hint = "; send 'messages' with POST" if key == "messages" else ""
+            raise RequestInvalid(key, f"unknown query parameter{hint}")
+        if key in body:
+            raise RequestInvalid(key, "given more than once")
+        try:
+            body[key] = kind(value)
+        except ValueError:
+            raise RequestInvalid(key, f"expected {'an integer' if kind is int else 'a number'}") from None
+    return body
+
+
+async def _finish_after_reader_left(run: StreamRun) -> None:
+    """The reader went away: stop the stream and wait for its terminal record."""
+    if run.done:
+        return
+    run.stop("disconnect")
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+        await run.wait()
+
+
+async def _sse_body(run: StreamRun) -> AsyncIterator[bytes]:
+    try:
+        async with aclosing(run.events()) as events:
+            async for event in events:
+                yield encode_sse(event)
+    finally:
+        await _finish_after_reader_left(run)
+
+
+async def _text_body(run: StreamRun, first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    try:
+        if isinstance(first, TextDelta):
+            yield first.text.encode()
+        async for event in rest:
+            if isinstance(event, TextDelta):
+                yield event.text.encode()
+    finally:
+        await _finish_after_reader_left(run)

@@ -1,0 +1,64 @@
+"""The buffered API Gateway path: Mangum + the same app, as `sam local start-api` serves it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mangum import Mangum
+
+from api import create_app
+from tests.fakes.memory_store import MemoryStreamStore
+from tokenrelay import Settings
+
+EVENTS = Path(__file__).parent.parent / "events"
+
+
+class LambdaContext:
+    function_name = "tokenrelay-api"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if "data" in fields:
+            events.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture
+def store() -> MemoryStreamStore:
+    return MemoryStreamStore()
+
+
+@pytest.fixture
+def handler(store: MemoryStreamStore) -> Mangum:
+    return Mangum(create_app(Settings(echo_delay_s=0.0), store=store), lifespan="off")
+
+
+
+def test_mangum_post_chat_stream_returns_whole_sse_body(handler: Mangum, store: MemoryStreamStore) -> None:
+    response = handler(json.loads((EVENTS / "httpapi_post_chat_stream.json").read_text()), LambdaContext())
+    assert response["statusCode"] == 200
+    assert response["headers"]["content-type"].startswith("text/event-stream")
+    events = parse_sse(response["body"])
+    names = [name for name, _ in events]
+    assert names[0] == "start" and names[-1] == "done" and names.count("done") == 1
+    text = "".join(data["text"] for name, data in events if name == "message")
+    assert text == "You said: three little words"
+    stream_id = events[0][1]["stream_id"]
+    assert response["headers"]["x-stream-id"] == stream_id
+    assert store.records[stream_id].status == "complete"
+
+
+def test_mangum_health_returns_version(handler: Mangum) -> None:
+    response = handler(json.loads((EVENTS / "httpapi_get_health.json").read_text()), LambdaContext())
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["version"]
