@@ -1,0 +1,134 @@
+"""``template.yaml``: lints clean and wires streaming, state and routes as the code expects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.aws.schema import ROOT, TEMPLATE, load_template, table_spec, table_specs
+from tokenrelay.stores.dynamodb import PARTITION_KEY, TTL_ATTRIBUTE
+
+LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:"
+PROTOCOL_ROUTES = {
+    ("POST", "/chat/stream"),
+    ("GET", "/chat/stream"),
+    ("POST", "/chat/stream/{stream_id}/cancel"),
+    ("POST", "/chat/stream-simple"),
+    ("GET", "/health"),
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = template["Resources"][logical_id]["Properties"]
+    return properties
+
+
+def env(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's environment as deployed: Globals merged under its own variables."""
+    merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    merged.update(props(template, logical_id).get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def test_template_cfn_lint_exits_zero() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
+    assert command, "cfn-lint is not installed (requirements-dev.txt)"
+    result = subprocess.run(
+        [command, str(TEMPLATE)], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stream_function_url_invoke_mode_is_response_stream(template: dict[str, Any]) -> None:
+    url = props(template, "StreamFunction")["FunctionUrlConfig"]
+    assert url["InvokeMode"] == "RESPONSE_STREAM"
+    assert "x-stream-id" in [h.lower() for h in url["Cors"]["ExposeHeaders"]]
+
+
+def test_stream_function_env_enables_web_adapter_streaming(template: dict[str, Any]) -> None:
+    p = props(template, "StreamFunction")
+    variables = env(template, "StreamFunction")
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert variables["PORT"] == "8000"
+    assert p["Handler"] == "run.sh"
+    assert (ROOT / p["CodeUri"] / "run.sh").exists()
+    layers = p["Layers"]
+    assert {"Ref": "CoreLayer"} in layers
+    adapter = [layer["Fn::Sub"] for layer in layers if isinstance(layer, dict) and "Fn::Sub" in layer]
+    assert len(adapter) == 1 and adapter[0].startswith(LWA_LAYER)
+
+
+def test_functions_arm64_python_matches_core_layer(template: dict[str, Any]) -> None:
+    function_globals = template["Globals"]["Function"]
+    layer = props(template, "CoreLayer")
+    assert function_globals["Architectures"] == layer["CompatibleArchitectures"] == ["arm64"]
+    assert [function_globals["Runtime"]] == layer["CompatibleRuntimes"] == ["python3.12"]
+    assert template["Resources"]["CoreLayer"]["Metadata"]["BuildMethod"] == "python3.12"
+
+
+def test_streams_table_key_schema_matches_store_key(template: dict[str, Any]) -> None:
+    spec = table_spec("StreamsTable", template)
+    assert spec.key_schema == [{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}]
+    assert spec.attribute_definitions == [{"AttributeName": PARTITION_KEY, "AttributeType": "S"}]
+    assert spec.ttl_attribute == TTL_ATTRIBUTE
+    assert spec.billing_mode == "PAY_PER_REQUEST"
+    assert spec.env_var == "STREAMS_TABLE"
+    assert spec.table_name({}) == "tokenrelay-streams"
+    assert [s.logical_id for s in table_specs(template)] == ["StreamsTable"]
+
+
+def test_table_spec_unknown_logical_id_raises_key_error(template: dict[str, Any]) -> None:
+    with pytest.raises(KeyError):
+        table_spec("StreamFunction", template)
+
+
+def test_http_api_routes_cover_protocol_routes(template: dict[str, Any]) -> None:
+    api = props(template, "ApiFunction")
+    assert api["Handler"] == "handler.handler"
+    routes = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in api["Events"].values()
+        if e["Type"] == "HttpApi"
+    }
+    assert routes >= PROTOCOL_ROUTES
+
+
+@pytest.mark.parametrize("function", ["StreamFunction", "ApiFunction"])
+def test_function_state_access_is_scoped_to_streams_table(template: dict[str, Any], function: str) -> None:
+    assert env(template, function)["STREAMS_TABLE"] == {"Ref": "StreamsTable"}
+    statements = [s for policy in props(template, function)["Policies"] for s in policy["Statement"]]
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert all(s["Resource"] == {"Fn::GetAtt": ["StreamsTable", "Arn"]} for s in statements)
+
+
+@pytest.mark.parametrize("function", ["StreamFunction", "ApiFunction"])
+def test_function_log_group_has_retention(template: dict[str, Any], function: str) -> None:
+    groups = [
+        g["Properties"]
+        for g in resources_of_type(template, "AWS::Logs::LogGroup").values()
+        if g["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    ]
+    assert len(groups) == 1 and groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_template_outputs_name_endpoints_and_table(template: dict[str, Any]) -> None:
+    assert {"StreamFunctionUrl", "HttpApiUrl", "StreamsTableName"} <= set(template["Outputs"])
+    assert template["Outputs"]["StreamFunctionUrl"]["Value"] == {"Fn::GetAtt": ["StreamFunctionUrl", "FunctionUrl"]}
