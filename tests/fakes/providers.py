@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from tokenrelay import ChatRequest, ProviderError, Usage
 from tokenrelay.providers import Chunk, Finish, TextChunk
@@ -35,7 +35,7 @@ class ScriptedProvider:
         self.completed = 0
         self.closed = asyncio.Event()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         self.opened += 1
         finished = False
         try:

@@ -239,8 +239,10 @@ class StreamRun:
             # Our own task was cancelled (process shutting down): still end cleanly.
             self.stop("disconnect")
             (result,) = await asyncio.gather(self._pump, return_exceptions=True)
-            is_terminal = isinstance(result, StreamDone | StreamCancelled | StreamError)
-            terminal = result if is_terminal else StreamCancelled(self.stream_id, "disconnect")
+            if isinstance(result, StreamDone | StreamCancelled | StreamError):
+                terminal = result
+            else:
+                terminal = StreamCancelled(self.stream_id, "disconnect")
         finally:
             deadline.cancel()
             watcher.cancel()

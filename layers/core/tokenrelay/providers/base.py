@@ -12,7 +12,7 @@ that never contains the upstream body, a key or a header.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -36,7 +36,7 @@ Chunk: TypeAlias = TextChunk | Usage | Finish
 class Provider(Protocol):
     name: str
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Yield ``TextChunk``s, then at most one ``Usage`` and one ``Finish``."""
         ...
 

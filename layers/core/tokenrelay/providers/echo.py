@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from ..events import Usage
 from ..requests import ChatRequest
@@ -33,7 +33,7 @@ class EchoProvider:
     def __init__(self, delay_s: float = 0.03) -> None:
         self.delay_s = delay_s
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         tokens = tokenize(echo_reply(request))
         prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
         prompt_tokens += len(tokenize(request.system or ""))
