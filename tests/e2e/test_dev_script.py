@@ -1,0 +1,59 @@
+"""The newcomer's path: `scripts/dev`, then the curl command it prints, then Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.fakes.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
+    http_port, ddb_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
+    env.update(HTTP_PORT=str(http_port), DDB_PORT=str(ddb_port), ECHO_DELAY_MS="30")
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "dev")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    try:
+        assert proc.stdout is not None
+        output, deadline = "", time.monotonic() + 120
+        while "Press Ctrl-C" not in output:
+            assert time.monotonic() < deadline and proc.poll() is None, output
+            output += proc.stdout.readline()
+        curl = re.search(r"^\s+(curl -N .*)$", output, re.M)
+        assert curl, output
+        started = time.monotonic()
+        # run the printed command as a newcomer would, reading its output as it arrives
+        with subprocess.Popen(
+            curl.group(1), shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        ) as reader:
+            assert reader.stdout is not None
+            arrivals = [(time.monotonic() - started, line) for line in reader.stdout if line.startswith("data:")]
+        texts = [line for _, line in arrivals if '"text"' in line]
+        assert len(texts) >= 8 and '"status":"complete"' in arrivals[-1][1]
+        assert arrivals[-2][0] - arrivals[1][0] > 0.15  # tokens arrive one by one (30 ms apart), not at once
+        assert httpx.get(f"http://127.0.0.1:{http_port}/health").json()["dependencies"]["dynamodb"] == "ok"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=20)
+    for port in (http_port, ddb_port):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.ConnectError:
+            continue
+        raise AssertionError(f"port {port} still served after Ctrl-C")
