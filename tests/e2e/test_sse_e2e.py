@@ -37,14 +37,20 @@ async def client(app: LocalApp) -> httpx.AsyncClient:
         yield c  # type: ignore[misc]
 
 
-async def test_sse_openai_stream_arrives_incrementally_with_exact_text(app: LocalApp, client: httpx.AsyncClient) -> None:
+async def test_sse_openai_stream_arrives_incrementally_with_exact_text(
+    app: LocalApp, client: httpx.AsyncClient
+) -> None:
     app.upstream.scenario = Scenario.ok(*TOKENS, delay_s=0.02)
     response, events = await read_all(client, {"message": "count", "provider": "openai"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache" and response.headers["x-accel-buffering"] == "no"
     assert events[0].event == "start"
-    assert events[0].data == {"stream_id": response.headers["x-stream-id"], "provider": "openai", "model": "gpt-4o-mini"}
+    assert events[0].data == {
+        "stream_id": response.headers["x-stream-id"],
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+    }
     assert text_of(events) == "".join(TOKENS)
     messages = [e for e in events if e.event == "message"]
     assert [m.id for m in messages] == [str(i) for i in range(1, len(messages) + 1)]
@@ -100,7 +106,9 @@ async def test_sse_cancel_from_another_connection_stops_stream_and_closes_upstre
     assert again.status_code == 409 and again.json()["status"] == "cancelled"
 
 
-async def test_sse_cancel_through_dynamodb_flag_when_stream_is_elsewhere(app: LocalApp, client: httpx.AsyncClient) -> None:
+async def test_sse_cancel_through_dynamodb_flag_when_stream_is_elsewhere(
+    app: LocalApp, client: httpx.AsyncClient
+) -> None:
     """The cancel lands on an instance that does not hold the stream: only the DynamoDB flag stops it."""
     app.upstream.scenario = Scenario.ok(*[f"w{i} " for i in range(500)], delay_s=0.02)
     async with client.stream("POST", "/chat/stream", json={"message": "long", "provider": "openai"}) as response:
