@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,17 @@ def store() -> MemoryStreamStore:
 
 
 @pytest.fixture
-def handler(store: MemoryStreamStore) -> Mangum:
-    return Mangum(create_app(Settings(echo_delay_s=0.0), store=store), lifespan="off")
-
+def handler(store: MemoryStreamStore) -> Iterator[Mangum]:
+    # Mangum runs on the thread's current event loop, as in a Lambda process; give it
+    # its own and close it afterwards (with the tasks sse-starlette leaves on it).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield Mangum(create_app(Settings(echo_delay_s=0.0), store=store), lifespan="off")
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 def test_mangum_post_chat_stream_returns_whole_sse_body(handler: Mangum, store: MemoryStreamStore) -> None:

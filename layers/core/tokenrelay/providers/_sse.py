@@ -1,0 +1,104 @@
+"""Plumbing shared by the SDK-backed providers: an incremental SSE decoder over the
+raw response body (the SDKs' typed streams cost 4-7x more CPU per token and hide
+truncation), the body error list, and timeouts.
+
+The SDKs stay in charge of auth, base URL, retries (before the first byte only)
+and HTTP error statuses; only the body of a 200 is parsed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx2
+
+from ..errors import Unavailable
+
+# Errors raised while reading the body, after the SDK handed the response over
+# (the SDK's own list: httpx2 errors, plus TLS failures that escape unmapped).
+BODY_ERRORS: tuple[type[BaseException], ...] = (httpx2.HTTPError, httpx2.StreamError, ssl.SSLError, anyio.EndOfStream)
+_DRAIN_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *BODY_ERRORS)
+_DRAIN_S = 0.1
+_MAX_EVENT_BYTES = 1 << 20
+_CONNECT_S = 5.0
+
+
+def timeout(timeout_s: float) -> httpx2.Timeout:
+    """``timeout_s`` for each read (the longest silence mid-stream), write and pool wait;
+    at most ``_CONNECT_S`` to connect, so a dead endpoint fails (or is retried) fast."""
+    return httpx2.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_S))
+
+
+async def drain(body: AsyncIterator[bytes]) -> None:
+    """Read what follows the terminal marker (normally just the end of the body), briefly,
+    so the connection goes back to the pool."""
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in body:
+                pass
+    except _DRAIN_ERRORS:
+        pass
+
+
+class SSEDecoder:
+    """Incremental ``text/event-stream`` decoder (WHATWG): bytes in, ``(event, data)`` out.
+
+    Lines end in LF, CRLF or CR; a line that ends a read with CR is held back
+    in case the next read starts with its LF. The ``data`` lines of one event
+    are joined with LF; comments and other fields are ignored; an event still
+    open when the body ends is dropped, as the spec says. Works on bytes (LF
+    and CR never occur inside a UTF-8 sequence); ``json.loads`` takes bytes.
+    """
+
+    __slots__ = ("_data", "_event", "_label", "_size", "_tail")
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._tail = b""
+        self._event = b""
+        self._data: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        if self._tail:
+            chunk = self._tail + chunk
+        lines = chunk.splitlines(keepends=True)
+        if lines and lines[-1][-1:] != b"\n":
+            self._tail = lines.pop()
+            if len(self._tail) > _MAX_EVENT_BYTES:
+                raise Unavailable(f"{self._label} sent an oversized stream event")
+        else:
+            self._tail = b""
+        return self._lines(lines)
+
+    def close(self) -> list[tuple[bytes, bytes]]:
+        """At the end of the body: a held-back line ending in CR is complete."""
+        tail, self._tail = self._tail, b""
+        return self._lines([tail]) if tail.endswith(b"\r") else []
+
+    def _lines(self, lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+        events: list[tuple[bytes, bytes]] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                data = self._data
+                if data:
+                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    self._data = []
+                    self._size = 0
+                self._event = b""
+            elif line[0] != 58:  # ":" starts a comment
+                name, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    self._data.append(value)
+                    self._size += len(value)
+                    if self._size > _MAX_EVENT_BYTES:
+                        raise Unavailable(f"{self._label} sent an oversized stream event")
+                elif name == b"event":
+                    self._event = value
+        return events

@@ -1,0 +1,233 @@
+"""OpenAI Chat Completions provider; works with any OpenAI-compatible server.
+
+The ``openai`` SDK does what it is good at: credentials and base URL (from its
+own ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``), request building, retries with
+backoff before the first byte, and turning error statuses into typed errors.
+The body of the stream is read raw (``with_streaming_response``) and parsed
+here with a small bytes-level SSE decoder and stdlib ``json``: the SDK's typed
+stream builds a pydantic model per chunk (measured against the fake upstream:
+about 80 us of CPU per token, against about 12 us here).
+
+Wire format (``stream_options.include_usage``)::
+
+    data: {"choices":[{"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null,...}
+    data: {"choices":[{"delta":{"content":"Hel"},"finish_reason":null}],"usage":null,...}
+    data: {"choices":[{"delta":{},"finish_reason":"stop"}],"usage":null,...}
+    data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,...},...}
+    data: [DONE]
+
+Only ``delta.content`` becomes text (refusals, tool calls and reasoning fields
+are not relayed). A stream is complete at ``[DONE]``, or at a clean end of body after a
+``finish_reason`` (lenient for compatible servers that omit ``[DONE]``).
+Anything else is a truncated stream: ``Unavailable``. An error frame
+(``data: {"error": {...}}``, or an ``event: error``) is mapped by its type.
+
+Errors are translated here, with messages that never carry the upstream body,
+the key or a header: 429 -> ``RateLimited`` (except ``insufficient_quota``,
+which no retry fixes: ``Rejected``); 408/409/5xx, connection errors and
+timeouts -> ``Unavailable``; other 4xx -> ``Rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import httpx2
+import openai
+
+from ..errors import ProviderError, RateLimited, Rejected, Unavailable
+from ..events import Usage
+from ..requests import ChatRequest
+from ._sse import BODY_ERRORS, SSEDecoder, drain, timeout
+from .base import Chunk, Finish, TextChunk
+
+__all__ = ["OpenAIProvider", "OpenAIStreamState"]
+
+
+_QUOTA = frozenset({"insufficient_quota"})
+_RATE_LIMIT = frozenset({"rate_limit_exceeded", "rate_limit_error", "requests", "tokens"})
+_REJECTED = frozenset(
+    {
+        "invalid_request_error",
+        "invalid_api_key",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "model_not_found",
+        "context_length_exceeded",
+        "content_policy_violation",
+        "content_filter",
+    }
+)
+_UNAVAILABLE = frozenset({"server_error", "api_error", "overloaded_error", "service_unavailable", "timeout"})
+_KNOWN = _QUOTA | _RATE_LIMIT | _REJECTED | _UNAVAILABLE
+
+
+class OpenAIProvider:
+    """Streams ``chat.completions`` through one lazily created ``AsyncOpenAI``."""
+
+    name = "openai"
+
+    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0) -> None:
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self._client: openai.AsyncOpenAI | None = None
+
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            try:
+                self._client = openai.AsyncOpenAI(max_retries=self.max_retries, timeout=timeout(self.timeout_s))
+            except openai.OpenAIError:
+                raise Rejected("OpenAI is not configured on this deployment (no API key)") from None
+        return self._client
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        client = self._get_client()
+        state = OpenAIStreamState()
+        decoder = SSEDecoder("OpenAI")
+        try:
+            async with client.chat.completions.with_streaming_response.create(**request_params(request)) as response:
+                async with aclosing(response.http_response.aiter_bytes()) as body:
+                    async for data in body:
+                        for event, payload in decoder.feed(data):
+                            text = state.handle(event, payload)
+                            if text:
+                                yield TextChunk(text)
+                        if state.done:
+                            await drain(body)
+                            break
+                    else:
+                        for event, payload in decoder.close():
+                            text = state.handle(event, payload)
+                            if text:
+                                yield TextChunk(text)
+                        state.eof = True
+        except openai.APIError as exc:
+            raise map_api_error(exc) from None  # the SDK error holds the upstream body
+        except openai.OpenAIError as exc:
+            raise ProviderError("OpenAI request failed") from exc
+        except BODY_ERRORS as exc:
+            if isinstance(exc, httpx2.TimeoutException):
+                raise Unavailable("OpenAI stopped sending (read timed out)") from exc
+            raise Unavailable("OpenAI stream ended unexpectedly") from exc
+        if not state.complete:
+            raise Unavailable("OpenAI stream ended unexpectedly")
+        if state.usage is not None:
+            yield state.usage
+        yield Finish(state.finish_reason or "stop")
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create``: a system prompt leads the messages."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        # ``max_tokens`` is deprecated by the API and refused by reasoning models.
+        "max_completion_tokens": request.max_tokens,
+    }
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    return params
+
+
+class OpenAIStreamState:
+    """Pure accumulator over decoded SSE events: no I/O, easy to test and to profile."""
+
+    __slots__ = ("done", "eof", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.done = False  # saw [DONE]
+        self.eof = False  # the body ended cleanly
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.done or (self.eof and self.finish_reason is not None)
+
+    def handle(self, event: bytes, data: bytes) -> str | None:
+        """Take one event; return its text, if any. Raises ``ProviderError`` for an error frame."""
+        if self.done:
+            return None
+        if data.startswith(b"[DONE]"):
+            self.done = True
+            return None
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise Unavailable("OpenAI sent a malformed stream event") from None
+        if not isinstance(payload, dict):
+            raise Unavailable("OpenAI sent a malformed stream event")
+        if event == b"error" or payload.get("error"):
+            raise frame_error(payload)
+        try:
+            usage = payload.get("usage")
+            if usage:
+                self.usage = Usage(
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                )
+            choices = payload.get("choices")
+            if not choices:
+                return None
+            choice = choices[0]
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reason = str(reason)
+            delta = choice.get("delta")
+            text = delta.get("content") if delta else None
+        except (AttributeError, TypeError, ValueError, LookupError):
+            raise Unavailable("OpenAI sent a malformed stream event") from None
+        return text if isinstance(text, str) else None
+
+
+def map_api_error(exc: openai.APIError) -> ProviderError:
+    """Translate an SDK error; the message names the status, never the body."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            if exc.code in _QUOTA or exc.type in _QUOTA:
+                return Rejected("OpenAI quota exhausted for this account (HTTP 429)")
+            return RateLimited("OpenAI rate limit exceeded (HTTP 429)")
+        if status >= 500 or status in (408, 409):
+            return Unavailable(f"OpenAI is unavailable (HTTP {status})")
+        if status in (401, 403):
+            return Rejected(f"OpenAI rejected the credentials (HTTP {status})")
+        return Rejected(f"OpenAI rejected the request (HTTP {status})")
+    if isinstance(exc, openai.APITimeoutError):
+        return Unavailable("OpenAI request timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return Unavailable("could not connect to OpenAI")
+    return Unavailable("OpenAI request failed")
+
+
+def frame_error(payload: dict[str, Any]) -> ProviderError:
+    """Map an error frame received mid-stream by its type/code (never quoting its message)."""
+    error = payload.get("error")
+    if not isinstance(error, dict):
+        error = payload
+    kinds = {str(error.get(key) or "").lower() for key in ("type", "code")}
+    status = next((v for v in (error.get("code"), error.get("status")) if isinstance(v, int)), None)
+    known = sorted(kinds & _KNOWN)
+    detail = f" ({known[0]})" if known else ""
+    if kinds & _QUOTA:
+        return Rejected(f"OpenAI quota exhausted for this account{detail}")
+    if kinds & _RATE_LIMIT or status == 429:
+        return RateLimited(f"OpenAI rate limit exceeded mid-stream{detail}")
+    if kinds & _REJECTED or (status is not None and 400 <= status < 500):
+        return Rejected(f"OpenAI rejected the request mid-stream{detail}")
+    return Unavailable(f"OpenAI stream failed mid-response{detail}")
