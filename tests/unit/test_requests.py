@@ -7,7 +7,12 @@ import pytest
 from tokenrelay import RequestInvalid, Settings, parse_chat_request
 from tokenrelay.settings import parse_allowed_models
 
-SETTINGS = Settings(max_message_chars=100, max_tokens_limit=500, default_max_tokens=200)
+SETTINGS = Settings(
+    max_message_chars=100,
+    max_tokens_limit=500,
+    default_max_tokens=200,
+    configured_providers=frozenset({"echo", "anthropic"}),
+)
 
 
 def invalid(body: Any, settings: Settings = SETTINGS) -> RequestInvalid:
@@ -54,6 +59,7 @@ def test_request_messages_history_and_options_kept() -> None:
         ({"message": "a", "max_tokens": True}, "max_tokens", "integer"),
         ({"message": "a", "temperature": 3}, "temperature", "between"),
         ({"message": "a", "max_token": 5}, "max_token", "unknown field"),
+        ({"message": "a", "provider": "anthropic", "temperature": 0.5}, "temperature", "not supported"),
     ],
 )
 def test_request_bad_input_names_the_field(body: dict[str, Any], field: str, words: str) -> None:

@@ -16,6 +16,8 @@ from .errors import RequestInvalid
 from .settings import Settings
 
 Role = Literal["system", "user", "assistant"]
+# Anthropic's current API version refuses sampling parameters: say so instead of dropping them.
+NO_TEMPERATURE = frozenset({"anthropic"})
 
 
 class _Message(BaseModel):
@@ -113,6 +115,8 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
 
     provider = raw.provider if raw.provider is not None else settings.default_provider
     model = settings.resolve_model(provider, raw.model)
+    if temperature is not None and provider in NO_TEMPERATURE:
+        raise RequestInvalid("temperature", f"not supported by provider {provider!r}")
     return ChatRequest(
         messages=messages,
         provider=provider,
