@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from api import create_app
 from scripts.devstack.tables import create_tables
 from tests.fakes.servers import serve
-from tests.fakes.upstream import FakeUpstream, upstream_server  # noqa: F401  (fixture)
+from tests.fakes.upstream import FakeUpstream
 from tokenrelay import Settings
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 

@@ -21,8 +21,8 @@ async def read_all(client: httpx.AsyncClient, body: dict[str, object]) -> tuple[
     return response, events
 
 
-async def wait_record(app: LocalApp, stream_id: str, status: str, timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
+async def wait_record(app: LocalApp, stream_id: str, status: str, within_s: float = 5.0) -> object:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         record = await app.record(stream_id)
         if record is not None and record.status == status:
