@@ -36,6 +36,7 @@ from tokenrelay import (
     encode_sse,
     parse_chat_request,
 )
+from tokenrelay.telemetry.metrics import StreamMetrics
 
 log = logging.getLogger("tokenrelay.http")
 
@@ -65,6 +66,7 @@ def create_app(
     settings: Settings | None = None,
     store: StreamStore | None = None,
     providers: ProviderRegistry | None = None,
+    metrics: StreamMetrics | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     if store is None:
@@ -73,6 +75,14 @@ def create_app(
         store = DynamoStreamStore(settings.streams_table)
     registry = providers or ProviderRegistry(settings)
     runs: dict[str, StreamRun] = {}  # streams produced by this process: a cache, not the truth
+    if metrics is None and settings.metrics_enabled:
+        metrics = StreamMetrics(settings.metrics_namespace, settings.service_name)
+
+    def on_end(run: StreamRun) -> None:
+        runs.pop(run.stream_id, None)
+        if metrics is not None:
+            metrics.emit(run.summary())
+
     max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
 
     @asynccontextmanager
@@ -132,7 +142,7 @@ def create_app(
             provider=registry.get(chat.provider),
             store=store,
             settings=settings,
-            on_end=lambda r: runs.pop(r.stream_id, None),
+            on_end=on_end,
         )
         runs[run.stream_id] = run
         try:
@@ -238,6 +248,8 @@ async def _sse_body(run: StreamRun) -> AsyncIterator[bytes]:
         async with aclosing(run.events()) as events:
             async for event in events:
                 yield encode_sse(event)
+                if type(event) is TextDelta:
+                    run.delivered = event.seq
     finally:
         await _finish_after_reader_left(run)
 
@@ -246,8 +258,10 @@ async def _text_body(run: StreamRun, first: Event, rest: AsyncIterator[Event]) -
     try:
         if isinstance(first, TextDelta):
             yield first.text.encode()
+            run.delivered = first.seq
         async for event in rest:
             if isinstance(event, TextDelta):
                 yield event.text.encode()
+                run.delivered = event.seq
     finally:
         await _finish_after_reader_left(run)

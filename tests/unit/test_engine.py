@@ -159,3 +159,26 @@ async def test_run_store_down_at_open_raises_and_closes_upstream() -> None:
 async def test_run_empty_text_chunks_are_dropped_and_seq_has_no_gaps() -> None:
     events = await collect(make_run(ScriptedProvider(["", "a", "", "b"])))
     assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("a", 1), TextDelta("b", 2)]
+
+
+async def test_run_summary_after_disconnect_counts_tokens_not_delivered() -> None:
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.002)
+    run = make_run(provider)
+    await run.open()
+    async for event in run.events():
+        if isinstance(event, TextDelta):
+            if event.seq == 5:
+                run.delivered = 3  # the transport got only three to its client
+                run.stop("disconnect")
+    s = run.summary()
+    assert (s.status, s.cancel_reason, s.client_gone) == ("cancelled", "disconnect", True)
+    assert s.tokens_after_disconnect == s.completion_tokens - 3 >= 2
+    assert (s.transport, s.provider, s.model) == ("sse", "echo", "echo-1")
+
+
+async def test_run_summary_of_completed_stream() -> None:
+    run = make_run(ScriptedProvider(["a", "b"], usage=Usage(1, 2)))
+    await collect(run)
+    s = run.summary()
+    assert (s.status, s.completion_tokens, s.client_gone, s.tokens_after_disconnect) == ("complete", 2, False, 0)
+    assert s.ttft_ms is not None and s.total_time_ms >= s.ttft_ms

@@ -37,6 +37,7 @@ from .events import (
     StreamDone,
     StreamError,
     StreamStart,
+    StreamSummary,
     Terminal,
     TextDelta,
     Usage,
@@ -95,7 +96,9 @@ class StreamRun:
         self.text_chunks = 0
         self.usage: Usage | None = None
         self.terminal: Terminal | None = None
-        self.tokens_after_stop = 0
+        self.outcome: StreamOutcome | None = None
+        self.delivered = 0  # highest seq the transport handed to its client (set by the transport)
+        self.client_gone = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -128,6 +131,8 @@ class StreamRun:
 
     def stop(self, reason: CancelReason) -> None:
         """End the stream as ``cancelled`` with ``reason`` (first reason wins)."""
+        if reason == "disconnect":
+            self.client_gone = True
         if self._stop_reason is None and self.terminal is None:
             self._stop_reason = reason
             if self._pump is not None and not self._pump.done():
@@ -212,6 +217,25 @@ class StreamRun:
             completion_tokens=self.completion_tokens,
         )
 
+    def summary(self) -> StreamSummary:
+        """How the stream went (for metrics); call once it has ended."""
+        outcome = self.outcome
+        assert outcome is not None, "the stream has not ended"
+        return StreamSummary(
+            stream_id=self.stream_id,
+            transport=self.transport,
+            provider=self.request.provider,
+            model=self.request.model,
+            status=outcome.status,  # type: ignore[arg-type]
+            completion_tokens=self.completion_tokens,
+            total_time_ms=outcome.total_time_ms or 0,
+            ttft_ms=self.ttft_ms,
+            cancel_reason=outcome.cancel_reason,  # type: ignore[arg-type]
+            error_code=outcome.error_code,
+            client_gone=self.client_gone,
+            tokens_after_disconnect=max(self.text_chunks - self.delivered, 0) if self.client_gone else 0,
+        )
+
     @property
     def completion_tokens(self) -> int:
         return self.usage.completion_tokens if self.usage is not None else self.text_chunks
@@ -250,7 +274,7 @@ class StreamRun:
         return terminal
 
     async def _finish(self, terminal: Terminal) -> None:
-        outcome = self._outcome(terminal)
+        self.outcome = outcome = self._outcome(terminal)
         try:
             await self._store.finish(self.stream_id, outcome)
         except TokenRelayError as exc:

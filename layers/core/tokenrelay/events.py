@@ -65,3 +65,21 @@ TERMINAL_TYPES = (StreamDone, StreamCancelled, StreamError)
 
 def is_terminal(event: Event) -> bool:
     return isinstance(event, TERMINAL_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """How a stream went, for telemetry; built once when the stream ends."""
+
+    stream_id: str
+    transport: str
+    provider: str
+    model: str
+    status: Literal["complete", "cancelled", "failed"]
+    completion_tokens: int
+    total_time_ms: int
+    ttft_ms: int | None = None
+    cancel_reason: CancelReason | None = None
+    error_code: str | None = None
+    client_gone: bool = False
+    tokens_after_disconnect: int = 0

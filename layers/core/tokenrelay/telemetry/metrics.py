@@ -1,0 +1,75 @@
+"""Stream-health metrics: one CloudWatch EMF document per stream, when it ends.
+
+Powertools' ``Metrics`` keeps one metric set per namespace shared by every
+instance, and its ``log_metrics`` decorator never fires under the Lambda Web
+Adapter; concurrent streams of different providers would mix dimensions. So
+each stream gets its own ``AmazonCloudWatchEMFProvider`` (instance-local
+sets), serialized and printed at once: CloudWatch Logs turns the line into
+metrics, with no API call on the request path.
+
+Metrics (dimensions ``Transport``, ``Provider``; ``service`` as Powertools adds):
+``StreamStarted``, ``StreamCompleted``, ``StreamCancelled``, ``StreamFailed``
+(error code in the ``ErrorCode`` property), ``StreamDisconnected``,
+``TimeToFirstToken`` (ms), ``StreamDuration`` (ms), ``OutputTokens``,
+``TokensAfterDisconnect``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..events import StreamSummary
+
+log = logging.getLogger("tokenrelay.metrics")
+
+Sink = Callable[[str], None]
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class StreamMetrics:
+    """Emit one EMF document per finished stream to ``sink`` (stdout by default)."""
+
+    def __init__(self, namespace: str, service: str, sink: Sink = _stdout) -> None:
+        self.namespace = namespace
+        self.service = service
+        self._sink = sink
+
+    def document(self, s: StreamSummary) -> dict[str, Any]:
+        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+        emf = AmazonCloudWatchEMFProvider(namespace=self.namespace, service=self.service)
+        emf.add_dimension("Transport", s.transport)
+        emf.add_dimension("Provider", s.provider)
+        emf.add_metric("StreamStarted", "Count", 1)
+        emf.add_metric("StreamCompleted", "Count", 1 if s.status == "complete" else 0)
+        emf.add_metric("StreamCancelled", "Count", 1 if s.status == "cancelled" else 0)
+        emf.add_metric("StreamFailed", "Count", 1 if s.status == "failed" else 0)
+        emf.add_metric("StreamDisconnected", "Count", 1 if s.client_gone else 0)
+        if s.ttft_ms is not None:
+            emf.add_metric("TimeToFirstToken", "Milliseconds", s.ttft_ms)
+        emf.add_metric("StreamDuration", "Milliseconds", s.total_time_ms)
+        emf.add_metric("OutputTokens", "Count", s.completion_tokens)
+        if s.client_gone:
+            emf.add_metric("TokensAfterDisconnect", "Count", s.tokens_after_disconnect)
+        emf.add_metadata("stream_id", s.stream_id)
+        emf.add_metadata("model", s.model)
+        if s.error_code:
+            emf.add_metadata("ErrorCode", s.error_code)
+        if s.cancel_reason:
+            emf.add_metadata("CancelReason", s.cancel_reason)
+        return dict(emf.serialize_metric_set())
+
+    def emit(self, summary: StreamSummary) -> None:
+        """Never raises: a metrics problem must not fail a stream."""
+        try:
+            self._sink(json.dumps(self.document(summary), separators=(",", ":")))
+        except Exception:
+            log.exception("could not emit metrics for stream %s", summary.stream_id)
