@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
@@ -95,6 +96,7 @@ def create_app(
 
     app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
     app.state.settings, app.state.store, app.state.runs = settings, store, runs
+    _add_dev_extras(app, os.environ)
 
     @app.exception_handler(TokenRelayError)
     async def _relay_error(_: Request, exc: TokenRelayError) -> JSONResponse:
@@ -212,6 +214,32 @@ def create_app(
         }
 
     return app
+
+
+def _add_dev_extras(app: FastAPI, env: Mapping[str, str]) -> None:
+    """Local development only (scripts/dev sets these; Lambda does not).
+
+    ``DEMO_DIR`` serves the built demo page (web/dist) at /demo/. ``CORS_ALLOW_ORIGINS``
+    (comma-separated) adds CORS with the Function URL's policy; never set it in Lambda,
+    where the Function URL adds CORS itself and doubled headers make browsers refuse.
+    """
+    demo_dir = env.get("DEMO_DIR")
+    if demo_dir:
+        from starlette.staticfiles import StaticFiles
+
+        app.mount("/demo", StaticFiles(directory=demo_dir, html=True), name="demo")
+    origins = [o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()]
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "last-event-id", "authorization", "x-client-id"],
+            expose_headers=["x-stream-id"],
+            max_age=600,
+        )
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,0 +1,32 @@
+/** `describeError`: a sentence for a person, from a stream's error event. */
+
+import type { ChatError } from "./types.js";
+
+const SENTENCES: Record<string, string> = {
+  rate_limited: "The model provider is rate limiting requests. Try again in a moment.",
+  upstream_unavailable: "The model provider is unavailable right now. Try again in a moment.",
+  upstream_rejected: "The model provider refused the request.",
+  internal_error: "The server failed while answering. Try again.",
+  network_error: "Could not reach the server. Check the URL and your connection.",
+  connection_lost: "The connection was lost before the answer was complete.",
+  stream_truncated: "The answer stopped before it was complete (the stream ended without a final event).",
+  too_many_streams: "Too many answers are streaming on this connection. Wait for one to finish.",
+  payload_too_large: "The message is too long for this server.",
+  unsupported_media_type: "The server expected a JSON request.",
+  store_unavailable: "The server cannot reach its database right now. Try again in a moment.",
+  worker_unavailable: "The server cannot start a stream right now. Try again in a moment.",
+  gateway_error: "The WebSocket gateway reported an error.",
+  bad_response: "The server sent something this client cannot read.",
+  invalid_config: "The client is not configured for this transport.",
+};
+
+export function describeError(error: ChatError): string {
+  if (error.code === "invalid_request" || error.code === "invalid_json") {
+    const named = !error.field || error.error.startsWith(`${error.field}:`);
+    return `The request was rejected: ${named ? "" : `${error.field}: `}${error.error.replace(/\.$/, "")}.`;
+  }
+  const sentence = SENTENCES[error.code];
+  if (sentence === undefined) return `${error.error} (${error.code}).`;
+  const detail = error.error && !sentence.includes(error.error) ? ` Details: ${error.error}.` : "";
+  return `${sentence}${detail}`;
+}

@@ -1,0 +1,147 @@
+/**
+ * The EventSource variant: `GET /chat/stream?message=...` (PROTOCOL section 2).
+ *
+ * For pages that prefer the browser's own SSE reader. Same handlers and result
+ * as `streamChat`, with two limits that come from EventSource itself:
+ *
+ * - the request travels in the query string, so `messages` (a history) cannot
+ *   be sent: use `streamChat` (POST) for that;
+ * - a refused request (400, 422...) only shows as a connection error, since
+ *   EventSource hides HTTP statuses and bodies.
+ *
+ * EventSource reconnects by itself after a drop; a GET here starts a new
+ * generation, so the source is closed on the first connection error instead.
+ */
+
+import { cancelStream, type HttpOptions } from "./http.js";
+import {
+  type ChatRequest,
+  type StreamHandlers,
+  type TerminalEvent,
+  clientError,
+  dispatchTerminal,
+  endpoint,
+  isObject,
+  toCancelled,
+  toDone,
+  toError,
+  toStart,
+  toUsage,
+} from "./types.js";
+
+/** The EventSource members this client uses (the browser's, or a test double). */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: (event: Event) => void): void;
+  close(): void;
+}
+export type EventSourceFactory = new (url: string, init?: EventSourceInit) => EventSourceLike;
+
+export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
+  signal?: AbortSignal;
+  /** On abort, also call the cancel endpoint (default true). */
+  cancelOnAbort?: boolean;
+  withCredentials?: boolean;
+  /** The EventSource class (default: the global one). */
+  EventSource?: EventSourceFactory;
+}
+
+export type QueryRequest = Omit<ChatRequest, "messages">;
+
+const QUERY_FIELDS = ["message", "system", "provider", "model", "max_tokens", "temperature"] as const;
+
+/** The `GET /chat/stream` URL for `request`. */
+export function eventSourceUrl(baseUrl: string, request: QueryRequest): string {
+  const url = new URL(endpoint(baseUrl, "chat/stream"));
+  for (const key of QUERY_FIELDS) {
+    const value = request[key];
+    if (value !== undefined) url.searchParams.set(key, String(value));
+  }
+  return url.toString();
+}
+
+export function streamChatEventSource(
+  baseUrl: string,
+  request: QueryRequest,
+  handlers: StreamHandlers = {},
+  options: EventSourceOptions = {},
+): Promise<TerminalEvent> {
+  return new Promise<TerminalEvent>((resolve) => {
+    let streamId: string | null = null;
+    let terminal: TerminalEvent | null = null;
+    let source: EventSourceLike | null = null;
+    const { signal, cancelOnAbort = true } = options;
+
+    const finish = (event: TerminalEvent): void => {
+      if (terminal !== null) return;
+      terminal = event;
+      source?.close();
+      signal?.removeEventListener("abort", onAbort);
+      try {
+        dispatchTerminal(handlers, event);
+      } finally {
+        resolve(event);
+      }
+    };
+    const onAbort = (): void => {
+      if (streamId !== null && cancelOnAbort) void cancelStream(baseUrl, streamId, { ...options, keepalive: true });
+      finish({ type: "cancelled", stream_id: streamId, reason: "client" });
+    };
+
+    if ("messages" in request) {
+      finish(clientError("invalid_request", "messages: not supported by EventSource (GET); use streamChat", false, { field: "messages" }));
+      return;
+    }
+    if (signal?.aborted) {
+      finish({ type: "cancelled", stream_id: null, reason: "client" });
+      return;
+    }
+    const Source = options.EventSource ?? (globalThis as { EventSource?: EventSourceFactory }).EventSource;
+    if (Source === undefined) {
+      finish(clientError("unsupported", "EventSource is not available here", false));
+      return;
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const es = new Source(eventSourceUrl(baseUrl, request), { withCredentials: options.withCredentials === true });
+    source = es;
+    let seq = 0;
+
+    const on = (name: string, handle: (data: Record<string, unknown>, event: MessageEvent<string>) => void): void => {
+      es.addEventListener(name, (event: Event) => {
+        if (terminal !== null) return;
+        const data = (event as Partial<MessageEvent<unknown>>).data;
+        if (typeof data !== "string") {
+          // no data: the browser's own "error" (connection failed or refused), not the server's error event
+          const message = streamId === null
+            ? "could not open the event stream (the request may be invalid, or the server unreachable; EventSource does not show why)"
+            : "the event stream connection was lost";
+          finish(clientError("network_error", message, streamId !== null, { stream_id: streamId }));
+          return;
+        }
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(data) as unknown;
+        } catch {
+          parsed = null;
+        }
+        if (!isObject(parsed)) {
+          finish(clientError("bad_response", `event '${name}': data is not a JSON object`, false));
+          return;
+        }
+        handle(parsed, event as MessageEvent<string>);
+      });
+    };
+    on("start", (data) => {
+      const start = toStart(data);
+      streamId = start.stream_id || streamId;
+      handlers.onStart?.(start);
+    });
+    on("message", (data, event) => {
+      seq = /^\d+$/.test(event.lastEventId) ? Number(event.lastEventId) : seq + 1;
+      if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
+    });
+    on("usage", (data) => handlers.onUsage?.(toUsage(data)));
+    on("done", (data) => finish(toDone(data)));
+    on("cancelled", (data) => finish(toCancelled(data)));
+    on("error", (data) => finish({ ...toError(data), stream_id: streamId }));
+  });
+}

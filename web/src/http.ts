@@ -1,0 +1,233 @@
+/**
+ * SSE over fetch: `POST /chat/stream` (PROTOCOL section 2), and the cancel endpoint.
+ *
+ *   const result = await streamChat(FUNCTION_URL, { message: "Hi" }, {
+ *     onText: ({ text }) => output.append(text),
+ *   }, { signal: controller.signal });
+ *
+ * The promise resolves with the terminal event (done, cancelled or error) and
+ * never rejects, unless one of your handlers throws (then the request is
+ * aborted and the promise rejects with that exception).
+ *
+ * Aborting the signal stops reading at once and resolves with a `cancelled`
+ * event (`reason: "client"`); once the stream id is known it also POSTs
+ * `/chat/stream/{id}/cancel` (fire and forget, `keepalive`), so the server
+ * stops generating even where a dropped connection would not stop it (a
+ * Function URL, a resumable stream). `cancelStream` does the same on demand.
+ */
+
+import { SseParser, type SseEvent } from "./sse.js";
+import {
+  type ChatRequest,
+  type ChatError,
+  type StreamHandlers,
+  type TerminalEvent,
+  clientError,
+  dispatchTerminal,
+  endpoint,
+  isObject,
+  toCancelled,
+  toDone,
+  toError,
+  toStart,
+  toUsage,
+} from "./types.js";
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface HttpOptions {
+  /** Extra request headers (an API key, `X-Client-Id`...). */
+  headers?: Record<string, string>;
+  /** The fetch to use (default: the global one). */
+  fetch?: FetchLike;
+}
+
+export interface StreamOptions extends HttpOptions {
+  signal?: AbortSignal;
+  /** On abort, also call the cancel endpoint (default true). */
+  cancelOnAbort?: boolean;
+  /** Comment lines, such as the server's `: ping` keep-alives. */
+  onComment?: (text: string) => void;
+}
+
+function fetchOf(options: HttpOptions): FetchLike {
+  return options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  try {
+    return JSON.parse(await response.text()) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+function httpError(status: number, body: unknown): ChatError {
+  if (isObject(body) && typeof body.error === "string") return toError(body, status);
+  return clientError("http_error", `the server answered HTTP ${status}`, status >= 500 || status === 429, { status });
+}
+
+function errorMessage(exc: unknown): string {
+  return exc instanceof Error ? exc.message : String(exc);
+}
+
+export async function streamChat(
+  baseUrl: string,
+  request: ChatRequest,
+  handlers: StreamHandlers = {},
+  options: StreamOptions = {},
+): Promise<TerminalEvent> {
+  const { signal, cancelOnAbort = true } = options;
+  const doFetch = fetchOf(options);
+  const abort = new AbortController();
+  let streamId: string | null = null;
+  let terminal: TerminalEvent | null = null;
+  let seq = 0;
+
+  const finish = (event: TerminalEvent): void => {
+    if (terminal !== null) return;
+    terminal = event;
+    dispatchTerminal(handlers, event);
+  };
+  const cancelledHere = (): TerminalEvent => ({ type: "cancelled", stream_id: streamId, reason: "client" });
+  const onAbort = (): void => {
+    if (streamId !== null && cancelOnAbort) {
+      void cancelStream(baseUrl, streamId, { ...options, keepalive: true });
+    }
+    abort.abort();
+  };
+
+  if (signal?.aborted) {
+    finish(cancelledHere());
+    return terminal ?? cancelledHere();
+  }
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  try {
+    let response: Response;
+    try {
+      response = await doFetch(endpoint(baseUrl, "chat/stream"), {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...options.headers },
+        body: JSON.stringify(request),
+        signal: abort.signal,
+        cache: "no-store",
+      });
+    } catch (exc) {
+      finish(abort.signal.aborted ? cancelledHere() : clientError("network_error", `request failed: ${errorMessage(exc)}`, true));
+      return terminal ?? cancelledHere();
+    }
+    if (!response.ok) {
+      finish(httpError(response.status, await readJson(response)));
+      return terminal ?? cancelledHere();
+    }
+    const type = response.headers.get("content-type") ?? "";
+    if (!type.toLowerCase().startsWith("text/event-stream") || response.body === null) {
+      void response.body?.cancel();
+      finish(clientError("bad_response", `expected an event stream, got '${type || "no content type"}'`, false));
+      return terminal ?? cancelledHere();
+    }
+    streamId = response.headers.get("x-stream-id"); // readable cross-origin only if exposed by CORS
+
+    const onEvent = (event: SseEvent): void => {
+      if (terminal !== null) return;
+      let data: unknown;
+      try {
+        data = JSON.parse(event.data) as unknown;
+      } catch {
+        finish(clientError("bad_response", `event '${event.event}': data is not JSON`, false));
+        return;
+      }
+      if (!isObject(data)) {
+        finish(clientError("bad_response", `event '${event.event}': data is not a JSON object`, false));
+        return;
+      }
+      switch (event.event) {
+        case "start": {
+          const start = toStart(data);
+          streamId = start.stream_id || streamId;
+          handlers.onStart?.(start);
+          break;
+        }
+        case "message":
+          seq = event.hasId && /^\d+$/.test(event.id) ? Number(event.id) : seq + 1;
+          if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
+          break;
+        case "usage":
+          handlers.onUsage?.(toUsage(data));
+          break;
+        case "done":
+          finish(toDone(data));
+          break;
+        case "cancelled":
+          finish(toCancelled(data));
+          break;
+        case "error":
+          finish({ ...toError(data), stream_id: streamId });
+          break;
+        default: // an event this client does not know: ignore (forward compatible)
+      }
+    };
+    const parser = new SseParser({ onEvent, ...(options.onComment ? { onComment: options.onComment } : {}) });
+    reader = response.body.getReader();
+    while (terminal === null) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (exc) {
+        finish(abort.signal.aborted ? cancelledHere() : clientError("network_error", `connection lost: ${errorMessage(exc)}`, true));
+        break;
+      }
+      if (chunk.done) {
+        parser.end();
+        finish(clientError("stream_truncated", "the stream ended without a final event", true, { stream_id: streamId }));
+        break;
+      }
+      parser.feed(chunk.value);
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    if (terminal === null) abort.abort(); // a handler threw: drop the connection
+    if (reader !== null) reader.cancel().catch(() => undefined); // stop reading after the terminal event
+  }
+  return terminal ?? cancelledHere();
+}
+
+export interface CancelOptions extends HttpOptions {
+  /** Let the request outlive the page (used when a stream is aborted during unload). */
+  keepalive?: boolean;
+}
+
+/** The answer of `POST /chat/stream/{id}/cancel`. `ok` only for 200. */
+export interface CancelResult {
+  ok: boolean;
+  /** HTTP status; 0 when the request itself failed. */
+  httpStatus: number;
+  /** Machine code on failure: `not_found` / `stream_not_found` (404), `stream_finished` (409), `network_error`... */
+  code?: string;
+  error?: string;
+  /** The stream's final status when it had already ended (409). */
+  status?: string;
+}
+
+export async function cancelStream(baseUrl: string, streamId: string, options: CancelOptions = {}): Promise<CancelResult> {
+  const doFetch = fetchOf(options);
+  let response: Response;
+  try {
+    response = await doFetch(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}/cancel`), {
+      method: "POST",
+      headers: { ...options.headers },
+      keepalive: options.keepalive === true,
+    });
+  } catch (exc) {
+    return { ok: false, httpStatus: 0, code: "network_error", error: errorMessage(exc) };
+  }
+  const body = await readJson(response);
+  const result: CancelResult = { ok: response.ok, httpStatus: response.status };
+  if (isObject(body)) {
+    if (typeof body.code === "string") result.code = body.code;
+    if (typeof body.error === "string") result.error = body.error;
+    if (typeof body.status === "string") result.status = body.status;
+  }
+  return result;
+}

@@ -1,0 +1,164 @@
+/**
+ * The TokenRelay wire contract (PROTOCOL.md sections 1-3) as TypeScript types.
+ *
+ * Every transport (SSE over fetch, EventSource, WebSocket) is normalised to the
+ * same handlers: `onStart`, `onText`, `onUsage`, then exactly one of `onDone`,
+ * `onCancelled`, `onError`. The promise a stream returns resolves with that
+ * terminal event (it never rejects).
+ */
+
+export type Role = "system" | "user" | "assistant";
+
+export interface ChatMessage {
+  role: Role;
+  content: string;
+}
+
+/** Request body (section 1). Exactly one of `message` / `messages`. */
+export interface ChatRequest {
+  message?: string;
+  messages?: ChatMessage[];
+  system?: string;
+  provider?: string;
+  model?: string;
+  max_tokens?: number;
+  temperature?: number;
+}
+
+export interface StartEvent {
+  stream_id: string;
+  provider: string;
+  model: string;
+}
+
+/** A chunk of output. `seq` counts chunks (SSE `id:`, WebSocket `seq`). */
+export interface TextEvent {
+  text: string;
+  seq: number;
+}
+
+export interface UsageEvent {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface DoneEvent {
+  type: "done";
+  status: "complete";
+  stream_id: string;
+  finish_reason: string | null;
+  ttft_ms: number | null;
+  total_time_ms: number | null;
+  completion_tokens: number;
+}
+
+export type CancelReason = "client" | "disconnect" | "timeout" | (string & {});
+
+export interface CancelledEvent {
+  type: "cancelled";
+  stream_id: string | null;
+  reason: CancelReason;
+}
+
+/**
+ * A failure. `code` is the server's machine code (`invalid_request`,
+ * `rate_limited`, ...) or one of the client's own:
+ *
+ *   network_error      the request or the connection failed (retryable)
+ *   http_error         a non-2xx answer without TokenRelay's JSON error body
+ *   bad_response       not an event stream, or an event whose data is not JSON
+ *   stream_truncated   the stream ended without done / cancelled / error (retryable)
+ *   connection_lost    the WebSocket dropped while the stream ran (retryable)
+ */
+export interface ChatError {
+  type: "error";
+  error: string;
+  code: string;
+  retryable: boolean;
+  /** The request field at fault, for `invalid_request`. */
+  field?: string;
+  /** HTTP status, when the error was an HTTP answer rather than an in-band event. */
+  status?: number;
+  stream_id?: string | null;
+}
+
+export type TerminalEvent = DoneEvent | CancelledEvent | ChatError;
+
+export interface StreamHandlers {
+  onStart?(event: StartEvent): void;
+  onText?(event: TextEvent): void;
+  onUsage?(event: UsageEvent): void;
+  onDone?(event: DoneEvent): void;
+  onCancelled?(event: CancelledEvent): void;
+  onError?(event: ChatError): void;
+}
+
+/** Calls the handler matching a terminal event. */
+export function dispatchTerminal(handlers: StreamHandlers, event: TerminalEvent): void {
+  if (event.type === "done") handlers.onDone?.(event);
+  else if (event.type === "cancelled") handlers.onCancelled?.(event);
+  else handlers.onError?.(event);
+}
+
+export function clientError(code: string, error: string, retryable: boolean, extra?: Partial<ChatError>): ChatError {
+  return { type: "error", error, code, retryable, ...extra };
+}
+
+// -- decoding the server's JSON payloads ---------------------------------------
+
+type Json = Record<string, unknown>;
+
+export function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+const str = (v: unknown, fallback = ""): string => (typeof v === "string" ? v : fallback);
+const num = (v: unknown, fallback = 0): number => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
+const numOrNull = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+
+export function toStart(data: Json): StartEvent {
+  return { stream_id: str(data.stream_id), provider: str(data.provider), model: str(data.model) };
+}
+
+export function toUsage(data: Json): UsageEvent {
+  const prompt = num(data.prompt_tokens);
+  const completion = num(data.completion_tokens);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: num(data.total_tokens, prompt + completion) };
+}
+
+export function toDone(data: Json): DoneEvent {
+  return {
+    type: "done",
+    status: "complete",
+    stream_id: str(data.stream_id),
+    finish_reason: typeof data.finish_reason === "string" ? data.finish_reason : null,
+    ttft_ms: numOrNull(data.ttft_ms),
+    total_time_ms: numOrNull(data.total_time_ms),
+    completion_tokens: num(data.completion_tokens),
+  };
+}
+
+export function toCancelled(data: Json): CancelledEvent {
+  return { type: "cancelled", stream_id: typeof data.stream_id === "string" ? data.stream_id : null, reason: str(data.reason, "client") };
+}
+
+export function toError(data: Json, status?: number): ChatError {
+  const event: ChatError = {
+    type: "error",
+    error: str(data.error, str(data.message, "unknown error")),
+    code: str(data.code, status === undefined ? "error" : "http_error"),
+    retryable: data.retryable === true,
+  };
+  if (typeof data.field === "string") event.field = data.field;
+  if (status !== undefined) event.status = status;
+  if (typeof data.stream_id === "string") event.stream_id = data.stream_id;
+  return event;
+}
+
+/** `base` + `path`, keeping any path prefix of `base` (an API Gateway stage, say). */
+export function endpoint(base: string, path: string): string {
+  const root = new URL(base, typeof location === "undefined" ? undefined : location.href);
+  if (!root.pathname.endsWith("/")) root.pathname += "/";
+  return new URL(path.replace(/^\/+/, ""), root).toString();
+}
