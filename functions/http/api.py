@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openai_compat import add_openai_routes
 from tokenrelay import (
     ChatRequest,
     Event,
@@ -135,12 +136,12 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as exc:
             raise RequestInvalid("body", f"invalid JSON ({exc})") from None
 
-    async def start_run(request: Request, chat: ChatRequest) -> StreamRun:
+    async def start_run(request: Request, chat: ChatRequest, transport: str = "sse") -> StreamRun:
         run = StreamRun(
             chat,
             stream_id=str(uuid.uuid4()),
             owner=request.headers.get("x-client-id") or "anonymous",
-            transport="sse",
+            transport=transport,
             provider=registry.get(chat.provider),
             store=store,
             settings=settings,
@@ -213,6 +214,7 @@ def create_app(
             "dependencies": {"dynamodb": dynamodb},
         }
 
+    add_openai_routes(app, settings, start_run=start_run, finish_run=_finish_after_reader_left)
     return app
 
 

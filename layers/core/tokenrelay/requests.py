@@ -53,6 +53,7 @@ class ChatRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    stop: tuple[str, ...] = ()  # stop sequences (set by the OpenAI-compatible route; not in the body of section 1)
 
     @property
     def last_user_text(self) -> str:

@@ -12,6 +12,8 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "echo": ("echo-1",),
     "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1", "gpt-4o"),
     "anthropic": ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6"),
+    # Bedrock model ids as ConverseStream takes them (an inference profile id, or a foundation model id).
+    "bedrock": ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "amazon.nova-lite-v1:0"),
 }
 KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
@@ -32,6 +34,30 @@ def parse_allowed_models(spec: str) -> dict[str, tuple[str, ...]]:
             raise ValueError(f"ALLOWED_MODELS: expected 'provider:model[,model...]', got {part!r}")
         out[provider.strip()] = names
     return out
+
+
+def parse_model_aliases(spec: str) -> dict[str, tuple[str, str]]:
+    """Parse ``alias=provider/model,alias=provider/model`` into ``{alias: (provider, model)}``."""
+    out: dict[str, tuple[str, str]] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        alias, sep, target = part.partition("=")
+        provider, slash, model = target.strip().partition("/")
+        if not sep or not alias.strip() or not slash or not provider.strip() or not model.strip():
+            raise ValueError(f"MODEL_ALIASES: expected 'alias=provider/model', got {part!r}")
+        out[alias.strip()] = (provider.strip(), model.strip())
+    return out
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ValueError(f"{name}: expected true or false, got {env[name]!r}")
+    return raw == "true"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -77,16 +103,29 @@ class Settings:
     echo_delay_s: float = 0.03
     upstream_max_retries: int = 2
     upstream_timeout_s: float = 60.0
+    model_aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    bedrock_region: str | None = None
+    metrics_enabled: bool = False
+    metrics_namespace: str = "TokenRelay"
+    service_name: str = "tokenrelay"
     version: str = "0.1.0"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         configured = {"echo"} | {p for p, var in KEY_VARS.items() if env.get(var)}
+        if _bool(env, "BEDROCK_ENABLED", False):  # IAM-authenticated: no key, an explicit switch
+            configured.add("bedrock")
         allowed = dict(DEFAULT_MODELS)
         if env.get("ALLOWED_MODELS"):
             allowed = parse_allowed_models(env["ALLOWED_MODELS"])
-        default = env.get("DEFAULT_PROVIDER") or next((p for p in ("openai", "anthropic") if p in configured), "echo")
+        aliases = parse_model_aliases(env.get("MODEL_ALIASES", ""))
+        for alias, (provider, model) in aliases.items():
+            if model not in allowed.get(provider, ()):
+                raise ValueError(f"MODEL_ALIASES: {alias!r} points at {provider}/{model}, which is not allowed")
+        default = env.get("DEFAULT_PROVIDER") or next(
+            (p for p in ("openai", "anthropic", "bedrock") if p in configured), "echo"
+        )
         if default not in configured:
             raise ValueError(f"DEFAULT_PROVIDER: {default!r} is not configured (set its API key)")
         if default not in allowed:
@@ -107,6 +146,12 @@ class Settings:
             echo_delay_s=_int(env, "ECHO_DELAY_MS", 30, 0) / 1000,
             upstream_max_retries=_int(env, "UPSTREAM_MAX_RETRIES", cls.upstream_max_retries, 0),
             upstream_timeout_s=_float(env, "UPSTREAM_TIMEOUT_S", cls.upstream_timeout_s, 1.0),
+            model_aliases=aliases,
+            bedrock_region=env.get("BEDROCK_REGION") or None,
+            # EMF lines on stdout become metrics in Lambda; locally they would only be noise.
+            metrics_enabled=_bool(env, "METRICS_ENABLED", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
+            service_name=env.get("POWERTOOLS_SERVICE_NAME") or cls.service_name,
             version=env.get("TOKENRELAY_VERSION", cls.version),
         )
 

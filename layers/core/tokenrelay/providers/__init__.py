@@ -36,6 +36,12 @@ class ProviderRegistry:
             from .anthropic import AnthropicProvider
 
             return AnthropicProvider(max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s)
+        if name == "bedrock":
+            from .bedrock import BedrockProvider
+
+            return BedrockProvider(
+                region=s.bedrock_region, max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s
+            )
         raise KeyError(name)
 
     async def aclose(self) -> None:

@@ -153,6 +153,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     }
     if system:
         params["system"] = "\n\n".join(system)
+    if request.stop:
+        params["stop_sequences"] = list(request.stop)
     return params
 
 

@@ -3,7 +3,8 @@
 It is the default when no API key is configured, so the local stack and the
 tests run with no account. Tokens are words with their trailing whitespace,
 emitted every ``delay_s`` seconds; ``max_tokens`` truncates with
-``finish_reason="length"``.
+``finish_reason="length"``. Stop sequences cut the reply before the first one
+found, as the real APIs do (the stop string itself is not emitted).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ _TOKEN = re.compile(r"\S+\s*|\s+")
 
 
 def echo_reply(request: ChatRequest) -> str:
-    return f"You said: {request.last_user_text}"
+    reply = f"You said: {request.last_user_text}"
+    cut = min((i for i in (reply.find(s) for s in request.stop if s) if i >= 0), default=-1)
+    return reply if cut < 0 else reply[:cut]
 
 
 def tokenize(text: str) -> list[str]:

@@ -141,6 +141,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     }
     if request.temperature is not None:
         params["temperature"] = request.temperature
+    if request.stop:
+        params["stop"] = list(request.stop)
     return params
 
 

@@ -1,0 +1,298 @@
+"""Amazon Bedrock provider: any Bedrock chat model through ``ConverseStream``.
+
+Authenticated by the function's IAM role (``bedrock:InvokeModelWithResponseStream``
+on the configured model ARNs): no key to keep. This module imports boto3 because
+here boto3 *is* the provider SDK. The endpoint comes from boto3's configuration
+(``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` points it at the fake in the tests);
+``region`` (``BEDROCK_REGION``) overrides the function's region.
+
+boto3 blocks, and its ``EventStream`` iterator reads the socket: each stream gets
+a worker thread that calls ``converse_stream`` and iterates the events, handing
+them to the event loop through an ``asyncio.Queue``. Closing the generator
+(cancel, disconnect, deadline) sets a stop flag and shuts the socket down for
+reading, which wakes the thread's blocked read; the thread then closes the
+response, so the connection closes and Bedrock stops generating. A stream still
+waiting for its response headers is closed as soon as they arrive.
+
+Events (``application/vnd.amazon.eventstream``, decoded by botocore): ``messageStart``,
+``contentBlockDelta`` (``delta.text``), ``contentBlockStop``, ``messageStop``
+(``stopReason``), ``metadata`` (``usage``); exceptions such as ``throttlingException``.
+Only ``delta.text`` becomes text. A stream is complete when it ends cleanly after
+``messageStop``, else it was truncated: ``Unavailable``. ``stopReason``:
+``end_turn``/``stop_sequence`` -> ``stop``; ``max_tokens``/``model_context_window_exceeded``
+-> ``length``; ``guardrail_intervened``/``content_filtered`` -> ``content_filter``;
+others pass through. ``prompt_tokens`` counts cache reads and writes, as for Anthropic.
+
+Errors are mapped by AWS error code in ``map_error``, never quoting the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
+
+import boto3
+from botocore import exceptions as aws
+from botocore.config import Config
+from botocore.eventstream import ParserError
+from urllib3 import exceptions as urllib3_errors
+
+from ..errors import ProviderError, RateLimited, Rejected, Unavailable
+from ..events import Usage
+from ..requests import ChatRequest
+from .base import Chunk, Finish, TextChunk
+
+__all__ = ["BedrockProvider", "BedrockStreamState", "map_error", "request_params"]
+
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+# AWS error codes, lower-cased, without the "Exception" suffix.
+_RATE_LIMIT = frozenset("throttling servicequotaexceeded toomanyrequests".split())
+_UNAVAILABLE = frozenset(
+    "serviceunavailable internalserver modeltimeout modelnotready modelstreamerror modelerror".split()
+)
+_REJECTED = frozenset(
+    "validation accessdenied resourcenotfound unrecognizedclient invalidsignature expiredtoken "
+    "signaturedoesnotmatch".split()
+)
+_PROMPT_KEYS = ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+_CONNECT_S = 5.0
+_CLOSE_WAIT_S = 2.0
+_END = object()
+
+
+class BedrockProvider:
+    """Streams ``converse_stream`` through one lazily created ``bedrock-runtime`` client."""
+
+    name = "bedrock"
+
+    def __init__(self, region: str | None = None, max_retries: int = 2, timeout_s: float = 60.0) -> None:
+        self.region = region
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        """The client, created once (in a worker thread: creating it blocks for tens of ms)."""
+        with self._lock:
+            if self._client is None:
+                config = Config(
+                    connect_timeout=min(self.timeout_s, _CONNECT_S),
+                    read_timeout=self.timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": self.max_retries + 1},
+                )
+                session = boto3.session.Session()
+                self._client = session.client("bedrock-runtime", region_name=self.region, config=config)
+            return self._client
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
+        params = request_params(request)
+        state = BedrockStreamState()
+        reader = _StreamReader(lambda: self._get_client().converse_stream(**params))
+        try:
+            while True:
+                item = await reader.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    mapped = map_error(item)
+                    if mapped is None:
+                        raise item
+                    raise mapped from None  # botocore errors may quote the upstream body
+                assert isinstance(item, Mapping)
+                text = state.handle(item)
+                if text:
+                    yield TextChunk(text)
+        finally:
+            await reader.close()
+        if not state.done:
+            raise Unavailable("Bedrock stream ended unexpectedly")
+        if state.usage is not None:
+            yield state.usage
+        yield Finish(state.finish_reason)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+
+class _StreamReader:
+    """Runs the blocking call and event iteration in a thread; events arrive on an asyncio queue."""
+
+    def __init__(self, open_stream: Callable[[], Any]) -> None:
+        self._open = open_stream
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._exited: asyncio.Future[None] = self._loop.create_future()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, name="bedrock-stream", daemon=True)
+        self._thread.start()
+
+    async def get(self) -> object:
+        return await self._queue.get()
+
+    def _send(self, callback: Callable[..., None], *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _run(self) -> None:
+        stream: Any = None
+        try:
+            stream = self._open()["stream"]
+            with self._lock:
+                self._stream = stream
+            for event in stream:
+                if self._stopped.is_set():
+                    break
+                self._send(self._queue.put_nowait, event)
+            else:
+                self._send(self._queue.put_nowait, _END)
+        except BaseException as exc:  # handed to the loop; raised from ``stream`` there
+            if not self._stopped.is_set():
+                self._send(self._queue.put_nowait, exc)
+        finally:
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # closing a response that already failed
+                    pass
+            self._send(_set_done, self._exited)
+
+    async def close(self) -> None:
+        """Stop reading and close the upstream response; wait (briefly) for the thread to end."""
+        self._stopped.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            _shutdown(getattr(stream, "_raw_stream", None))
+        if not self._exited.done():
+            await asyncio.wait({self._exited}, timeout=_CLOSE_WAIT_S)
+
+
+def _shutdown(raw: Any) -> None:
+    """Shut the response's socket down: a read blocked in another thread returns at once."""
+    try:
+        raw.shutdown()  # urllib3 >= 2.3
+        return
+    except (AttributeError, NotImplementedError):  # an older urllib3: reach for the connection's socket
+        pass
+    except (ValueError, RuntimeError, OSError):  # already released or closed
+        return
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for ``converse_stream``; system turns are folded into ``system``."""
+    if request.temperature is not None and request.temperature > 1.0:
+        raise Rejected("Bedrock takes a temperature between 0 and 1")
+    system = [request.system] if request.system else []
+    messages: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "system":
+            system.append(m.content)
+        else:
+            messages.append({"role": m.role, "content": [{"text": m.content}]})
+    inference: dict[str, Any] = {"maxTokens": request.max_tokens}
+    if request.temperature is not None:
+        inference["temperature"] = request.temperature
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+    params: dict[str, Any] = {"modelId": request.model, "messages": messages, "inferenceConfig": inference}
+    if system:
+        params["system"] = [{"text": s} for s in system]
+    return params
+
+
+class BedrockStreamState:
+    """Pure accumulator over decoded ConverseStream events: no I/O."""
+
+    __slots__ = ("done", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.done = False  # saw messageStop
+        self.finish_reason = "stop"
+        self.usage: Usage | None = None
+
+    def handle(self, event: Mapping[str, Any]) -> str | None:
+        """Take one event; return its text, if any."""
+        try:
+            delta = event.get("contentBlockDelta")
+            if delta is not None:
+                text = delta["delta"].get("text")
+                return text if isinstance(text, str) else None
+            stop = event.get("messageStop")
+            if stop is not None:
+                self.done = True
+                reason = str(stop.get("stopReason") or "end_turn")
+                self.finish_reason = STOP_REASONS.get(reason, reason)
+                return None
+            metadata = event.get("metadata")
+            if metadata is not None:
+                usage = metadata.get("usage") or {}
+                prompt = sum(
+                    int(usage.get(k) or 0) for k in ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+                )
+                self.usage = Usage(prompt_tokens=prompt, completion_tokens=int(usage.get("outputTokens") or 0))
+        except (AttributeError, TypeError, ValueError, LookupError):
+            raise Unavailable("Bedrock sent a malformed stream event") from None
+        return None
+
+
+def map_error(exc: BaseException) -> ProviderError | None:
+    """Translate a botocore error (``None``: not one of ours) by its AWS error code (see the sets
+    above); connection errors and timeouts are ``Unavailable``, missing credentials ``Rejected``."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, aws.ClientError):
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        kind = code.lower().removesuffix("exception")
+        where = " mid-stream" if isinstance(exc, aws.EventStreamError) else ""
+        if kind in _RATE_LIMIT or (not kind and status == 429):
+            return RateLimited(f"Bedrock rate limit exceeded{where} ({code or 'HTTP 429'})")
+        if kind in _UNAVAILABLE:
+            return Unavailable(f"Bedrock is unavailable{where} ({code})")
+        if kind in _REJECTED:
+            return Rejected(f"Bedrock rejected the request{where} ({code})")
+        if isinstance(status, int) and 400 <= status < 500 and not where:
+            return Rejected(f"Bedrock rejected the request (HTTP {status})")
+        return Unavailable(f"Bedrock request failed{where} ({code or f'HTTP {status}'})")
+    if isinstance(exc, aws.NoCredentialsError | aws.PartialCredentialsError | aws.NoRegionError):
+        return Rejected("Bedrock is not configured on this deployment (no AWS credentials or region)")
+    if isinstance(exc, aws.ParamValidationError):
+        return Rejected("Bedrock refused the request parameters")
+    if isinstance(exc, aws.ReadTimeoutError | urllib3_errors.ReadTimeoutError):
+        return Unavailable("Bedrock stopped sending (read timed out)")
+    if isinstance(exc, aws.ConnectTimeoutError | aws.EndpointConnectionError):
+        return Unavailable("could not connect to Bedrock")
+    if isinstance(exc, ParserError):
+        return Unavailable("Bedrock sent a malformed stream event")
+    if isinstance(exc, aws.BotoCoreError | urllib3_errors.HTTPError | OSError):  # the body broke off mid-stream
+        return Unavailable("Bedrock stream ended unexpectedly")
+    return None
