@@ -263,8 +263,8 @@ async def test_store_over_moto_server_works_across_instances(
     monkeypatch.setenv("STREAMS_TABLE", "tokenrelay-streams-http")
     admin = boto3.client("dynamodb", region_name=REGION)
     template = load_template()
-    assert create_tables(admin, template) == {"StreamsTable": "tokenrelay-streams-http"}
-    assert create_tables(admin, template) == {"StreamsTable": "tokenrelay-streams-http"}  # idempotent
+    assert create_tables(admin, template)["StreamsTable"] == "tokenrelay-streams-http"
+    assert create_tables(admin, template)["StreamsTable"] == "tokenrelay-streams-http"  # idempotent
     ttl = admin.describe_time_to_live(TableName="tokenrelay-streams-http")["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", streams_spec.ttl_attribute)
 

@@ -148,10 +148,7 @@ def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the WebSocket functions read their settings from the environment
     try:
-        try:
-            spec = table_spec("ConnectionsTable")
-        except KeyError:  # until docs/template-websocket.yaml is merged into template.yaml
-            spec = table_spec("ConnectionsTable", load_template(ROOT / "docs" / "template-websocket.yaml"))
+        spec = table_spec("ConnectionsTable")
         client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
         create_table(client, spec, env["CONNECTIONS_TABLE"])
         client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -10,16 +12,32 @@ import time
 from pathlib import Path
 
 import httpx
+import websockets
 
 from tests.fakes.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def websocket_chat(url: str) -> str:
+    """The WebSocket command the script prints, done by a client."""
+    text = ""
+    async with websockets.connect(url, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "chat", "message": "Hello over WebSocket"}))
+        async with asyncio.timeout(20):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "text":
+                    text += msg["content"]
+                elif msg["type"] in ("done", "cancelled", "error"):
+                    assert msg["type"] == "done", msg
+                    return text
+
+
 def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
-    http_port, ddb_port = free_port(), free_port()
+    http_port, ddb_port, ws_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
-    env.update(HTTP_PORT=str(http_port), DDB_PORT=str(ddb_port), ECHO_DELAY_MS="30")
+    env.update(HTTP_PORT=str(http_port), DDB_PORT=str(ddb_port), WS_PORT=str(ws_port), ECHO_DELAY_MS="30")
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "dev")],
         cwd=ROOT,
@@ -48,10 +66,12 @@ def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
         assert len(texts) >= 8 and '"status":"complete"' in arrivals[-1][1]
         assert arrivals[-2][0] - arrivals[1][0] > 0.15  # tokens arrive one by one (30 ms apart), not at once
         assert httpx.get(f"http://127.0.0.1:{http_port}/health").json()["dependencies"]["dynamodb"] == "ok"
+        assert f"ws://127.0.0.1:{ws_port}" in output
+        assert asyncio.run(websocket_chat(f"ws://127.0.0.1:{ws_port}")) == "You said: Hello over WebSocket"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.communicate(timeout=20)
-    for port in (http_port, ddb_port):
+    for port in (http_port, ddb_port, ws_port):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
         except httpx.ConnectError:

@@ -17,7 +17,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from scripts.devstack.tables import create_table, load_template, table_spec
+from scripts.devstack.tables import create_table, table_spec
 from tests.fakes.servers import free_port
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.stores.dynamodb import DynamoStreamStore
@@ -63,10 +63,7 @@ def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Sta
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try:
-        spec = table_spec("ConnectionsTable")  # once docs/template-websocket.yaml is merged
-    except KeyError:
-        spec = table_spec("ConnectionsTable", load_template("docs/template-websocket.yaml"))
+    spec = table_spec("ConnectionsTable")
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     create_table(client, spec, env["CONNECTIONS_TABLE"])
     client.close()
@@ -272,7 +269,11 @@ async def test_ws_tokens_faster_than_posts_are_coalesced_in_order_under_the_fram
 async def test_gateway_management_api_get_delete_gone_and_payload_limit(app: Stack) -> None:
     api = boto3.client("apigatewaymanagementapi")  # endpoint: AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI
     async with connect(app) as ws:
-        (connection_id,) = [c for c, conn in app.gateway.connections.items() if conn.open]
+        deadline = time.monotonic() + 5  # the gateway marks it open just after the handshake
+        while not (opened := [c for c, conn in app.gateway.connections.items() if conn.open]):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        (connection_id,) = opened
         info = await asyncio.to_thread(api.get_connection, ConnectionId=connection_id)
         assert {"ConnectedAt", "LastActiveAt", "Identity"} <= set(info)
         await asyncio.to_thread(api.post_to_connection, ConnectionId=connection_id, Data=b'{"hello":1}')

@@ -1,0 +1,71 @@
+"""The worker's event: one stream to produce, as the chat handler hands it over.
+
+    {"stream_id", "connection_id", "owner", "request_id": str | null,
+     "endpoint": "https://{domain}/{stage}", "request": {validated request fields}}
+
+``request`` is the validated ``ChatRequest`` written back as request-body fields
+(provider and model resolved), so the worker re-validates it with the same
+``parse_chat_request`` and the two functions cannot disagree on a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tokenrelay import ChatRequest
+
+
+def request_fields(chat: ChatRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "messages": [{"role": m.role, "content": m.content} for m in chat.messages],
+        "provider": chat.provider,
+        "model": chat.model,
+        "max_tokens": chat.max_tokens,
+    }
+    if chat.system is not None:
+        fields["system"] = chat.system
+    if chat.temperature is not None:
+        fields["temperature"] = chat.temperature
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class StreamJob:
+    stream_id: str
+    connection_id: str
+    owner: str
+    endpoint: str
+    request: Mapping[str, Any]
+    request_id: str | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "connection_id": self.connection_id,
+            "owner": self.owner,
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "request": dict(self.request),
+        }
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> StreamJob:
+        """Raises ``ValueError`` naming the first missing or mistyped field."""
+        for name in ("stream_id", "connection_id", "owner", "endpoint"):
+            if not isinstance(event.get(name), str) or not event[name]:
+                raise ValueError(f"worker event: {name!r} must be a non-empty string")
+        if not isinstance(event.get("request"), Mapping):
+            raise ValueError("worker event: 'request' must be an object")
+        request_id = event.get("request_id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise ValueError("worker event: 'request_id' must be a string or null")
+        return cls(
+            stream_id=event["stream_id"],
+            connection_id=event["connection_id"],
+            owner=event["owner"],
+            endpoint=event["endpoint"],
+            request=event["request"],
+            request_id=request_id,
+        )
