@@ -33,6 +33,7 @@ from api import create_app
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
 from scripts.devstack.tables import create_table, load_template, table_spec
 from tests.e2e.conftest import dynamodb_endpoint  # noqa: F401  (fixture)
+from tests.fakes.environ import environ
 from tests.fakes.servers import free_port, serve
 from tokenrelay import Settings
 from tokenrelay.stores.base import StreamRecord
@@ -130,14 +131,6 @@ def function_url_cors(allow_origin: str) -> dict[str, Any]:
     }
 
 
-def _restore(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 @pytest.fixture(scope="package")
 def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
     if not (WEB_DIST / "index.html").exists():
@@ -145,9 +138,7 @@ def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
     port = free_port()
     here = f"http://127.0.0.1:{port}"
     env = {**STACK_ENV, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here, "AWS_ENDPOINT_URL_LAMBDA": here}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the WebSocket functions read their settings from the environment
-    try:
+    with environ(env):  # the WebSocket functions read their settings from the environment
         spec = table_spec("ConnectionsTable")
         client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
         create_table(client, spec, env["CONNECTIONS_TABLE"])
@@ -168,8 +159,6 @@ def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
         gateway = Gateway(GatewayConfig.from_env(port=port))
         with serve(app) as http, serve(pages, port=static_port), serving(gateway) as ws:
             yield Stack(http, ws, store, gateway, static)
-    finally:
-        _restore(saved)
 
 
 @pytest.fixture(scope="package")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from api import create_app
 from scripts.devstack.tables import create_tables
+from tests.fakes.environ import environ
 from tests.fakes.servers import serve
 from tests.fakes.upstream import FakeUpstream
 from tokenrelay import Settings
@@ -31,27 +33,19 @@ AWS_ENV = {
 @pytest.fixture(scope="session")
 def dynamodb_endpoint() -> Iterator[str]:
     """moto in server mode, with the tables of template.yaml; AWS env pointed at it."""
-    saved = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"]}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(AWS_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
-    client = boto3.client("dynamodb", endpoint_url=endpoint)
-    create_tables(client, env=os.environ)
-    client.close()
     try:
-        yield endpoint
+        with environ({**AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, remove=["AWS_PROFILE"]):
+            client = boto3.client("dynamodb", endpoint_url=endpoint)
+            create_tables(client, env=os.environ)
+            client.close()
+            yield endpoint
     finally:
         server.stop()
         server._server.server_close()  # type: ignore[union-attr]
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass
@@ -66,8 +60,12 @@ class LocalApp:
 
 @pytest.fixture(scope="session")
 def local_app(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[LocalApp]:
-    saved = {k: os.environ.get(k) for k in upstream_server.env}
-    os.environ.update(upstream_server.env)  # the SDKs read OPENAI_BASE_URL etc. themselves
+    with environ(upstream_server.env), _served_app(upstream_server) as app:
+        yield app
+
+
+@contextmanager
+def _served_app(upstream_server: FakeUpstream) -> Iterator[LocalApp]:
     settings = Settings.from_env(
         {
             **os.environ,
@@ -82,11 +80,6 @@ def local_app(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator
     store = DynamoStreamStore(settings.streams_table)
     with serve(create_app(settings, store=store)) as url:
         yield LocalApp(url, store, upstream_server)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture

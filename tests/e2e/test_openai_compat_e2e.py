@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from api import create_app
 from tests.e2e.conftest import LocalApp
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock_server
+from tests.fakes.environ import environ
 from tests.fakes.servers import serve
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay import Settings
@@ -39,8 +40,11 @@ LONG = tuple(f"w{i} " for i in range(400))
 @pytest.fixture(scope="module")
 def compat_app(dynamodb_endpoint: str, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
     env = {**upstream_server.env, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the SDKs and boto3 read their endpoints themselves
+    with environ(env):  # the SDKs and boto3 read their endpoints themselves
+        yield from _served(upstream_server, bedrock_server)
+
+
+def _served(upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
     settings = Settings.from_env(
         {
             **os.environ,
@@ -61,11 +65,6 @@ def compat_app(dynamodb_endpoint: str, upstream_server: FakeUpstream, bedrock_se
         app = LocalApp(url, store, upstream_server)
         app.bedrock = bedrock_server  # type: ignore[attr-defined]
         yield app
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from api import create_app
 from tests.e2e.sse_client import iter_sse
+from tests.fakes.environ import environ
 from tests.fakes.servers import serve
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay import Settings
@@ -44,13 +45,12 @@ def metered(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[t
     captured = Captured()
     env = {**os.environ, **upstream_server.env, "CANCEL_POLL_MS": "50", "UPSTREAM_MAX_RETRIES": "0"}
     settings = Settings.from_env({**env, "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5"})
-    os.environ.update(upstream_server.env)
     app = create_app(
         settings,
         store=DynamoStreamStore(settings.streams_table),
         metrics=StreamMetrics("TokenRelay", "tokenrelay-e2e", sink=captured.lines.append),
     )
-    with serve(app) as url:
+    with environ(upstream_server.env), serve(app) as url:
         yield url, captured
 
 

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
 from scripts.devstack.tables import create_table, table_spec
+from tests.fakes.environ import environ
 from tests.fakes.servers import free_port
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.stores.dynamodb import DynamoStreamStore
@@ -61,8 +62,11 @@ def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Sta
         "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
         "AWS_ENDPOINT_URL_LAMBDA": here,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    with environ(env):
+        yield from _stack(env, port, dynamodb_endpoint, upstream_server)
+
+
+def _stack(env: dict[str, str], port: int, dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
     spec = table_spec("ConnectionsTable")
     client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     create_table(client, spec, env["CONNECTIONS_TABLE"])
@@ -71,15 +75,8 @@ def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Sta
 
     common.reset()  # services are read from the environment set above
     gateway = Gateway(GatewayConfig.from_env(port=port))
-    try:
-        with serving(gateway) as url:
-            yield Stack(url, gateway, DynamoStreamStore(os.environ["STREAMS_TABLE"]), upstream_server)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with serving(gateway) as url:
+        yield Stack(url, gateway, DynamoStreamStore(os.environ["STREAMS_TABLE"]), upstream_server)
 
 
 @pytest.fixture
