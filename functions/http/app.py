@@ -5,5 +5,9 @@ per execution environment, at cold start.
 """
 
 from api import create_app
+from tokenrelay import Settings
+from tokenrelay.telemetry.logging import configure
 
-app = create_app()
+settings = Settings.from_env()
+configure(settings)  # JSON logs (Powertools Logger) in Lambda; plain text locally
+app = create_app(settings)

@@ -100,8 +100,10 @@ def services() -> Services:
             from poster import LambdaInvoker
             from tokenrelay.stores.connections import DynamoConnectionStore
             from tokenrelay.stores.dynamodb import from_settings
+            from tokenrelay.telemetry.logging import configure
 
             settings, config = Settings.from_env(), WsConfig.from_env()
+            configure(settings)  # JSON logs (Powertools Logger) in Lambda; plain text locally
             _services = Services(
                 settings=settings,
                 config=config,

@@ -41,6 +41,7 @@ from tokenrelay import (
     TokenRelayError,
     parse_chat_request,
 )
+from tokenrelay.telemetry.logging import bound as log_context
 from tokenrelay.transports.websocket import CoalescingSender, ConnectionPoster, encode_error
 
 log = logging.getLogger("tokenrelay.websocket")
@@ -174,13 +175,25 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ValueError as exc:
         log.error("%s", exc)
         return {"status": "rejected", "error": str(exc)}
-    try:
-        summary = common.run(run_stream(job, svc, common.providers(svc.settings), deadline_s))
-    except TokenRelayError as exc:  # the state store failed: nothing more can be recorded
-        log.error("stream %s: %s", job.stream_id, exc)
-        return {"stream_id": job.stream_id, "status": "failed", "error": exc.code}
-    except Exception:
-        log.exception("stream %s: worker failed", job.stream_id)
-        return {"stream_id": job.stream_id, "status": "failed", "error": "internal_error"}
-    log.info("stream %s: %s", job.stream_id, summary)
-    return summary
+    with log_context(
+        stream_id=job.stream_id,
+        connection_id=job.connection_id,
+        request_id=job.request_id,
+        transport="websocket",
+        provider=_text(job.request.get("provider")),
+        model=_text(job.request.get("model")),
+    ):
+        try:
+            summary = common.run(run_stream(job, svc, common.providers(svc.settings), deadline_s))
+        except TokenRelayError as exc:  # the state store failed: nothing more can be recorded
+            log.error("stream %s: %s", job.stream_id, exc)
+            return {"stream_id": job.stream_id, "status": "failed", "error": exc.code}
+        except Exception:
+            log.exception("stream %s: worker failed", job.stream_id)
+            return {"stream_id": job.stream_id, "status": "failed", "error": "internal_error"}
+        log.info("stream %s: %s", job.stream_id, summary)
+        return summary
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -35,7 +35,9 @@ def test_template_bedrock_policy_invokes_only_the_configured_model_arns(template
     policy = template["Resources"]["BedrockInvokePolicy"]
 
     assert policy["Condition"] == "BedrockOn"
-    assert policy["Properties"]["Roles"] == [{"Ref": "StreamFunctionRole"}, {"Ref": "ApiFunctionRole"}]
+    # The WebSocket worker runs streams too, so it may invoke the same models.
+    roles = [{"Ref": "StreamFunctionRole"}, {"Ref": "ApiFunctionRole"}, {"Ref": "WorkerFunctionRole"}]
+    assert policy["Properties"]["Roles"] == roles
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "bedrock:InvokeModelWithResponseStream"
     assert statement["Resource"] == {"Ref": "BedrockModelArns"}

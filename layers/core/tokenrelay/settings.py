@@ -16,6 +16,9 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "bedrock": ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "amazon.nova-lite-v1:0"),
 }
 KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+# In Lambda the keys live in AWS Secrets Manager; these hold the secrets' ARNs (tokenrelay.secrets).
+SECRET_VARS = {"openai": "OPENAI_API_KEY_SECRET_ARN", "anthropic": "ANTHROPIC_API_KEY_SECRET_ARN"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_allowed_models(spec: str) -> dict[str, tuple[str, ...]]:
@@ -86,6 +89,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = (env.get("POWERTOOLS_LOG_LEVEL") or env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if raw not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     streams_table: str = "tokenrelay-streams"
@@ -109,11 +119,16 @@ class Settings:
     metrics_namespace: str = "TokenRelay"
     service_name: str = "tokenrelay"
     version: str = "0.1.0"
+    api_key_secrets: Mapping[str, str] = field(default_factory=dict)  # provider -> Secrets Manager ARN
+    secrets_max_age_s: int = 300
+    log_level: str = "INFO"
+    log_json: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        configured = {"echo"} | {p for p, var in KEY_VARS.items() if env.get(var)}
+        secrets = {p: env[var].strip() for p, var in SECRET_VARS.items() if env.get(var, "").strip()}
+        configured = {"echo"} | {p for p, var in KEY_VARS.items() if env.get(var)} | set(secrets)
         if _bool(env, "BEDROCK_ENABLED", False):  # IAM-authenticated: no key, an explicit switch
             configured.add("bedrock")
         allowed = dict(DEFAULT_MODELS)
@@ -127,7 +142,7 @@ class Settings:
             (p for p in ("openai", "anthropic", "bedrock") if p in configured), "echo"
         )
         if default not in configured:
-            raise ValueError(f"DEFAULT_PROVIDER: {default!r} is not configured (set its API key)")
+            raise ValueError(f"DEFAULT_PROVIDER: {default!r} is not configured (set its API key or key secret)")
         if default not in allowed:
             raise ValueError(f"DEFAULT_PROVIDER: {default!r} has no models in ALLOWED_MODELS")
         return cls(
@@ -153,6 +168,10 @@ class Settings:
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
             service_name=env.get("POWERTOOLS_SERVICE_NAME") or cls.service_name,
             version=env.get("TOKENRELAY_VERSION", cls.version),
+            api_key_secrets=secrets,
+            secrets_max_age_s=_int(env, "SECRETS_MAX_AGE_S", cls.secrets_max_age_s, 0),
+            log_level=_log_level(env),
+            log_json=_bool(env, "LOG_JSON", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
         )
 
     def resolve_model(self, provider: str, model: str | None) -> str:

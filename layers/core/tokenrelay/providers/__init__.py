@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..secrets import ApiKeys
 from ..settings import Settings
 from .base import Chunk, Finish, Provider, TextChunk
 
@@ -15,6 +16,8 @@ class ProviderRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._providers: dict[str, Provider] = {}
+        self._keys = ApiKeys(settings)
+        self._keys.prefetch()  # keys kept in Secrets Manager: read them now, off the event loop
 
     def get(self, name: str) -> Provider:
         provider = self._providers.get(name)
@@ -31,11 +34,15 @@ class ProviderRegistry:
         if name == "openai":
             from .openai import OpenAIProvider
 
-            return OpenAIProvider(max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s)
+            return OpenAIProvider(
+                max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s, api_key=self._keys.key(name)
+            )
         if name == "anthropic":
             from .anthropic import AnthropicProvider
 
-            return AnthropicProvider(max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s)
+            return AnthropicProvider(
+                max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s, api_key=self._keys.key(name)
+            )
         if name == "bedrock":
             from .bedrock import BedrockProvider
 

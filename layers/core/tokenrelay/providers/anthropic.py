@@ -83,15 +83,18 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0) -> None:
+    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0, api_key: str | None = None) -> None:
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self._api_key = api_key  # None: the SDK reads its own environment variable
         self._client: anthropic.AsyncAnthropic | None = None
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
             try:
-                self._client = anthropic.AsyncAnthropic(max_retries=self.max_retries, timeout=timeout(self.timeout_s))
+                self._client = anthropic.AsyncAnthropic(
+                    api_key=self._api_key, max_retries=self.max_retries, timeout=timeout(self.timeout_s)
+                )
             except anthropic.AnthropicError:
                 raise Rejected("Anthropic is not configured on this deployment (no API key)") from None
         return self._client

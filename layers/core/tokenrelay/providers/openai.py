@@ -71,15 +71,18 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0) -> None:
+    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0, api_key: str | None = None) -> None:
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self._api_key = api_key  # None: the SDK reads its own environment variable
         self._client: openai.AsyncOpenAI | None = None
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             try:
-                self._client = openai.AsyncOpenAI(max_retries=self.max_retries, timeout=timeout(self.timeout_s))
+                self._client = openai.AsyncOpenAI(
+                    api_key=self._api_key, max_retries=self.max_retries, timeout=timeout(self.timeout_s)
+                )
             except openai.OpenAIError:
                 raise Rejected("OpenAI is not configured on this deployment (no API key)") from None
         return self._client

@@ -7,6 +7,10 @@ each stream gets its own ``AmazonCloudWatchEMFProvider`` (instance-local
 sets), serialized and printed at once: CloudWatch Logs turns the line into
 metrics, with no API call on the request path.
 
+Each document carries two dimension sets: ``[Transport, Provider, service]`` for
+the breakdowns, and ``[service]`` alone, the whole deployment, which the
+template's alarms and dashboard read without a SEARCH (alarms cannot search).
+
 Metrics (dimensions ``Transport``, ``Provider``; ``service`` as Powertools adds):
 ``StreamStarted``, ``StreamCompleted``, ``StreamCancelled``, ``StreamFailed``
 (error code in the ``ErrorCode`` property), ``StreamDisconnected``,
@@ -27,6 +31,7 @@ from ..events import StreamSummary
 log = logging.getLogger("tokenrelay.metrics")
 
 Sink = Callable[[str], None]
+SERVICE_DIMENSION = "service"
 
 
 def _stdout(line: str) -> None:
@@ -65,7 +70,10 @@ class StreamMetrics:
             emf.add_metadata("ErrorCode", s.error_code)
         if s.cancel_reason:
             emf.add_metadata("CancelReason", s.cancel_reason)
-        return dict(emf.serialize_metric_set())
+        doc: dict[str, Any] = dict(emf.serialize_metric_set())
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            directive["Dimensions"].append([SERVICE_DIMENSION])
+        return doc
 
     def emit(self, summary: StreamSummary) -> None:
         """Never raises: a metrics problem must not fail a stream."""
