@@ -11,3 +11,7 @@ from tokenrelay.telemetry.logging import configure
 settings = Settings.from_env()
 configure(settings)  # JSON logs (Powertools Logger) in Lambda; plain text locally
 app = create_app(settings)
+if settings.tracing_enabled:
+    from tokenrelay.telemetry.tracing import TraceHeaderMiddleware
+
+    app.add_middleware(TraceHeaderMiddleware)  # the Web Adapter forwards the trace id as a header

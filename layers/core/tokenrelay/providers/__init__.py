@@ -22,7 +22,12 @@ class ProviderRegistry:
     def get(self, name: str) -> Provider:
         provider = self._providers.get(name)
         if provider is None:
-            provider = self._providers[name] = self._create(name)
+            provider = self._create(name)
+            if self._settings.tracing_enabled:
+                from ..telemetry.tracing import traced
+
+                provider = traced(provider)
+            self._providers[name] = provider
         return provider
 
     def _create(self, name: str) -> Provider:
