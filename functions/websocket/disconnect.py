@@ -19,7 +19,9 @@ async def on_disconnect(event: dict[str, Any], svc: common.Services) -> dict[str
     connection_id = event["requestContext"]["connectionId"]
     try:
         record = await svc.connections.disconnect(connection_id)
-        if record is not None and record.streams:
+        # With resume on, a drop is not a cancel: the worker's next post gets GoneException and
+        # the grace period starts there (resume_ws.py).
+        if record is not None and record.streams and not svc.settings.resume_enabled:
             await common.request_cancel_all(svc.streams, record.active_streams, "disconnect")
     except StoreUnavailable as exc:
         log.error("$disconnect %s: %s", connection_id, exc)

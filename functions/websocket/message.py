@@ -12,6 +12,7 @@ message back (``request_id`` echoed) and the connection stays open:
     cancel of an unknown stream       stream_not_found
     cancel of someone else's stream   forbidden
     cancel of a finished stream       stream_finished   with its final "status"
+    resume (resume_ws.py)             stream_not_found, forbidden, invalid_request, resume_unavailable
     more streams than allowed         too_many_streams  retryable
     DynamoDB or the worker down       store_unavailable / worker_unavailable, retryable
 
@@ -32,6 +33,7 @@ import uuid
 from typing import Any
 
 import common
+import resume_ws
 from connect import owner_for
 from job import StreamJob, request_fields
 from poster import WorkerUnavailable, management_endpoint
@@ -181,8 +183,11 @@ async def on_message(event: dict[str, Any], svc: common.Services) -> dict[str, A
             await start_chat(body, request_id, event, svc)
         elif kind == "cancel":
             await cancel(body, connection_id, svc)
+        elif kind == "resume":
+            await resume_ws.resume(body, request_id, connection_id, svc.settings, svc.streams, svc.connections, poster)
         else:
-            raise BadMessage("unknown_type", f"unknown message type {kind[:64]!r}; expected 'chat' or 'cancel'")
+            expected = "expected 'chat', 'cancel' or 'resume'"
+            raise BadMessage("unknown_type", f"unknown message type {kind[:64]!r}; {expected}")
     except TokenRelayError as exc:
         await common.reply(poster, connection_id, _error_for(exc, request_id))
     except Exception:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import common
+import resume_ws
 from job import StreamJob
 from tokenrelay import (
     ProviderRegistry,
@@ -43,6 +44,7 @@ from tokenrelay import (
 )
 from tokenrelay.telemetry.logging import bound as log_context
 from tokenrelay.transports.websocket import CoalescingSender, ConnectionPoster, encode_error
+from tokenrelay.transports.ws_resume import ResumableSender
 
 log = logging.getLogger("tokenrelay.websocket")
 FLUSH_SAFETY_S = 0.5  # stop flushing this long before Lambda's timeout
@@ -116,6 +118,7 @@ async def _produce(
     # the time left before Lambda stops this invocation (the margin), not a fixed budget.
     flush_until = time.monotonic() + max(deadline_s, 0.0) + config.deadline_margin_s - FLUSH_SAFETY_S
     store = CancelReasonStore(svc.streams)
+    resume = resume_ws.deps(svc.settings)  # None: RESUME_GRACE_S=0 or no output log, stop on disconnect
     run = StreamRun(
         chat,
         stream_id=job.stream_id,
@@ -129,10 +132,13 @@ async def _produce(
     )
 
     def client_gone() -> None:
-        run.stop("disconnect")
+        if resume is None:
+            run.stop("disconnect")
+        else:
+            run.detach()  # the grace period starts; a resume moves the stream (resume_ws.py)
 
     store.on_disconnect = client_gone
-    sender = CoalescingSender(
+    sender = (CoalescingSender if resume is None else ResumableSender)(
         poster,
         job.connection_id,
         stream_id=job.stream_id,
@@ -142,6 +148,10 @@ async def _produce(
         coalesce=config.coalesce,
         on_gone=client_gone,
     )
+    if resume is not None:
+        assert isinstance(sender, ResumableSender)
+        watcher = resume_ws.MoveWatcher(resume.attachments, sender, run)
+        run.resume = resume_ws.resumable(svc.settings, resume, job.stream_id, watcher)
     await run.open()
     sender.start()
     try:
@@ -149,6 +159,8 @@ async def _produce(
             sender.send(event)
     finally:
         await sender.aclose(max(flush_until - time.monotonic(), 0.1))
+        if resume is not None and isinstance(sender, ResumableSender):
+            await resume_ws.seal(resume, sender, job.stream_id, flush_until)
         run.delivered = sender.delivered
         if svc.metrics is not None:
             try:

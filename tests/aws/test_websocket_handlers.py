@@ -320,7 +320,7 @@ def test_cancel_unknown_field_is_named(aws: Aws) -> None:
         ({"body": "eyJ0eXBlIjoiY2hhdCJ9", "isBase64Encoded": True}, "invalid_json"),
         ({"body": {"message": "no type"}}, "invalid_request"),
         ({"body": {"type": 7}}, "invalid_request"),
-        ({"body": {"type": "resume", "request_id": "q"}}, "unknown_type"),
+        ({"body": {"type": "subscribe", "request_id": "q"}}, "unknown_type"),
     ],
 )
 def test_default_route_answers_bad_frames_with_an_error(aws: Aws, changes: dict[str, Any], code: str) -> None:

@@ -62,6 +62,10 @@ STACK_ENV = {
     "ECHO_DELAY_MS": "30",
     "CANCEL_POLL_MS": "50",
     "UPSTREAM_MAX_RETRIES": "0",
+    # resume after a dropped connection (PROTOCOL section 5), as deployed
+    "OUTPUT_LOG_TABLE": "tokenrelay-output-log-browser",
+    "RESUME_GRACE_S": "10",
+    "RESUME_POLL_MS": "100",
 }
 
 
@@ -142,6 +146,7 @@ def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
         spec = table_spec("ConnectionsTable")
         client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
         create_table(client, spec, env["CONNECTIONS_TABLE"])
+        create_table(client, table_spec("OutputLogTable"), env["OUTPUT_LOG_TABLE"])
         client.close()
         import common  # functions/websocket, on sys.path once the gateway module is imported
 

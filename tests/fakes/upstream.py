@@ -703,7 +703,7 @@ def upstream_server() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
-def upstream(upstream_server: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> FakeUpstream:
+def upstream(upstream_server: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
     """The fake, reset, with both SDKs pointed at it through their own environment variables."""
     upstream_server.reset()
     for name in (
@@ -718,4 +718,5 @@ def upstream(upstream_server: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name, raising=False)
     for name, value in upstream_server.env.items():
         monkeypatch.setenv(name, value)
-    return upstream_server
+    yield upstream_server
+    upstream_server.reset()  # what a test changed (its key, its scenario) must not leak into the next

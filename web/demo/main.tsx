@@ -95,6 +95,14 @@ function Figure({ name, value, id }: { name: string; value: string; id: string }
   );
 }
 
+/** This tab's client id: the owner of its WebSocket streams, so a dropped one can be resumed. */
+const CLIENT_ID = ((): string => {
+  const key = "tokenrelay-client-id";
+  const id = sessionStorage.getItem(key) ?? `demo-${globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2)}`;
+  sessionStorage.setItem(key, id);
+  return id;
+})();
+
 function App() {
   const [api, setApi] = useState(defaultApi);
   const [ws, setWs] = useState(defaultWs);
@@ -103,7 +111,7 @@ function App() {
   const [model, setModel] = useState(params.get("model") ?? "");
   const [prompt, setPrompt] = useState(params.get("prompt") ?? "Tell me, one token at a time, how TokenRelay streams an answer from AWS Lambda to this page.");
   const deployment = useDeployment(api);
-  const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws });
+  const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws, clientId: CLIENT_ID });
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();

@@ -9,8 +9,10 @@
  * - a refused request (400, 422...) only shows as a connection error, since
  *   EventSource hides HTTP statuses and bodies.
  *
- * EventSource reconnects by itself after a drop; a GET here starts a new
- * generation, so the source is closed on the first connection error instead.
+ * EventSource reconnects by itself after a drop, but to the URL that started the
+ * stream (a new generation), so the source is closed on a connection error instead;
+ * once the stream id is known, a new source resumes it (`resume`, default on):
+ * `GET /chat/stream/{id}?last_event_id=n` (PROTOCOL section 5), each part once.
  */
 
 import { cancelStream, type HttpOptions } from "./http.js";
@@ -43,6 +45,12 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
   withCredentials?: boolean;
   /** The EventSource class (default: the global one). */
   EventSource?: EventSourceFactory;
+  /** Resume a stream whose connection was lost (default true). */
+  resume?: boolean;
+  /** Resume attempts in a row without progress before giving up (default 5). */
+  maxResumeAttempts?: number;
+  /** Delay before the first resume attempt, doubled after each failed one (default 250 ms, at most 4 s). */
+  resumeDelayMs?: number;
 }
 
 export type QueryRequest = Omit<ChatRequest, "messages">;
@@ -101,15 +109,34 @@ export function streamChatEventSource(
       return;
     }
     signal?.addEventListener("abort", onAbort, { once: true });
-    const es = new Source(eventSourceUrl(baseUrl, request), { withCredentials: options.withCredentials === true });
-    source = es;
     let seq = 0;
+    let attempts = 0;
+    let progress = 0;
+    let es: EventSourceLike;
+
+    /** The connection was lost: open a resuming source, or give up. */
+    const lost = (): boolean => {
+      if (options.resume === false || streamId === null || terminal !== null) return false;
+      if (seq > progress) [attempts, progress] = [0, seq];
+      if (attempts >= (options.maxResumeAttempts ?? 5)) return false;
+      const delay = Math.min((options.resumeDelayMs ?? 250) * 2 ** attempts, 4000);
+      attempts += 1;
+      es.close();
+      const url = new URL(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}`));
+      url.searchParams.set("last_event_id", String(seq));
+      setTimeout(() => {
+        if (terminal === null) open(url.toString());
+      }, delay);
+      return true;
+    };
 
     const on = (name: string, handle: (data: Record<string, unknown>, event: MessageEvent<string>) => void): void => {
+      const current = es;
       es.addEventListener(name, (event: Event) => {
-        if (terminal !== null) return;
+        if (terminal !== null || current !== es) return;
         const data = (event as Partial<MessageEvent<unknown>>).data;
         if (typeof data !== "string") {
+          if (lost()) return;
           // no data: the browser's own "error" (connection failed or refused), not the server's error event
           const message = streamId === null
             ? "could not open the event stream (the request may be invalid, or the server unreachable; EventSource does not show why)"
@@ -130,18 +157,25 @@ export function streamChatEventSource(
         handle(parsed, event as MessageEvent<string>);
       });
     };
-    on("start", (data) => {
-      const start = toStart(data);
-      streamId = start.stream_id || streamId;
-      handlers.onStart?.(start);
-    });
-    on("message", (data, event) => {
-      seq = /^\d+$/.test(event.lastEventId) ? Number(event.lastEventId) : seq + 1;
-      if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
-    });
-    on("usage", (data) => handlers.onUsage?.(toUsage(data)));
-    on("done", (data) => finish(toDone(data)));
-    on("cancelled", (data) => finish(toCancelled(data)));
-    on("error", (data) => finish({ ...toError(data), stream_id: streamId }));
+    const open = (url: string): void => {
+      es = new Source(url, { withCredentials: options.withCredentials === true });
+      source = es;
+      on("start", (data) => {
+        const start = toStart(data);
+        streamId = start.stream_id || streamId;
+        handlers.onStart?.(start);
+      });
+      on("message", (data, event) => {
+        const id = /^\d+$/.test(event.lastEventId) ? Number(event.lastEventId) : seq + 1;
+        if (id <= seq) return; // seen before a resume
+        seq = id;
+        if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
+      });
+      on("usage", (data) => handlers.onUsage?.(toUsage(data)));
+      on("done", (data) => finish(toDone(data)));
+      on("cancelled", (data) => finish(toCancelled(data)));
+      on("error", (data) => finish({ ...toError(data), stream_id: streamId }));
+    };
+    open(eventSourceUrl(baseUrl, request));
   });
 }

@@ -14,6 +14,10 @@
  * `/chat/stream/{id}/cancel` (fire and forget, `keepalive`), so the server
  * stops generating even where a dropped connection would not stop it (a
  * Function URL, a resumable stream). `cancelStream` does the same on demand.
+ *
+ * A connection lost mid-stream is resumed (`resume`, default on): `GET
+ * /chat/stream/{id}` with `Last-Event-ID` set to the last message id seen, with
+ * backoff, so the handlers see every part once, in order, and one terminal event.
  */
 
 import { SseParser, type SseEvent } from "./sse.js";
@@ -48,6 +52,15 @@ export interface StreamOptions extends HttpOptions {
   cancelOnAbort?: boolean;
   /** Comment lines, such as the server's `: ping` keep-alives. */
   onComment?: (text: string) => void;
+  /**
+   * When the connection drops mid-stream, resume it: `GET /chat/stream/{id}` with
+   * `Last-Event-ID` (PROTOCOL section 5), so no part is lost or repeated. Default true.
+   */
+  resume?: boolean;
+  /** Resume attempts in a row without progress before giving up (default 5). */
+  maxResumeAttempts?: number;
+  /** Delay before the first resume attempt, doubled after each failed one (default 250 ms, at most 4 s). */
+  resumeDelayMs?: number;
 }
 
 function fetchOf(options: HttpOptions): FetchLike {
@@ -149,10 +162,13 @@ export async function streamChat(
           handlers.onStart?.(start);
           break;
         }
-        case "message":
-          seq = event.hasId && /^\d+$/.test(event.id) ? Number(event.id) : seq + 1;
+        case "message": {
+          const id = event.hasId && /^\d+$/.test(event.id) ? Number(event.id) : seq + 1;
+          if (id <= seq) break; // seen before a resume
+          seq = id;
           if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
           break;
+        }
         case "usage":
           handlers.onUsage?.(toUsage(data));
           break;
@@ -168,29 +184,76 @@ export async function streamChat(
         default: // an event this client does not know: ignore (forward compatible)
       }
     };
-    const parser = new SseParser({ onEvent, ...(options.onComment ? { onComment: options.onComment } : {}) });
-    reader = response.body.getReader();
-    while (terminal === null) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+    /** Read one response until the terminal event (null) or until the connection is lost (the error). */
+    const pump = async (body: ReadableStream<Uint8Array>): Promise<TerminalEvent | null> => {
+      const parser = new SseParser({ onEvent, ...(options.onComment ? { onComment: options.onComment } : {}) });
+      reader = body.getReader();
+      while (terminal === null) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (exc) {
+          return abort.signal.aborted ? cancelledHere() : clientError("network_error", `connection lost: ${errorMessage(exc)}`, true);
+        }
+        if (chunk.done) {
+          parser.end();
+          return clientError("stream_truncated", "the stream ended without a final event", true, { stream_id: streamId });
+        }
+        parser.feed(chunk.value);
+      }
+      return null;
+    };
+    let lost = await pump(response.body);
+    const firstLoss = lost; // reported if resuming does not work out
+    const maxAttempts = options.maxResumeAttempts ?? 5;
+    let attempts = 0;
+    let progress = seq;
+    while (terminal === null && lost !== null) {
+      if (options.resume === false || streamId === null || abort.signal.aborted || attempts >= maxAttempts) break;
+      if (seq > progress) [attempts, progress] = [0, seq]; // the last attempt got somewhere
+      await sleep(Math.min((options.resumeDelayMs ?? 250) * 2 ** attempts, 4000), abort.signal);
+      attempts += 1;
+      if (abort.signal.aborted) break;
+      let again: Response;
       try {
-        chunk = await reader.read();
-      } catch (exc) {
-        finish(abort.signal.aborted ? cancelledHere() : clientError("network_error", `connection lost: ${errorMessage(exc)}`, true));
-        break;
+        again = await doFetch(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}`), {
+          method: "GET",
+          headers: { Accept: "text/event-stream", "Last-Event-ID": String(seq), ...options.headers },
+          signal: abort.signal,
+          cache: "no-store",
+        });
+      } catch {
+        if (abort.signal.aborted) lost = cancelledHere();
+        continue;
       }
-      if (chunk.done) {
-        parser.end();
-        finish(clientError("stream_truncated", "the stream ended without a final event", true, { stream_id: streamId }));
-        break;
+      if (!again.ok || again.body === null) {
+        const error = httpError(again.status, await readJson(again));
+        if (again.status >= 500 || again.status === 429) continue;
+        lost = { ...error, stream_id: streamId };
+        break; // unknown (404) or not ours (403): resuming cannot work
       }
-      parser.feed(chunk.value);
+      lost = (await pump(again.body)) ?? null;
     }
+    if (lost !== null) finish(abort.signal.aborted ? cancelledHere() : lost.type === "error" && lost.code === "network_error" ? firstLoss ?? lost : lost);
   } finally {
     signal?.removeEventListener("abort", onAbort);
     if (terminal === null) abort.abort(); // a handler threw: drop the connection
-    if (reader !== null) reader.cancel().catch(() => undefined); // stop reading after the terminal event
+    const last = reader as ReadableStreamDefaultReader<Uint8Array> | null; // assigned inside pump()
+    if (last !== null) last.cancel().catch(() => undefined); // stop reading after the terminal event
   }
   return terminal ?? cancelledHere();
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }
 
 export interface CancelOptions extends HttpOptions {

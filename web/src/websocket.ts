@@ -13,9 +13,10 @@
  *   stream, API Gateway's own `{"message": ...}` errors) go to `onError`.
  * - Messages sent while the socket is (re)connecting wait in an outbox.
  * - After an unexpected close it reconnects with exponential backoff and
- *   jitter. Streams that were running on the lost connection end with an
- *   `error` (`connection_lost`, retryable): the server cancels a stream whose
- *   connection is gone.
+ *   jitter. With a `clientId` (the owner), streams that were running on the lost
+ *   connection are resumed on the new one from the last `seq` seen (PROTOCOL
+ *   section 5): no part is lost or repeated. Without one (or with `resume: false`)
+ *   they end with an `error` (`connection_lost`, retryable).
  * - `handle.cancel()` asks the server and resolves when it answers `cancelled`;
  *   an aborted `signal` also asks the server, but ends the stream here at once.
  */
@@ -64,6 +65,12 @@ export interface SocketOptions {
   clientId?: string;
   /** Reconnect after an unexpected close (default true). */
   reconnect?: boolean;
+  /**
+   * After a reconnect, resume the streams that were running (PROTOCOL section 5:
+   * `{"type":"resume","stream_id","after_seq"}`), so they go on with no part lost or
+   * repeated. Needs `clientId` (only the owner may resume); default true.
+   */
+  resume?: boolean;
   backoff?: Partial<Backoff>;
   /** Give up after this many failed reconnects in a row (default: never). */
   maxReconnectAttempts?: number;
@@ -102,6 +109,8 @@ interface Entry {
   sent: boolean;
   cancelRequested: boolean;
   done: boolean;
+  /** The `seq` of the last text message handed to `onText` (a resume asks for what follows). */
+  lastSeq: number;
   resolve(event: TerminalEvent): void;
   signal: AbortSignal | undefined;
   onAbort: () => void;
@@ -167,6 +176,7 @@ export class TokenRelaySocket {
       payload: JSON.stringify({ ...request, type: "chat", request_id: requestId }),
       sent: false,
       cancelRequested: false,
+      lastSeq: 0,
       done: false,
       resolve,
       signal: options.signal,
@@ -256,9 +266,15 @@ export class TokenRelaySocket {
   private onClose(ws: WebSocketLike, code: number): void {
     if (this.ws !== ws) return;
     this.ws = null;
-    // streams that reached the server died with the connection; unsent ones wait for the next one
+    // streams that reached the server are resumed on the next connection when they can be
+    // (they keep generating on the server for its grace period); otherwise they died with it
+    const resume = this.options.resume !== false && this.options.clientId !== undefined;
     for (const entry of [...this.byRequest.values()]) {
-      if (entry.sent) {
+      if (entry.sent && resume && entry.streamId !== null) {
+        entry.sent = false;
+        entry.payload = JSON.stringify({ type: "resume", stream_id: entry.streamId, after_seq: entry.lastSeq, request_id: entry.requestId });
+        this.outbox.push(entry.payload);
+      } else if (entry.sent) {
         this.finish(entry, clientError("connection_lost", "the WebSocket connection was lost", true, { stream_id: entry.streamId }));
       }
     }
@@ -334,7 +350,10 @@ export class TokenRelaySocket {
       }
       case "text":
         if (typeof message.content === "string") {
-          entry.handlers.onText?.({ text: message.content, seq: typeof message.seq === "number" ? message.seq : 0 });
+          const seq = typeof message.seq === "number" ? message.seq : entry.lastSeq + 1;
+          if (seq <= entry.lastSeq) break; // already seen before a resume
+          entry.lastSeq = seq;
+          entry.handlers.onText?.({ text: message.content, seq });
         }
         break;
       case "usage":

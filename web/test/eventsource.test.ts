@@ -74,11 +74,32 @@ describe("streamChatEventSource", () => {
   });
 
   test("a connection lost mid-stream is a retryable network_error", async () => {
-    const pending = streamChatEventSource("http://h", { message: "hi" }, {}, { EventSource: FakeEventSource });
+    const pending = streamChatEventSource("http://h", { message: "hi" }, {}, { EventSource: FakeEventSource, resume: false });
     source().emit("start", { stream_id: "s-1", provider: "echo", model: "echo-1" });
     source().emit("error");
     const result = await pending;
     assert.equal(result.type === "error" && result.retryable, true);
+  });
+
+  test("a connection lost mid-stream is resumed from the last id, each part once", async () => {
+    const r = recorder();
+    const pending = streamChatEventSource("http://h", { message: "hi" }, r.handlers, { EventSource: FakeEventSource, resumeDelayMs: 1 });
+    const first = source();
+    first.emit("start", { stream_id: "s-1", provider: "echo", model: "echo-1" });
+    first.emit("message", { text: "a" }, "1");
+    first.emit("message", { text: "b" }, "2");
+    first.emit("error");
+    assert.equal(first.closed, true);
+    await tick(10);
+    const second = source();
+    assert.notEqual(second, first);
+    assert.equal(second.url, "http://h/chat/stream/s-1?last_event_id=2");
+    second.emit("message", { text: "b" }, "2"); // seen: dropped
+    second.emit("message", { text: "c" }, "3");
+    second.emit("done", { status: "complete", stream_id: "s-1", finish_reason: "stop", ttft_ms: 1, total_time_ms: 2, completion_tokens: 3 });
+    const result = await pending;
+    assert.equal(result.type, "done");
+    assert.equal(r.text(), "abc");
   });
 
   test("abort closes the source and calls the cancel endpoint", async () => {

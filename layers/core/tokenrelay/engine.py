@@ -44,6 +44,7 @@ from .events import (
 )
 from .providers.base import Finish, Provider, TextChunk
 from .requests import ChatRequest
+from .resume import Resumable, cancel_reason
 from .settings import Settings
 from .stores.base import StreamOutcome, StreamRecord, StreamStore
 
@@ -72,6 +73,7 @@ class StreamRun:
         clock: Clock = time.monotonic,
         on_end: EndHook | None = None,
         record_exists: bool = False,
+        resume: Resumable | None = None,
     ) -> None:
         self.request = request
         self.stream_id = stream_id
@@ -99,6 +101,8 @@ class StreamRun:
         self.outcome: StreamOutcome | None = None
         self.delivered = 0  # highest seq the transport handed to its client (set by the transport)
         self.client_gone = False
+        self.resume = resume  # output log + grace period (PROTOCOL section 5); None: stop on disconnect
+        self.detached_at: float | None = None  # epoch seconds the transport lost its client
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -138,6 +142,18 @@ class StreamRun:
             if self._pump is not None and not self._pump.done():
                 self._pump.cancel()
 
+    def detach(self) -> bool:
+        """The transport lost its client. A resumable run keeps generating for the grace period
+        (True); otherwise it stops as ``disconnect`` (False)."""
+        if self.resume is None or self.resume.grace_s <= 0:
+            self.stop("disconnect")
+            return False
+        self.client_gone = True
+        if self.detached_at is None:
+            self.detached_at = time.time()
+            self.resume.log.flush_soon()  # what the client missed is replayable at once
+        return True
+
     @property
     def done(self) -> bool:
         return self.terminal is not None
@@ -153,6 +169,19 @@ class StreamRun:
             event = await self._queue.get()
             yield event
             if isinstance(event, StreamDone | StreamCancelled | StreamError):
+                return
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """The same events as ``events()``, grouped: each step waits for one event, then takes
+        every event already queued. An idle stream gets one event per step (no added latency);
+        a transport that falls behind catches up with one write instead of one per token."""
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+            if isinstance(batch[-1], StreamDone | StreamCancelled | StreamError):  # the terminal event is queued last
                 return
 
     # -- internals ---------------------------------------------------------
@@ -179,6 +208,7 @@ class StreamRun:
         finish_reason = "stop"
         queue = self._queue
         seq = 0
+        sink = self.resume.log.add if self.resume is not None else None
         try:
             async with aclosing(self._provider.stream(self.request)) as chunks:
                 async for chunk in chunks:
@@ -189,7 +219,10 @@ class StreamRun:
                             self.ttft_ms = self._elapsed_ms()
                             await self._started.wait()  # start is queued before any text
                         seq += 1
-                        queue.put_nowait(TextDelta(chunk.text, seq))
+                        delta = TextDelta(chunk.text, seq)
+                        queue.put_nowait(delta)
+                        if sink is not None:
+                            sink(delta)
                     elif isinstance(chunk, Usage):
                         self.usage = chunk
                     elif isinstance(chunk, Finish):
@@ -245,11 +278,24 @@ class StreamRun:
         while True:
             await asyncio.sleep(poll)
             try:
-                if await self._store.cancel_requested(self.stream_id):
+                if self.resume is not None:
+                    if await self._watch_resumable(self.resume):
+                        return
+                elif await self._store.cancel_requested(self.stream_id):
                     self.stop("client")
                     return
             except TokenRelayError as exc:
                 log.warning("stream %s: cancel check failed: %s", self.stream_id, exc)
+
+    async def _watch_resumable(self, resume: Resumable) -> bool:
+        state = await resume.attachments.watch(self.stream_id)
+        if state.cancel_requested:
+            self.stop(cancel_reason(state.cancel_reason))
+            return True
+        if resume.expired(self.detached_at, state.attached_until, time.time()):
+            self.stop("disconnect")  # nobody resumed within the grace period
+            return True
+        return False
 
     async def _produce(self) -> Terminal:
         assert self._pump is not None
@@ -281,6 +327,8 @@ class StreamRun:
             log.error("stream %s: terminal state write failed: %s", self.stream_id, exc)
         self.terminal = terminal
         self._queue.put_nowait(terminal)
+        if self.resume is not None:  # after the local reader has its terminal event
+            await self.resume.log.close(terminal, self.usage)
         if self._on_end is not None:
             try:
                 self._on_end(self)

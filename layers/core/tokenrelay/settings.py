@@ -116,6 +116,7 @@ class Settings:
     model_aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     bedrock_region: str | None = None
     metrics_enabled: bool = False
+    tracing_enabled: bool = False
     metrics_namespace: str = "TokenRelay"
     service_name: str = "tokenrelay"
     version: str = "0.1.0"
@@ -123,6 +124,16 @@ class Settings:
     secrets_max_age_s: int = 300
     log_level: str = "INFO"
     log_json: bool = False
+    # Resume (PROTOCOL section 5): on only with an output log table and a grace period > 0.
+    output_log_table: str = ""
+    resume_grace_s: float = 30.0
+    log_flush_s: float = 0.25
+    log_flush_bytes: int = 4096
+    resume_poll_s: float = 0.2
+
+    @property
+    def resume_enabled(self) -> bool:
+        return bool(self.output_log_table) and self.resume_grace_s > 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +175,9 @@ class Settings:
             model_aliases=aliases,
             bedrock_region=env.get("BEDROCK_REGION") or None,
             # EMF lines on stdout become metrics in Lambda; locally they would only be noise.
+            # X-Ray subsegments around provider calls: in Lambda, unless Powertools' switch turns them off.
+            tracing_enabled=bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+            and not _bool(env, "POWERTOOLS_TRACE_DISABLED", False),
             metrics_enabled=_bool(env, "METRICS_ENABLED", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or cls.metrics_namespace,
             service_name=env.get("POWERTOOLS_SERVICE_NAME") or cls.service_name,
@@ -172,6 +186,11 @@ class Settings:
             secrets_max_age_s=_int(env, "SECRETS_MAX_AGE_S", cls.secrets_max_age_s, 0),
             log_level=_log_level(env),
             log_json=_bool(env, "LOG_JSON", bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))),
+            output_log_table=env.get("OUTPUT_LOG_TABLE", "").strip(),
+            resume_grace_s=_float(env, "RESUME_GRACE_S", cls.resume_grace_s, 0.0),
+            log_flush_s=_int(env, "OUTPUT_LOG_FLUSH_MS", 250, 10) / 1000,
+            log_flush_bytes=_int(env, "OUTPUT_LOG_FLUSH_BYTES", cls.log_flush_bytes, 256),
+            resume_poll_s=_int(env, "RESUME_POLL_MS", 200, 20) / 1000,
         )
 
     def resolve_model(self, provider: str, model: str | None) -> str:

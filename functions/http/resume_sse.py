@@ -1,0 +1,232 @@
+"""SSE resume: ``GET /chat/stream/{stream_id}`` (PROTOCOL section 5).
+
+With ``Last-Event-ID: n`` (what ``EventSource`` sends by itself on reconnect) or
+``?last_event_id=n``, replays every ``message`` after ``n`` from the output log, then
+follows the log until the terminal event, on any instance: the producer may run
+elsewhere. While its client is connected the reader refreshes the stream's lease
+(``attached_until``), so the producer keeps generating past its grace period; when the
+client leaves, the lease is ended at once. No ``start`` event: the client has it.
+
+    404 stream_not_found   unknown id
+    403 forbidden          the caller (X-Client-Id, else "anonymous") is not the owner
+    400 invalid_request    a Last-Event-ID that is not a non-negative integer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tokenrelay import (
+    RequestInvalid,
+    Settings,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    StreamNotFound,
+    StreamStore,
+    Terminal,
+    TokenRelayError,
+    encode_comment,
+    encode_sse,
+)
+from tokenrelay.output_log import OutputLogStore, OutputLogWriter, follow
+from tokenrelay.resume import AttachmentStore, Resumable, heartbeat_s
+from tokenrelay.stores.base import StreamRecord
+
+log = logging.getLogger("tokenrelay.http.resume")
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+_PING = encode_comment("ping")
+
+
+@dataclass(frozen=True)
+class ResumeServices:
+    """The output log and lease stores of this execution environment (made once, at cold start)."""
+
+    settings: Settings
+    log: OutputLogStore
+    attachments: AttachmentStore
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResumeServices:
+        from tokenrelay.stores.output_log_dynamodb import DynamoAttachments, DynamoOutputLog
+
+        return cls(settings, DynamoOutputLog(settings.output_log_table), DynamoAttachments(settings.streams_table))
+
+    def for_stream(self, stream_id: str) -> Resumable:
+        writer = OutputLogWriter(
+            self.log,
+            stream_id,
+            expires_at=int(time.time()) + self.settings.stream_ttl_s,
+            flush_s=self.settings.log_flush_s,
+            max_bytes=self.settings.log_flush_bytes,
+        )
+        return Resumable(writer, self.attachments, self.settings.resume_grace_s)
+
+
+class Forbidden(TokenRelayError):
+    status_code = 403
+    code = "forbidden"
+
+
+def last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id")
+    field = "Last-Event-ID"
+    if raw is None or raw.strip() == "":
+        raw, field = request.query_params.get("last_event_id", "0"), "last_event_id"
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise RequestInvalid(field, "expected a non-negative integer") from None
+    if value < 0:
+        raise RequestInvalid(field, "expected a non-negative integer")
+    return value
+
+
+def terminal_from_record(record: StreamRecord) -> Terminal | None:
+    """The terminal event a finished record implies (the producer died before logging its own)."""
+    if record.status == "complete":
+        return StreamDone(
+            record.stream_id,
+            record.finish_reason or "stop",
+            record.ttft_ms,
+            record.total_time_ms or 0,
+            record.completion_tokens or 0,
+        )
+    if record.status == "cancelled":
+        reason = record.cancel_reason if record.cancel_reason in ("client", "disconnect", "timeout") else "client"
+        return StreamCancelled(record.stream_id, reason)  # type: ignore[arg-type]
+    if record.status == "failed":
+        return StreamError("the stream failed", record.error_code or "internal_error", False)
+    return None
+
+
+def add_resume_routes(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    store: StreamStore,
+    output_log: OutputLogStore,
+    attachments: AttachmentStore,
+) -> None:
+    @app.get("/chat/stream/{stream_id}")
+    async def resume_stream(stream_id: str, request: Request) -> ResumeResponse:
+        after = last_event_id(request)
+        record = await store.get(stream_id)
+        if record is None:
+            raise StreamNotFound(stream_id)
+        if record.owner != (request.headers.get("x-client-id") or "anonymous"):
+            raise Forbidden(f"stream {stream_id!r} belongs to another client")
+        return ResumeResponse(record, after, settings, store, output_log, attachments)
+
+
+class ResumeResponse(Response):
+    """Replay then follow one stream from its output log, with pings and the reader's lease."""
+
+    media_type = "text/event-stream"
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        record: StreamRecord,
+        after_seq: int,
+        settings: Settings,
+        store: StreamStore,
+        output_log: OutputLogStore,
+        attachments: AttachmentStore,
+    ) -> None:
+        self.record, self.after_seq, self.settings = record, after_seq, settings
+        self.store, self.output_log, self.attachments = store, output_log, attachments
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**STREAM_HEADERS, "X-Stream-Id": record.stream_id})
+
+    async def _fallback(self) -> Terminal | None:
+        record = await self.store.get(self.record.stream_id)
+        if record is None:
+            return StreamError("the stream is gone", "stream_not_found", False)
+        terminal = terminal_from_record(record)
+        if terminal is None and time.time() > record.created_at + self.settings.stream_timeout_s + 60:
+            return StreamError("the stream was lost", "stream_lost", True)  # its producer died
+        return terminal
+
+    async def _lease(self) -> None:
+        interval = heartbeat_s(self.settings.resume_grace_s)
+        while True:
+            try:
+                await self.attachments.attach(self.record.stream_id, time.time() + 2 * interval)
+            except TokenRelayError as exc:
+                log.warning("stream %s: lease refresh failed: %s", self.record.stream_id, exc)
+            await asyncio.sleep(interval)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream_id = self.record.stream_id
+        loop = asyncio.get_running_loop()
+        lock = asyncio.Lock()
+        last_write = loop.time()
+        gone = asyncio.Event()
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        async def ping() -> None:
+            nonlocal last_write
+            ping_s = self.settings.ping_s
+            while True:
+                await asyncio.sleep(max(last_write + ping_s - loop.time(), 0.01))
+                if loop.time() - last_write >= ping_s:
+                    async with lock:
+                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
+                        last_write = loop.time()
+
+        async def body() -> None:
+            nonlocal last_write
+            events = follow(
+                self.output_log,
+                stream_id,
+                self.after_seq,
+                poll_s=self.settings.resume_poll_s,
+                fallback=self._fallback,
+            )
+            async for event in events:
+                async with lock:
+                    await send({"type": "http.response.body", "body": encode_sse(event), "more_body": True})
+                    last_write = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        active = self.record.status == "active"
+        helpers = [asyncio.create_task(listen())]
+        if active:
+            helpers.append(asyncio.create_task(self._lease()))
+        main: asyncio.Task[None] | None = None
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            main = asyncio.create_task(body())
+            helpers.append(asyncio.create_task(ping()))
+            waiter = asyncio.create_task(gone.wait())
+            await asyncio.wait([main, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if main.done():
+                main.result()
+        except OSError:
+            pass  # the client went away mid-send
+        finally:
+            if main is not None:
+                helpers.append(main)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if active and gone.is_set():
+                try:  # end the lease now: the grace period starts from this moment
+                    await self.attachments.attach(stream_id, time.time())
+                except TokenRelayError as exc:
+                    log.warning("stream %s: lease release failed: %s", stream_id, exc)

@@ -1,0 +1,247 @@
+"""The output log: what a stream produced, kept in coalesced batches so a client can resume.
+
+PROTOCOL section 5. The producing invocation appends every text delta to the log
+from its producer task (never from the transport), in batches bounded by time
+(``flush_s``) and size (``max_bytes``), never one write per token; then, once the
+stream has ended, one final item with the usage and the terminal event. A resuming
+reader on any instance reads the batches after the last seq it has, in order, and
+stops at the final item.
+
+    batch 1 .. n   first_seq, texts          seqs first_seq .. first_seq+len(texts)-1
+    batch n+1      end: terminal (+ usage)   the last item of every finished stream
+
+This module does no I/O of its own: ``OutputLogStore`` is the persistence protocol
+(``stores/output_log_dynamodb.py`` is the DynamoDB one); ``OutputLogWriter`` batches,
+``follow`` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import TokenRelayError
+from .events import Event, StreamCancelled, StreamDone, StreamError, Terminal, TextDelta, Usage
+
+log = logging.getLogger("tokenrelay.output_log")
+
+__all__ = [
+    "LogBatch",
+    "LogEnd",
+    "LogItem",
+    "OutputLogStore",
+    "OutputLogWriter",
+    "decode_end",
+    "encode_end",
+    "follow",
+]
+
+_TERMINALS: dict[str, type[Terminal]] = {"done": StreamDone, "cancelled": StreamCancelled, "error": StreamError}
+_NAMES = {cls: name for name, cls in _TERMINALS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    batch: int
+    first_seq: int
+    texts: tuple[str, ...]
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.texts) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogEnd:
+    batch: int
+    terminal: Terminal
+    usage: Usage | None = None
+
+
+LogItem = LogBatch | LogEnd
+
+
+def encode_end(terminal: Terminal, usage: Usage | None) -> str:
+    """The final item's payload: compact JSON of the terminal event (and usage)."""
+    body: dict[str, Any] = {"type": _NAMES[type(terminal)], **dataclasses.asdict(terminal)}
+    if usage is not None:
+        body["usage"] = dataclasses.asdict(usage)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_end(batch: int, payload: str) -> LogEnd:
+    body = json.loads(payload)
+    usage = body.pop("usage", None)
+    terminal = _TERMINALS[body.pop("type")](**body)
+    return LogEnd(batch, terminal, Usage(**usage) if usage is not None else None)
+
+
+class OutputLogStore(Protocol):
+    async def append(self, stream_id: str, batch: LogBatch, expires_at: int) -> None:
+        """Write one batch item (idempotent: the key is ``stream_id`` + ``batch.batch``)."""
+        ...
+
+    async def end(self, stream_id: str, batch: int, payload: str, expires_at: int) -> None:
+        """Write the final item (``payload`` from ``encode_end``)."""
+        ...
+
+    async def read(self, stream_id: str, after_batch: int) -> list[LogItem]:
+        """Every item with a batch number above ``after_batch``, in order (strongly consistent)."""
+        ...
+
+
+class OutputLogWriter:
+    """Batches the deltas of one stream into log items; at most one write in flight.
+
+    ``add`` is called by the producer for every delta and never waits. A batch is
+    written ``flush_s`` after its first delta, or at once when it reaches
+    ``max_bytes``; writes that fail are retried with the next batch (the texts stay
+    queued, in order). ``close`` flushes what is left and writes the final item.
+    """
+
+    def __init__(
+        self,
+        store: OutputLogStore,
+        stream_id: str,
+        *,
+        expires_at: int,
+        flush_s: float = 0.25,
+        max_bytes: int = 4096,
+    ) -> None:
+        self._store, self.stream_id, self.expires_at = store, stream_id, expires_at
+        self._flush_s, self._max_bytes = flush_s, max_bytes
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._next_seq = 1  # seq of the first pending text
+        self._batch = 0
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0  # items written, for tests and benchmarks
+        self.failures = 0
+
+    def add(self, delta: TextDelta) -> None:
+        if not self._pending:
+            self._next_seq = delta.seq
+            self._wake.set()
+        self._pending.append(delta.text)
+        self._pending_bytes += len(delta.text) * 2  # cheap upper-ish estimate of UTF-8 size
+        if self._pending_bytes >= self._max_bytes:
+            self._full.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._flusher())
+
+    def flush_soon(self) -> None:
+        """Write what is pending now, not at the end of the window (the reader left: a resume may come)."""
+        if self._pending:
+            self._full.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._full.wait(), self._flush_s)
+            except TimeoutError:
+                pass
+            await self._flush_once()
+            if not self._pending:
+                self._wake.clear()
+            if self.failures:
+                await asyncio.sleep(min(self._flush_s * self.failures, 2.0))  # back off a failing table
+
+    async def _flush_once(self) -> bool:
+        if not self._pending:
+            return True
+        texts, first = self._pending, self._next_seq
+        self._pending, self._pending_bytes = [], 0
+        self._full.clear()
+        batch = LogBatch(self._batch + 1, first, tuple(texts))
+        try:
+            await self._store.append(self.stream_id, batch, self.expires_at)
+        except TokenRelayError as exc:
+            self.failures += 1
+            log.warning("stream %s: output log write failed: %s", self.stream_id, exc)
+            self._pending = texts + self._pending  # keep order; retried with the next batch
+            self._pending_bytes = sum(len(t) * 2 for t in self._pending)
+            self._next_seq = first
+            return False
+        self.failures = 0
+        self._batch = batch.batch
+        self._next_seq = batch.last_seq + 1
+        self.writes += 1
+        return True
+
+    async def close(self, terminal: Terminal, usage: Usage | None, attempts: int = 3) -> None:
+        """Flush what is left, then write the final item. Never raises (logs instead)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for attempt in range(attempts):
+            if await self._flush_once():
+                break
+            await asyncio.sleep(0.05 * (attempt + 1))
+        else:
+            log.error("stream %s: output log lost its last batch", self.stream_id)
+            return
+        payload = encode_end(terminal, usage)
+        for attempt in range(attempts):
+            try:
+                await self._store.end(self.stream_id, self._batch + 1, payload, self.expires_at)
+                self.writes += 1
+                return
+            except TokenRelayError as exc:
+                log.warning("stream %s: output log end write failed: %s", self.stream_id, exc)
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+
+Fallback = Callable[[], Awaitable[Terminal | None]]
+
+
+async def follow(
+    store: OutputLogStore,
+    stream_id: str,
+    after_seq: int,
+    *,
+    poll_s: float,
+    fallback: Fallback | None = None,
+    stall_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[Event]:
+    """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
+
+    Polls every ``poll_s`` until the final item. When nothing new has arrived for
+    ``stall_s``, ``fallback`` (if given) may end the replay with a terminal event of its
+    own (the producer died without writing its final item).
+    """
+    after_batch, next_seq, idle_since = 0, 1, clock()
+    while True:
+        items = await store.read(stream_id, after_batch)
+        for item in items:
+            after_batch = item.batch
+            if isinstance(item, LogEnd):
+                if item.usage is not None:
+                    yield item.usage
+                yield item.terminal
+                return
+            if item.first_seq != next_seq:
+                raise RuntimeError(f"output log of {stream_id}: batch {item.batch} starts at {item.first_seq}")
+            for offset, text in enumerate(item.texts):
+                seq = item.first_seq + offset
+                if seq > after_seq:
+                    yield TextDelta(text, seq)
+            next_seq = item.last_seq + 1
+        if items:
+            idle_since = clock()
+        elif fallback is not None and clock() - idle_since >= stall_s:
+            idle_since = clock()
+            terminal = await fallback()
+            if terminal is not None:
+                yield terminal
+                return
+        await asyncio.sleep(poll_s)
