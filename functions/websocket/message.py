@@ -184,7 +184,16 @@ async def on_message(event: dict[str, Any], svc: common.Services) -> dict[str, A
         elif kind == "cancel":
             await cancel(body, connection_id, svc)
         elif kind == "resume":
-            await resume_ws.resume(body, request_id, connection_id, svc.settings, svc.streams, svc.connections, poster)
+            await resume_ws.resume(
+                body,
+                request_id,
+                connection_id,
+                svc.settings,
+                svc.streams,
+                svc.connections,
+                poster,
+                svc.config.max_streams,
+            )
         else:
             expected = "expected 'chat', 'cancel' or 'resume'"
             raise BadMessage("unknown_type", f"unknown message type {kind[:64]!r}; {expected}")

@@ -141,6 +141,7 @@ async def resume(
     streams: StreamStore,
     connections: ConnectionStore,
     poster: ConnectionPoster,
+    max_streams: int,
 ) -> None:
     unknown = sorted(set(body) - RESUME_FIELDS)
     if unknown:
@@ -159,8 +160,12 @@ async def resume(
     owner = connection.owner if connection is not None else owner_for(connection_id, None)
     if record.owner != owner:
         raise NotOwner(stream_id)
+    # The stream becomes one of this connection's: {"type":"cancel"} here reaches it, and it
+    # counts against WS_MAX_STREAMS (the worker removes it when the stream ends).
+    await connections.add_stream(connection_id, stream_id, max_streams)
     if await d.attachments.request_move(stream_id, connection_id, after):
         return  # the worker replays and moves the live stream here
+    await connections.remove_stream(connection_id, stream_id)  # already ended: nothing live to move
     await replay_from_log(d, stream_id, after, request_id, connection_id, poster, settings)
 
 

@@ -161,6 +161,8 @@ async def _produce(
         await sender.aclose(max(flush_until - time.monotonic(), 0.1))
         if resume is not None and isinstance(sender, ResumableSender):
             await resume_ws.seal(resume, sender, job.stream_id, flush_until)
+            if sender.connection_id != job.connection_id:  # moved: leave the new connection's list too
+                await svc.connections.remove_stream(sender.connection_id, job.stream_id)
         run.delivered = sender.delivered
         if svc.metrics is not None:
             try:

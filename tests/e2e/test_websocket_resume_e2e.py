@@ -164,3 +164,19 @@ async def test_ws_resume_of_another_owners_stream_is_forbidden(app: Stack) -> No
     assert bad["code"] == "invalid_request" and bad["field"] == "after_seq"
     after = await resume(app, stream_id, 0, owner="alice")  # the owner still can
     assert after[-1]["type"] == "done"
+
+
+async def test_ws_cancel_without_stream_id_reaches_a_stream_moved_to_this_connection(app: Stack) -> None:
+    app.upstream.scenario = SLOW
+    stream_id, before = await chat_and_drop(app, 2)
+    async with connect(app, "/?client_id=resumer") as ws:
+        client = Client(ws)
+        await client.send({"type": "resume", "stream_id": stream_id, "after_seq": last_seq(before)})
+        first = await client.recv()
+        assert first["stream_id"] == stream_id and first["type"] in ("text", "usage")
+        await client.send({"type": "cancel"})  # no stream id: every stream of this connection
+        after = await client.until_terminal(wait_s=10)
+    assert after[-1]["type"] == "cancelled" and after[-1]["reason"] == "client"
+    assert await asyncio.to_thread(app.upstream.wait_closed_early, 1, 5.0)
+    record = await app.record(stream_id, "cancelled")
+    assert record.cancel_reason == "client"
