@@ -222,10 +222,22 @@ class CoalescingSender:
 
     # -- the one task that posts ------------------------------------------
 
+    def _paused(self) -> bool:
+        """Hold the queue without posting (a resumable sender between connections)."""
+        return False
+
+    def _posting(self, head: _TextRun | bytes, data: bytes) -> None:
+        """``data``, encoded from ``head``, is about to be posted (a resumable sender keeps it)."""
+
+    def _connection_gone(self) -> bool:
+        """The connection is gone: True to keep the queue and go on, False to stop posting."""
+        self._stop_posting(None)
+        return False
+
     async def _run(self) -> None:
         items = self._items
         while True:
-            if not items:
+            if self._paused() or not items:
                 if self._closing:
                     return
                 await self._wait(None)
@@ -244,11 +256,13 @@ class CoalescingSender:
             else:
                 assert isinstance(head, bytes)
                 data = head
+            self._posting(head, data)
             self._last_post_at = self._clock()
             try:
                 await self._poster.post(self._connection_id, data)
             except ConnectionGone:
-                self._stop_posting(None)
+                if self._connection_gone():
+                    continue
                 return
             except Exception as exc:
                 log.error("stream %s: post to %s failed: %r", self._stream_id, self._connection_id, exc)

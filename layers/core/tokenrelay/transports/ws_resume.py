@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import StreamStart
-from .websocket import CoalescingSender, ConnectionGone, _dumps, _TextRun, encode_message, log
+from .websocket import CoalescingSender, _TextRun, encode_message
 
 __all__ = ["ResumableSender"]
 
@@ -70,45 +70,18 @@ class ResumableSender(CoalescingSender):
         queued = [item.last_seq for item in self._items if type(item) is _TextRun]
         return [*self.marks, *queued]
 
-    async def _run(self) -> None:
-        items = self._items
-        while True:
-            if self.detached or not items:
-                if self._closing:
-                    return
-                await self._wait(None)
-                continue
-            head = items[0]
-            if type(head) is _TextRun and len(items) == 1 and not self._closing and self._text_posted:
-                delay = self._last_post_at + self._interval - self._clock()
-                if delay > 0:
-                    await self._wait(delay)
-                    continue
-            items.popleft()
-            if type(head) is _TextRun:
-                self.text_messages += 1
-                self._text_posted = True
-                data = f'{self._text_head}{_dumps("".join(head.parts))},"seq":{self.text_messages}}}'.encode()
-                self.history.append((self.text_messages, data))
-                self.marks.append(head.last_seq)
-            else:
-                assert isinstance(head, bytes)
-                data = head
-                if type(head) is not _Replay:
-                    self.history.append((0, data))
-            self._last_post_at = self._clock()
-            try:
-                await self._poster.post(self._connection_id, data)
-            except ConnectionGone:
-                self.detached = True  # keep the queue; the failed message is in history
-                if self._on_gone is not None:
-                    self._on_gone()
-                continue
-            except Exception as exc:
-                log.error("stream %s: post to %s failed: %r", self._stream_id, self._connection_id, exc)
-                self._stop_posting(exc)
-                return
-            self.posts += 1
-            self.max_frame = max(self.max_frame, len(data))
-            if type(head) is _TextRun:
-                self.delivered = head.last_seq
+    def _paused(self) -> bool:
+        return self.detached
+
+    def _posting(self, head: _TextRun | bytes, data: bytes) -> None:
+        if type(head) is _TextRun:
+            self.history.append((self.text_messages, data))
+            self.marks.append(head.last_seq)
+        elif type(head) is not _Replay:
+            self.history.append((0, data))
+
+    def _connection_gone(self) -> bool:
+        self.detached = True  # keep the queue; the failed message is in history
+        if self._on_gone is not None:
+            self._on_gone()
+        return True
