@@ -90,11 +90,14 @@ async def test_sse_cancel_from_another_connection_stops_stream_and_closes_upstre
         stream_id = response.headers["x-stream-id"]
         async for event in iter_sse(response):
             events.append(event)
-            if len([e for e in events if e.event == "message"]) == 3:
+            if event.event == "message" and len([e for e in events if e.event == "message"]) == 3:
                 # a separate connection, as a second Lambda instance would receive it
                 async with httpx.AsyncClient(base_url=app.url) as other:
                     cancel = await other.post(f"/chat/stream/{stream_id}/cancel")
-                assert cancel.status_code == 200 and cancel.json() == {"status": "cancelled", "stream_id": stream_id}
+                assert cancel.status_code == 200 and cancel.json() == {"status": "cancelled", "stream_id": stream_id}, (
+                    cancel.text,
+                    events,
+                )
     assert events[-1].event == "cancelled" and events[-1].data == {"stream_id": stream_id, "reason": "client"}
     assert [e.event for e in events].count("cancelled") == 1
     assert app.upstream.wait_closed_early(1, timeout=5)
