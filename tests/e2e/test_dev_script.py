@@ -70,7 +70,12 @@ def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
         assert asyncio.run(websocket_chat(f"ws://127.0.0.1:{ws_port}")) == "You said: Hello over WebSocket"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.communicate(timeout=20)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never leave the stack running behind the test
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
     for port in (http_port, ddb_port, ws_port):
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
