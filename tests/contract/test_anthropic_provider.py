@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.upstream import FAKE_API_KEY, UPSTREAM_DETAIL, FakeUpstream, Scenario
+from tests.contract.streaming import assert_clean, run, text
+from tests.fakes.upstream import FAKE_API_KEY, FakeUpstream, Scenario
 from tokenrelay.errors import ProviderError, RateLimited, Rejected, Unavailable
 from tokenrelay.events import Usage
 from tokenrelay.providers import Chunk, Finish, TextChunk
@@ -48,24 +49,6 @@ async def make_provider(upstream: FakeUpstream) -> AsyncIterator[MakeProvider]:
     yield make
     for provider in made:
         await provider.aclose()
-
-
-async def run(provider: AnthropicProvider, request: ChatRequest, into: list[Chunk] | None = None) -> list[Chunk]:
-    chunks: list[Chunk] = [] if into is None else into
-    async with aclosing(provider.stream(request)) as stream:
-        async for chunk in stream:
-            chunks.append(chunk)
-    return chunks
-
-
-def text(chunks: list[Chunk]) -> str:
-    return "".join(c.text for c in chunks if isinstance(c, TextChunk))
-
-
-def assert_clean(exc: ProviderError) -> None:
-    for leaked in (FAKE_API_KEY, "SECRET", UPSTREAM_DETAIL, "Bearer"):
-        assert leaked not in str(exc)
-        assert leaked not in exc.message
 
 
 # -- happy path -------------------------------------------------------------------------------

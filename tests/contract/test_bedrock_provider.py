@@ -11,6 +11,7 @@ import pytest
 import urllib3.response
 from botocore.eventstream import EventStreamBuffer
 
+from tests.contract.streaming import run
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock, bedrock_server, encode_frame
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.upstream import UPSTREAM_DETAIL
@@ -43,18 +44,6 @@ async def make_provider(bedrock: FakeBedrock) -> AsyncIterator[MakeProvider]:
     yield make
     for provider in made:
         await provider.aclose()
-
-
-async def run(provider: BedrockProvider, request: ChatRequest, into: list[Chunk] | None = None) -> list[Chunk]:
-    chunks: list[Chunk] = [] if into is None else into
-    async with aclosing(provider.stream(request)) as stream:
-        async for chunk in stream:
-            chunks.append(chunk)
-    return chunks
-
-
-def text(chunks: list[Chunk]) -> str:
-    return "".join(c.text for c in chunks if isinstance(c, TextChunk))
 
 
 def stream_threads(within_s: float = 1.0) -> list[threading.Thread]:
