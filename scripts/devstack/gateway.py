@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -262,21 +261,10 @@ def uvicorn_config(gateway: Gateway) -> Any:
 @contextmanager
 def serving(gateway: Gateway, startup_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve ``gateway`` from a background thread until the block exits; yields its ws:// URL."""
-    import uvicorn
+    from threaded import threaded_server
 
-    server = uvicorn.Server(uvicorn_config(gateway))
-    thread = threading.Thread(target=server.run, name=f"gateway-{gateway.config.port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway did not start on port {gateway.config.port}")
-        time.sleep(0.01)
-    try:
+    with threaded_server(uvicorn_config(gateway), startup_timeout_s):
         yield f"ws://{gateway.config.host}:{gateway.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def main(argv: list[str] | None = None) -> int:
