@@ -41,6 +41,7 @@ from tokenrelay import (
     encode_sse,
     parse_chat_request,
 )
+from tokenrelay.cancel_poller import CancelPoller
 from tokenrelay.telemetry.logging import bind as bind_log_context
 from tokenrelay.telemetry.metrics import StreamMetrics
 
@@ -81,6 +82,8 @@ def create_app(
         store = DynamoStreamStore(settings.streams_table)
     registry = providers or ProviderRegistry(settings)
     runs: dict[str, StreamRun] = {}  # streams produced by this process: a cache, not the truth
+    # One cancel watcher for all of this process's streams (a batched read per poll), when the store can.
+    poller = CancelPoller(store, settings.cancel_poll_s) if hasattr(store, "watch_many") else None
     resume = ResumeServices.from_settings(settings) if settings.resume_enabled else None
     if metrics is None and settings.metrics_enabled:
         metrics = StreamMetrics(settings.metrics_namespace, settings.service_name)
@@ -155,6 +158,7 @@ def create_app(
             settings=settings,
             on_end=on_end,
             resume=resume.for_stream(stream_id) if resume is not None and resumable else None,
+            poller=poller,
         )
         runs[run.stream_id] = run
         # Log fields of this request's task and of the tasks run.open() starts (they copy the context).

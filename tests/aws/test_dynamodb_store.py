@@ -287,3 +287,19 @@ async def test_store_over_moto_server_works_across_instances(
         producer.close()
         canceller.close()
         admin.close()
+
+
+# -- watch_many (the process's cancel poller) ---------------------------------------
+
+
+async def test_watch_many_reads_more_than_one_batch_and_skips_unknown_ids(store: DynamoStreamStore) -> None:
+    ids = [f"w-{i}" for i in range(130)]  # two BatchGetItem calls (100 + 30)
+    for sid in ids:
+        await store.create(make_record(sid))
+    await store.request_cancel("w-5", "client")
+    await store.request_cancel("w-120", "disconnect")
+    states = await store.watch_many([*ids, "never-created"])
+    assert set(states) == set(ids)
+    flagged = {sid: s.cancel_reason for sid, s in states.items() if s.cancel_requested}
+    assert flagged == {"w-5": "client", "w-120": "disconnect"}
+    assert all(s.status == "active" for s in states.values())

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 
 from tokenrelay import StreamFinished, StreamNotFound, StreamOutcome, StreamRecord
+from tokenrelay.stores.base import WatchState
 
 
 class MemoryStreamStore:
@@ -17,6 +19,7 @@ class MemoryStreamStore:
         self.records: dict[str, StreamRecord] = {}
         self.create_delay_s = create_delay_s
         self.cancel_checks = 0
+        self.batch_reads = 0
         self.finish_calls = 0
 
     async def create(self, record: StreamRecord) -> None:
@@ -33,6 +36,14 @@ class MemoryStreamStore:
         self.cancel_checks += 1
         record = self.records.get(stream_id)
         return bool(record and record.cancel_requested)
+
+    async def watch_many(self, stream_ids: Sequence[str]) -> dict[str, WatchState]:
+        self.batch_reads += 1
+        found = {sid: self.records[sid] for sid in stream_ids if sid in self.records}
+        return {
+            sid: WatchState(cancel_requested=r.cancel_requested, cancel_reason=r.cancel_reason, status=r.status)
+            for sid, r in found.items()
+        }
 
     async def request_cancel(self, stream_id: str, reason: str = "client") -> None:
         record = self.records.get(stream_id)

@@ -144,6 +144,39 @@ async def test_run_record_creation_overlaps_upstream_call() -> None:
     assert loop.time() - t0 < 0.19
 
 
+async def test_run_first_token_does_not_wait_for_the_record_and_terminal_write_does() -> None:
+    # the upstream has text at once, DynamoDB takes 150 ms: start and text go out first
+    provider = ScriptedProvider(["a", "b"])
+    store = MemoryStreamStore(create_delay_s=0.15)
+    run = make_run(provider, store)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await run.open()
+    events = run.events()
+    assert isinstance(await anext(events), StreamStart)
+    assert await anext(events) == TextDelta("a", 1)
+    assert loop.time() - t0 < 0.1
+    rest = [e async for e in events]
+    assert isinstance(rest[-1], StreamDone)
+    assert store.records["s-1"].status == "complete"  # written after the create, never lost
+
+
+async def test_run_record_create_failing_after_start_ends_stream_as_store_unavailable() -> None:
+    class LateDownStore(MemoryStreamStore):
+        async def create(self, record: object) -> None:  # type: ignore[override]
+            await asyncio.sleep(0.05)
+            raise StoreUnavailable("DynamoDB PutItem failed: ProvisionedThroughputExceededException")
+
+    provider = ScriptedProvider(["x"] * 1000, delay_s=0.002)
+    run = make_run(provider, LateDownStore())
+    await run.open()
+    events = [e async for e in run.events()]
+    texts = [e for e in events if isinstance(e, TextDelta)]
+    assert texts and [t.seq for t in texts] == list(range(1, len(texts) + 1))
+    assert events[-1] == StreamError("could not record the stream", "store_unavailable", True)
+    assert provider.opened == provider.closed_early == 1
+
+
 async def test_run_store_down_at_open_raises_and_closes_upstream() -> None:
     class DownStore(MemoryStreamStore):
         async def create(self, record: object) -> None:  # type: ignore[override]

@@ -16,9 +16,16 @@ Every way a stream can end goes through ``_produce``:
         "disconnect"  the transport reports its client gone
         "timeout"     the deadline passed
 
+    the state record cannot be created -> StreamError("store_unavailable")
+
 Then, always in this order: the upstream request is closed (``aclosing``), the
 terminal state record is written (one conditional write), and exactly one
 terminal event is queued.
+
+The state record is created concurrently with the upstream call and never delays
+the first token: ``open`` returns once the record exists or the first text is ready,
+whichever comes first. So with DynamoDB down a stream usually fails before it starts
+(HTTP 503), and a fast upstream does not wait for a DynamoDB round trip.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
+from .cancel_poller import CancelPoller
 from .errors import ProviderError, StoreUnavailable, TokenRelayError
 from .events import (
     CancelReason,
@@ -46,7 +54,7 @@ from .providers.base import Finish, Provider, TextChunk
 from .requests import ChatRequest
 from .resume import Resumable, cancel_reason
 from .settings import Settings
-from .stores.base import StreamOutcome, StreamRecord, StreamStore
+from .stores.base import StreamOutcome, StreamRecord, StreamStore, WatchState
 
 log = logging.getLogger("tokenrelay.engine")
 
@@ -74,6 +82,7 @@ class StreamRun:
         on_end: EndHook | None = None,
         record_exists: bool = False,
         resume: Resumable | None = None,
+        poller: CancelPoller | None = None,
     ) -> None:
         self.request = request
         self.stream_id = stream_id
@@ -85,6 +94,7 @@ class StreamRun:
         self._clock = clock
         self._on_end = on_end
         self._record_exists = record_exists  # created by someone else (the WebSocket chat handler)
+        self._poller = poller  # the process's shared cancel watcher; None: this run polls on its own
         timeout = settings.stream_timeout_s if deadline_s is None else min(deadline_s, settings.stream_timeout_s)
         self._timeout_s = timeout
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -93,6 +103,8 @@ class StreamRun:
         self._pump: asyncio.Task[Terminal] | None = None
         self._created: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._text_ready = asyncio.Event()  # the provider has the first text (it waits for start)
+        self._failure: StreamError | None = None  # ends the run if set before a stop reason
         self.started_at = 0.0
         self.ttft_ms: int | None = None
         self.text_chunks = 0
@@ -109,35 +121,61 @@ class StreamRun:
     async def open(self) -> StreamStart:
         """Start the upstream call and, concurrently, create the state record.
 
-        Returns once the record exists (so the stream id handed to the client
-        can be cancelled from any instance); the upstream call is already under
-        way, so the DynamoDB round trip does not delay the first token.
-        Raises ``StoreUnavailable`` if the record cannot be created; the
-        upstream request is then closed before this returns.
+        Returns once the record exists or the first text is ready, whichever comes
+        first (a provider that fails before any text waits for the record, so its
+        terminal state can be written). Raises ``StoreUnavailable`` if the record
+        cannot be created before then; the upstream request is closed before this
+        returns. A create that fails after ``start`` ends the run as
+        ``store_unavailable``.
         """
         self.started_at = self._clock()
         create = _noop() if self._record_exists else self._store.create(self.record())
-        self._created = asyncio.create_task(create)
+        self._created = created = asyncio.create_task(create)
         self._pump = asyncio.create_task(self._run_provider())
+        text_ready = asyncio.create_task(self._text_ready.wait())
         try:
-            await asyncio.shield(self._created)
+            await asyncio.wait((created, text_ready), return_when=asyncio.FIRST_COMPLETED)
+            if created.done():
+                created.result()
         except BaseException as exc:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
+            await self._abandon()
             if isinstance(exc, TokenRelayError | asyncio.CancelledError):
                 raise
             raise StoreUnavailable("could not record the stream") from exc
+        finally:
+            text_ready.cancel()
+        if not created.done():
+            created.add_done_callback(self._created_late)
         start = StreamStart(self.stream_id, self.request.provider, self.request.model)
         self._queue.put_nowait(start)
         self._started.set()
         self._producer = asyncio.create_task(self._produce())
         return start
 
+    async def _abandon(self) -> None:
+        """open() failed: close the upstream request and let the create finish or fail quietly."""
+        assert self._pump is not None and self._created is not None
+        self._pump.cancel()
+        await asyncio.gather(self._pump, return_exceptions=True)
+        if not self._created.done():
+            self._created.cancel()
+        await asyncio.gather(self._created, return_exceptions=True)
+
+    def _created_late(self, created: asyncio.Task[None]) -> None:
+        """The record's create finished after ``start``: if it failed, end the run now."""
+        if created.cancelled() or created.exception() is None:
+            return
+        log.error("stream %s: could not record the stream: %s", self.stream_id, created.exception())
+        if self._stop_reason is None and self._failure is None and self.terminal is None:
+            self._failure = StreamError("could not record the stream", "store_unavailable", True)
+            if self._pump is not None and not self._pump.done():
+                self._pump.cancel()
+
     def stop(self, reason: CancelReason) -> None:
         """End the stream as ``cancelled`` with ``reason`` (first reason wins)."""
         if reason == "disconnect":
             self.client_gone = True
-        if self._stop_reason is None and self.terminal is None:
+        if self._stop_reason is None and self._failure is None and self.terminal is None:
             self._stop_reason = reason
             if self._pump is not None and not self._pump.done():
                 self._pump.cancel()
@@ -217,6 +255,7 @@ class StreamRun:
                             continue
                         if seq == 0:
                             self.ttft_ms = self._elapsed_ms()
+                            self._text_ready.set()
                             await self._started.wait()  # start is queued before any text
                         seq += 1
                         delta = TextDelta(chunk.text, seq)
@@ -229,6 +268,8 @@ class StreamRun:
                         finish_reason = chunk.reason
         except asyncio.CancelledError:
             self.text_chunks = seq
+            if self._failure is not None:
+                return self._failure
             if self._stop_reason is None:
                 raise
             return StreamCancelled(self.stream_id, self._stop_reason)
@@ -273,6 +314,13 @@ class StreamRun:
     def completion_tokens(self) -> int:
         return self.usage.completion_tokens if self.usage is not None else self.text_chunks
 
+    def _on_watch_state(self, state: WatchState) -> None:
+        """The shared poller's view of this stream's record (see ``CancelPoller``)."""
+        if state.cancel_requested:
+            self.stop(cancel_reason(state.cancel_reason))
+        elif self.resume is not None and self.resume.expired(self.detached_at, state.attached_until, time.time()):
+            self.stop("disconnect")  # nobody resumed within the grace period
+
     async def _watch_cancel(self) -> None:
         poll = self._settings.cancel_poll_s
         while True:
@@ -302,7 +350,12 @@ class StreamRun:
         loop = asyncio.get_running_loop()
         remaining = self._timeout_s - (self._clock() - self.started_at)
         deadline = loop.call_later(max(remaining, 0.0), self.stop, "timeout")
-        watcher = asyncio.create_task(self._watch_cancel())
+        poller = self._poller
+        watcher: asyncio.Task[None] | None = None
+        if poller is not None:
+            poller.watch(self.stream_id, self._on_watch_state)
+        else:
+            watcher = asyncio.create_task(self._watch_cancel())
         try:
             terminal = await self._pump
         except asyncio.CancelledError:
@@ -315,8 +368,20 @@ class StreamRun:
                 terminal = StreamCancelled(self.stream_id, "disconnect")
         finally:
             deadline.cancel()
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            if poller is not None:
+                poller.unwatch(self.stream_id)
+        terminal = await self._recorded(terminal)
         await self._finish(terminal)
+        return terminal
+
+    async def _recorded(self, terminal: Terminal) -> Terminal:
+        """Wait for the record's create: the terminal write needs the record. A create that
+        failed after ``start`` has already ended the run (``_created_late``), unless the run
+        had ended first: then the client has its terminal event and the failed write is logged."""
+        assert self._created is not None
+        await asyncio.gather(self._created, return_exceptions=True)
         return terminal
 
     async def _finish(self, terminal: Terminal) -> None:

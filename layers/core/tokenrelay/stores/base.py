@@ -49,6 +49,20 @@ class StreamOutcome:
     total_time_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    """What the producer's watcher reads from the stream record, in one strongly consistent read."""
+
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    attached_until: float = 0.0  # epoch seconds; 0 when no resuming reader ever attached
+    status: str = "active"
+    # WebSocket: the connection a resume last moved the stream to, and the text message seq it had
+    connection_id: str | None = None
+    resume_after: int = 0
+    moves: int = 0  # how many resumes moved it (the worker acts on each new one)
+
+
 class StreamStore(Protocol):
     async def create(self, record: StreamRecord) -> None:
         """Insert a new active record; the id must not exist yet."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -32,12 +32,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import StoreUnavailable, StreamFinished, StreamNotFound
-from .base import FINAL_STATUSES, Status, StreamOutcome, StreamRecord
+from .base import FINAL_STATUSES, Status, StreamOutcome, StreamRecord, WatchState
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["PARTITION_KEY", "TTL_ATTRIBUTE", "DynamoStreamStore", "from_settings"]
+__all__ = ["PARTITION_KEY", "TTL_ATTRIBUTE", "WATCH_PROJECTION", "DynamoStreamStore", "from_settings", "watch_state"]
 
 PARTITION_KEY = "stream_id"
 TTL_ATTRIBUTE = "expires_at"
@@ -64,8 +64,27 @@ _OUTCOME_FIELDS = (
     "total_time_ms",
 )
 
+# What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
+WATCH_PROJECTION = "#pk, cancel_requested, cancel_reason, attached_until, #status, connection_id, resume_after, moves"
+WATCH_NAMES = {"#pk": PARTITION_KEY, "#status": "status"}
+BATCH_GET_MAX_KEYS = 100  # DynamoDB's limit per BatchGetItem
+BATCH_GET_ATTEMPTS = 3  # for keys DynamoDB returns as unprocessed (throttling); the rest wait for the next poll
+
 T = TypeVar("T")
 Item = dict[str, dict[str, Any]]
+
+
+def watch_state(item: Mapping[str, Mapping[str, Any]]) -> WatchState:
+    """Decode a record read with ``WATCH_PROJECTION`` (an empty item: a record not yet visible)."""
+    return WatchState(
+        cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
+        cancel_reason=item["cancel_reason"]["S"] if "cancel_reason" in item else None,
+        attached_until=float(Decimal(item["attached_until"]["N"])) if "attached_until" in item else 0.0,
+        status=item["status"]["S"] if "status" in item else "active",
+        connection_id=item["connection_id"]["S"] if "connection_id" in item else None,
+        resume_after=int(item["resume_after"]["N"]) if "resume_after" in item else 0,
+        moves=int(item["moves"]["N"]) if "moves" in item else 0,
+    )
 
 
 def _attr(value: str | bool | int | float) -> dict[str, Any]:
@@ -185,6 +204,38 @@ class DynamoStreamStore:
             ProjectionExpression="cancel_requested",
         )
         return bool(response.get("Item", {}).get("cancel_requested", {}).get("BOOL", False))
+
+    async def watch_many(self, stream_ids: Sequence[str]) -> dict[str, WatchState]:
+        """The watch state of many streams in as few strongly consistent reads as DynamoDB allows
+        (one BatchGetItem per 100 ids, run concurrently): what one process's cancel poller needs
+        for all its streams, instead of one GetItem per stream per poll. Ids with no visible
+        record are absent from the result."""
+        chunks = [stream_ids[i : i + BATCH_GET_MAX_KEYS] for i in range(0, len(stream_ids), BATCH_GET_MAX_KEYS)]
+        found: dict[str, WatchState] = {}
+        for part in await asyncio.gather(*(self._watch_chunk(chunk) for chunk in chunks)):
+            found.update(part)
+        return found
+
+    async def _watch_chunk(self, stream_ids: Sequence[str]) -> dict[str, WatchState]:
+        request: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [{PARTITION_KEY: _attr(sid)} for sid in stream_ids],
+                "ConsistentRead": True,
+                "ProjectionExpression": WATCH_PROJECTION,
+                "ExpressionAttributeNames": WATCH_NAMES,
+            }
+        }
+        found: dict[str, WatchState] = {}
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.02 * 2**attempt)
+            response = await self._call("BatchGetItem", self._client.batch_get_item, RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                found[item[PARTITION_KEY]["S"]] = watch_state(item)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        return found
 
     async def request_cancel(self, stream_id: str, reason: str = "client") -> None:
         """Set the cancel flag of an active stream; the first reason given is kept.

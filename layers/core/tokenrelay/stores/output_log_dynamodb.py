@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import StoreUnavailable
 from ..output_log import LogBatch, LogItem, decode_end
-from ..resume import WatchState
-from .dynamodb import PARTITION_KEY, TTL_ATTRIBUTE, _new_client
+from .base import WatchState
+from .dynamodb import PARTITION_KEY, TTL_ATTRIBUTE, WATCH_NAMES, WATCH_PROJECTION, _new_client, watch_state
 
 __all__ = ["SORT_KEY", "DynamoAttachments", "DynamoOutputLog"]
 
@@ -116,20 +115,10 @@ class DynamoAttachments:
             TableName=self.table_name,
             Key={PARTITION_KEY: {"S": stream_id}},
             ConsistentRead=True,
-            ProjectionExpression="cancel_requested, cancel_reason, attached_until, #status, "
-            "connection_id, resume_after, moves",
-            ExpressionAttributeNames={"#status": "status"},
+            ProjectionExpression=WATCH_PROJECTION,
+            ExpressionAttributeNames=WATCH_NAMES,
         )
-        item = response.get("Item", {})
-        return WatchState(
-            cancel_requested=bool(item.get("cancel_requested", {}).get("BOOL", False)),
-            cancel_reason=item["cancel_reason"]["S"] if "cancel_reason" in item else None,
-            attached_until=float(Decimal(item["attached_until"]["N"])) if "attached_until" in item else 0.0,
-            status=item["status"]["S"] if "status" in item else "active",
-            connection_id=item["connection_id"]["S"] if "connection_id" in item else None,
-            resume_after=int(item["resume_after"]["N"]) if "resume_after" in item else 0,
-            moves=int(item["moves"]["N"]) if "moves" in item else 0,
-        )
+        return watch_state(response.get("Item", {}))
 
     async def attach(self, stream_id: str, until: float) -> None:
         """Refresh the lease of an active stream; a finished or unknown stream is left alone."""
