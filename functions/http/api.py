@@ -8,7 +8,6 @@ Mangum (``handler.py``). Locally ``scripts/dev`` serves it with uvicorn.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import uuid
@@ -24,15 +23,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from body_limit import BodyLimitMiddleware, BodyTooLarge, too_large
+from deadline import stream_deadline_s
 from openai_compat import add_openai_routes
-from resume_sse import ResumeServices, add_resume_routes
+from openai_wire import OpenAIError
+from openapi_doc import document_api
+from protect import AuthMiddleware, Guard, principal_of
+from resume_sse import Forbidden, ResumeServices, add_resume_routes
 from tokenrelay import (
     ChatRequest,
     Event,
+    LimitExceeded,
+    ModelNotAllowed,
     ProviderRegistry,
     RequestInvalid,
     Settings,
     StreamError,
+    StreamNotFound,
     StreamRun,
     StreamStore,
     TextDelta,
@@ -42,6 +49,9 @@ from tokenrelay import (
     parse_chat_request,
 )
 from tokenrelay.cancel_poller import CancelPoller
+from tokenrelay.json_text import JSONRejected, loads_strict
+from tokenrelay.limits import Lease
+from tokenrelay.providers.resilient import track_upstream, with_upstream
 from tokenrelay.telemetry.logging import bind as bind_log_context
 from tokenrelay.telemetry.metrics import StreamMetrics
 
@@ -57,6 +67,7 @@ QUERY_FIELDS: Mapping[str, type] = {
     "temperature": float,
 }
 CLEANUP_TIMEOUT_S = 10.0
+CANCEL_LOOKUP_WAITS_S = (0.05, 0.15, 0.3)
 
 
 class ApiError(Exception):
@@ -74,8 +85,11 @@ def create_app(
     store: StreamStore | None = None,
     providers: ProviderRegistry | None = None,
     metrics: StreamMetrics | None = None,
+    guard: Guard | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
+    guard = guard or Guard.from_settings(settings)  # API keys and rate limits (protect.py)
+    leases: dict[str, Lease] = {}  # concurrency slots of this process's streams, released on end
     if store is None:
         from tokenrelay.stores.dynamodb import DynamoStreamStore
 
@@ -90,8 +104,9 @@ def create_app(
 
     def on_end(run: StreamRun) -> None:
         runs.pop(run.stream_id, None)
+        guard.release_soon(leases.pop(run.stream_id, None))  # however the stream ended
         if metrics is not None:
-            metrics.emit(run.summary())
+            metrics.emit(with_upstream(run.summary()))  # called in the run's task: its context has the report
 
     max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
 
@@ -101,21 +116,29 @@ def create_app(
         for run in list(runs.values()):
             run.stop("disconnect")
         await asyncio.gather(*(r.wait() for r in list(runs.values())), return_exceptions=True)
+        await guard.drain()
         await registry.aclose()
 
     app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)  # 413 while reading, never after (body_limit.py)
     app.state.settings, app.state.store, app.state.runs = settings, store, runs
+    app.state.guard = guard
+    app.add_middleware(AuthMiddleware, guard=guard)  # inside CORS (added next), so a 401 carries CORS headers
     _add_dev_extras(app, os.environ)
 
     @app.exception_handler(TokenRelayError)
     async def _relay_error(_: Request, exc: TokenRelayError) -> JSONResponse:
         extra: dict[str, Any] = {}
-        if isinstance(exc, RequestInvalid):
+        if isinstance(exc, RequestInvalid | ModelNotAllowed):
             extra["field"] = exc.field
         status = getattr(exc, "status", None)
         if isinstance(status, str):
             extra["status"] = status
-        return JSONResponse(_error_body(exc.message, exc.code, **extra), status_code=exc.status_code)
+        if isinstance(exc, LimitExceeded):
+            extra["retry_after"] = exc.retry_after
+        headers = getattr(exc, "headers", None)  # Retry-After, WWW-Authenticate
+        body = _error_body(exc.message, exc.code, **extra)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -128,30 +151,37 @@ def create_app(
         return JSONResponse(_error_body(f"{field}: {err['msg']}", "invalid_request", field=field), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            return too_large(exc.limit, openai=False)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(_error_body(str(exc.detail), code), status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        if request.url.path.startswith("/v1/"):  # a path the /v1 mount cannot match still answers in its shape
+            error = OpenAIError(exc.status_code, str(exc.detail), code=code)
+            return JSONResponse(error.body(), status_code=exc.status_code, headers={**headers, **error.headers()})
+        return JSONResponse(_error_body(str(exc.detail), code), status_code=exc.status_code, headers=headers)
 
     async def json_body(request: Request) -> Any:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", "content-type: expected application/json")
-        raw = await request.body()
-        if len(raw) > max_body:
-            raise ApiError(413, "payload_too_large", f"body: larger than {max_body} bytes")
+        raw = await request.body()  # BodyTooLarge (413) past max_body bytes: BodyLimitMiddleware counts them
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestInvalid("body", f"invalid JSON ({exc})") from None
+            return loads_strict(raw)
+        except JSONRejected as exc:
+            raise RequestInvalid(exc.field, exc.message) from None
 
     async def start_run(
         request: Request, chat: ChatRequest, transport: str = "sse", resumable: bool = False
     ) -> StreamRun:
         stream_id = str(uuid.uuid4())
+        principal = principal_of(request)
         run = StreamRun(
             chat,
             stream_id=stream_id,
-            owner=request.headers.get("x-client-id") or "anonymous",
+            owner=principal.owner,
             transport=transport,
             provider=registry.get(chat.provider),
             store=store,
@@ -159,14 +189,20 @@ def create_app(
             on_end=on_end,
             resume=resume.for_stream(stream_id) if resume is not None and resumable else None,
             poller=poller,
+            deadline_s=stream_deadline_s(request.scope, settings.deadline_margin_s),  # Lambda's, less a margin
         )
+        lease = await guard.admit(principal, chat.provider, chat.model, stream_id)  # 403 / 429 before any work
         runs[run.stream_id] = run
+        if lease is not None:
+            leases[stream_id] = lease
         # Log fields of this request's task and of the tasks run.open() starts (they copy the context).
         bind_log_context(stream_id=run.stream_id, transport=transport, provider=chat.provider, model=chat.model)
+        track_upstream()  # retries and fallback of this run's provider stream, for on_end's metrics
         try:
             await run.open()
         except BaseException:
             runs.pop(run.stream_id, None)
+            guard.release_soon(leases.pop(stream_id, None))
             raise
         return run
 
@@ -184,12 +220,31 @@ def create_app(
         return sse_response(await start_run(request, chat, resumable=True))
 
     @app.post("/chat/stream/{stream_id}/cancel")
-    async def cancel_stream(stream_id: str) -> dict[str, str]:
-        await store.request_cancel(stream_id, "client")
+    async def cancel_stream(stream_id: str, request: Request) -> dict[str, str]:
+        # The record is created concurrently with the first token (engine.open), so a cancel sent
+        # the moment `start` arrives can land on another instance before the record exists: an
+        # unknown id is looked up again a few times (~0.5 s in all) before it is a 404.
+        for wait_s in (*CANCEL_LOOKUP_WAITS_S, None):
+            try:
+                await cancel_once(stream_id, request)
+                break
+            except StreamNotFound:
+                if wait_s is None:
+                    raise
+                await asyncio.sleep(wait_s)
         local = runs.get(stream_id)
         if local is not None:  # same process: stop now instead of at the next poll
             local.stop("client")
         return {"status": "cancelled", "stream_id": stream_id}
+
+    async def cancel_once(stream_id: str, request: Request) -> None:
+        if settings.auth_enabled:  # only the key that started a stream may cancel it (403 otherwise)
+            record = await store.get(stream_id)
+            if record is None:
+                raise StreamNotFound(stream_id)
+            if record.owner != principal_of(request).owner:
+                raise Forbidden(f"stream {stream_id!r} belongs to another API key")
+        await store.request_cancel(stream_id, "client")
 
     @app.post("/chat/stream-simple", response_model=None)
     async def chat_stream_simple(request: Request) -> StreamingResponse | JSONResponse:
@@ -225,6 +280,7 @@ def create_app(
         }
 
     add_openai_routes(app, settings, start_run=start_run, finish_run=_finish_after_reader_left)
+    document_api(app, settings)  # request bodies, errors and /v1 in /openapi.json (openapi_doc.py)
     if resume is not None:
         add_resume_routes(app, settings, store=store, output_log=resume.log, attachments=resume.attachments)
     return app
@@ -251,18 +307,25 @@ def _add_dev_extras(app: FastAPI, env: Mapping[str, str]) -> None:
             allow_origins=origins,
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", "last-event-id", "authorization", "x-client-id"],
-            expose_headers=["x-stream-id"],
+            expose_headers=["x-stream-id", "retry-after"],
             max_age=600,
         )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        regex, allowed = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and allowed and regex.match(path):
+            methods |= allowed
+    return sorted(methods)
 
 
 def _query_body(request: Request) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
+        if key == "access_token":  # the API key, for EventSource (protect.py), not a request field
+            continue
         kind = QUERY_FIELDS.get(key)
         if kind is None:
             hint = "; send 'messages' with POST" if key == "messages" else ""

@@ -24,7 +24,6 @@ client that disconnects stops the run (``disconnect``), as it does mid-stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -38,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from body_limit import BodyTooLarge, too_large
 from openai_request import CompletionRequest, list_models, parse_completion_request, resolve_model
 from openai_wire import OpenAIError, OpenAIStreamEncoder, completion_object, from_terminal, model_list, model_object
 from tokenrelay import (
@@ -52,6 +52,7 @@ from tokenrelay import (
     TokenRelayError,
     Usage,
 )
+from tokenrelay.json_text import JSONRejected, loads_strict
 
 __all__ = ["add_openai_routes"]
 
@@ -63,10 +64,9 @@ TRANSPORT = "openai"
 
 def add_openai_routes(app: FastAPI, settings: Settings, *, start_run: StartRun, finish_run: FinishRun) -> None:
     """Mount ``/v1`` on ``app``; ``start_run``/``finish_run`` are the app's own helpers."""
-    max_body = settings.max_message_chars * 6 + 16_384  # as /chat/stream: worst-case JSON escaping
 
     async def chat_completions(request: Request) -> Response:
-        completion = parse_completion_request(await _json_body(request, max_body), settings)
+        completion = parse_completion_request(await _json_body(request), settings)
         run = await start_run(request, completion.chat, TRANSPORT)
         answer = _Answer(run, completion, finish_run)
         watcher = asyncio.create_task(_stop_on_disconnect(request, run))
@@ -178,21 +178,17 @@ async def _stop_on_disconnect(request: Request, run: StreamRun) -> None:
     run.stop("disconnect")
 
 
-async def _json_body(request: Request, max_body: int) -> Any:
+async def _json_body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise OpenAIError(415, "content-type: expected application/json", code="unsupported_media_type")
-    raw = await request.body()
-    if len(raw) > max_body:
-        raise OpenAIError(413, f"The request body is larger than {max_body} bytes.", code="request_too_large")
+    raw = await request.body()  # BodyTooLarge (413) past the cap: the app's BodyLimitMiddleware counts
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
-        raise OpenAIError(400, "We could not parse the JSON body of your request.", code="invalid_json") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+        return loads_strict(raw)
+    except JSONRejected as exc:
+        param = None if exc.field == "body" else exc.field
+        message = f"We could not parse the JSON body of your request: {exc.message}."
+        raise OpenAIError(400, message, param=param, code="invalid_json") from None
 
 
 def _respond(error: OpenAIError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -204,10 +200,12 @@ async def _openai_error(_: Request, exc: OpenAIError) -> Response:
 
 
 async def _relay_error(_: Request, exc: TokenRelayError) -> Response:
-    return _respond(OpenAIError.from_relay(exc))
+    return _respond(OpenAIError.from_relay(exc), getattr(exc, "headers", None))  # Retry-After, WWW-Authenticate
 
 
 async def _http_error(_: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, BodyTooLarge):  # the app's body cap (body_limit.py)
+        return too_large(exc.limit, openai=True)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _respond(OpenAIError(exc.status_code, str(exc.detail), code=code), dict(exc.headers or {}))
 

@@ -43,6 +43,8 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # TokenRelay error code -> (HTTP status, OpenAI error type)
 _STATUS: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "invalid_request_error"),
+    "unauthorized": (401, "invalid_request_error"),  # the SDKs' AuthenticationError
+    "model_not_allowed": (403, "invalid_request_error"),  # PermissionDeniedError
     "stream_not_found": (404, "invalid_request_error"),
     "stream_finished": (409, "invalid_request_error"),
     "rate_limited": (429, "rate_limit_error"),
@@ -50,6 +52,7 @@ _STATUS: dict[str, tuple[int, str]] = {
     "upstream_error": (502, "upstream_error"),
     "upstream_rejected": (502, "upstream_error"),
     "upstream_unavailable": (503, "server_error"),
+    "upstream_timeout": (504, "server_error"),  # no first chunk, or a stall (docs/faults.md)
     "store_unavailable": (503, "server_error"),
 }
 _CANCELLED: dict[str, tuple[int, str, str]] = {  # reason -> (status, code, message)

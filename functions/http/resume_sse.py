@@ -8,7 +8,8 @@ elsewhere. While its client is connected the reader refreshes the stream's lease
 client leaves, the lease is ended at once. No ``start`` event: the client has it.
 
     404 stream_not_found   unknown id
-    403 forbidden          the caller (X-Client-Id, else "anonymous") is not the owner
+    403 forbidden          the caller (the API key; with AUTH_MODE=off, X-Client-Id, else
+                           "anonymous") is not the owner
     400 invalid_request    a Last-Event-ID that is not a non-negative integer
 """
 
@@ -23,6 +24,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from protect import principal_of
 from tokenrelay import (
     RequestInvalid,
     Settings,
@@ -122,7 +124,7 @@ def add_resume_routes(
         record = await store.get(stream_id)
         if record is None:
             raise StreamNotFound(stream_id)
-        if record.owner != (request.headers.get("x-client-id") or "anonymous"):
+        if record.owner != principal_of(request).owner:  # the API key, or X-Client-Id with auth off
             raise Forbidden(f"stream {stream_id!r} belongs to another client")
         return ResumeResponse(record, after, settings, store, output_log, attachments)
 

@@ -2,7 +2,8 @@
 
 - ``WsConfig``: the WebSocket settings, read from the environment once.
 - ``services()``: settings, the stream and connection stores, the worker
-  invoker and the ``@connections`` posters (boto3 clients created once).
+  invoker, the ``@connections`` posters (boto3 clients created once), the API-key
+  authenticator and the rate limiter (docs/security.md).
 - ``run(coro)``: runs the async core on this thread's event loop. Lambda runs
   one invocation at a time per environment, so the loop is kept across warm
   invocations, and with it the providers' pooled HTTP connections (an HTTP
@@ -21,7 +22,9 @@ from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tokenrelay import ProviderRegistry, Settings, StreamFinished, StreamNotFound, StreamStore
+from tokenrelay import ProviderRegistry, Settings, StreamFinished, StreamNotFound, StreamStore, auth, limits
+from tokenrelay.auth import Authenticator
+from tokenrelay.limits import RateLimiter
 from tokenrelay.stores.connections import ConnectionStore
 from tokenrelay.telemetry.metrics import StreamMetrics
 from tokenrelay.transports.websocket import MAX_FRAME_BYTES, ConnectionGone, ConnectionPoster
@@ -76,6 +79,8 @@ class Services:
     connections: ConnectionStore
     invoker: Any  # poster.WorkerInvoker
     metrics: StreamMetrics | None = None  # one EMF document per stream, when METRICS_ENABLED
+    authenticator: Authenticator | None = None  # AUTH_MODE=api_key: $connect checks the key, chat re-checks it
+    limiter: RateLimiter | None = None  # RATE_LIMITS_TABLE: per-key requests per minute and concurrent streams
     posters: dict[str, ConnectionPoster] = field(default_factory=dict)  # by endpoint
 
     def poster(self, endpoint: str) -> ConnectionPoster:
@@ -113,6 +118,8 @@ def services() -> Services:
                 metrics=StreamMetrics(settings.metrics_namespace, settings.service_name)
                 if settings.metrics_enabled
                 else None,
+                authenticator=auth.from_settings(settings),
+                limiter=limits.from_settings(settings),
             )
         return _services
 

@@ -1,7 +1,11 @@
 """The worker's event: one stream to produce, as the chat handler hands it over.
 
     {"stream_id", "connection_id", "owner", "request_id": str | null,
-     "endpoint": "https://{domain}/{stage}", "request": {validated request fields}}
+     "endpoint": "https://{domain}/{stage}", "request": {validated request fields},
+     "slot": str | null}
+
+``slot`` is the concurrency slot the chat handler took for the stream
+(``tokenrelay.limits``): the worker gives it back when the stream ends.
 
 ``request`` is the validated ``ChatRequest`` written back as request-body fields
 (provider and model resolved), so the worker re-validates it with the same
@@ -39,9 +43,11 @@ class StreamJob:
     endpoint: str
     request: Mapping[str, Any]
     request_id: str | None = None
+    slot: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         return {
+            "slot": self.slot,
             "stream_id": self.stream_id,
             "connection_id": self.connection_id,
             "owner": self.owner,
@@ -61,6 +67,9 @@ class StreamJob:
         request_id = event.get("request_id")
         if request_id is not None and not isinstance(request_id, str):
             raise ValueError("worker event: 'request_id' must be a string or null")
+        slot = event.get("slot")
+        if slot is not None and not isinstance(slot, str):
+            raise ValueError("worker event: 'slot' must be a string or null")
         return cls(
             stream_id=event["stream_id"],
             connection_id=event["connection_id"],
@@ -68,4 +77,5 @@ class StreamJob:
             endpoint=event["endpoint"],
             request=event["request"],
             request_id=request_id,
+            slot=slot,
         )

@@ -5,7 +5,8 @@ JSON, or whose ``type`` names no route, to ``$default``. One handler serves all
 three and dispatches on the parsed body. A refused message gets an ``error``
 message back (``request_id`` echoed) and the connection stays open:
 
-    not JSON, binary, not an object   invalid_json
+    not JSON, binary, not an object   invalid_json      (JSON as strict as over HTTP: json_text.py)
+    larger than 128 KB                payload_too_large (API Gateway closes the socket first; defence in depth)
     no "type", or not a string        invalid_request   field "type"
     any other type                    unknown_type
     a bad chat request                invalid_request   field named, as over HTTP
@@ -14,6 +15,9 @@ message back (``request_id`` echoed) and the connection stays open:
     cancel of a finished stream       stream_finished   with its final "status"
     resume (resume_ws.py)             stream_not_found, forbidden, invalid_request, resume_unavailable
     more streams than allowed         too_many_streams  retryable
+    the API key revoked since connect unauthorized      (seen within API_KEY_CACHE_S)
+    a model the key may not use       model_not_allowed field "model"
+    over the key's limits             rate_limited      retryable, with retry_after (seconds)
     DynamoDB or the worker down       store_unavailable / worker_unavailable, retryable
 
 ``chat`` validates the request, reserves the stream on the connection, creates
@@ -26,7 +30,6 @@ flags every active stream of the connection, and is a no-op when there is none.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -38,6 +41,8 @@ from connect import owner_for
 from job import StreamJob, request_fields
 from poster import WorkerUnavailable, management_endpoint
 from tokenrelay import (
+    LimitExceeded,
+    ModelNotAllowed,
     RequestInvalid,
     StoreUnavailable,
     StreamFinished,
@@ -45,9 +50,13 @@ from tokenrelay import (
     StreamOutcome,
     StreamRecord,
     TokenRelayError,
+    Unauthorized,
     parse_chat_request,
 )
-from tokenrelay.stores.connections import TooManyStreams
+from tokenrelay.auth import Principal
+from tokenrelay.json_text import JSONRejected, loads_strict
+from tokenrelay.limits import Lease, Limits
+from tokenrelay.stores.connections import ConnectionRecord, TooManyStreams
 from tokenrelay.transports.websocket import ConnectionPoster, encode_error
 
 log = logging.getLogger("tokenrelay.websocket")
@@ -55,7 +64,8 @@ log = logging.getLogger("tokenrelay.websocket")
 ENVELOPE_FIELDS = ("type", "request_id")
 CANCEL_FIELDS = frozenset({"type", "stream_id", "request_id"})
 MAX_ID_CHARS = 128
-RETRYABLE = (StoreUnavailable, WorkerUnavailable, TooManyStreams)
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit; the handler holds to it as well
+RETRYABLE = (StoreUnavailable, WorkerUnavailable, TooManyStreams, LimitExceeded)
 
 
 class BadMessage(TokenRelayError):
@@ -73,17 +83,18 @@ class NotOwner(TokenRelayError):
         self.stream_id = stream_id
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_body(event: dict[str, Any]) -> dict[str, Any]:
     if event.get("isBase64Encoded"):
         raise BadMessage("invalid_json", "expected a JSON text message, got binary data")
+    raw = event.get("body")
+    if not isinstance(raw, str) or not raw:
+        raise BadMessage("invalid_json", "the message is empty; expected a JSON object with a 'type' field")
+    if len(raw) > MAX_MESSAGE_BYTES or len(raw.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise BadMessage("payload_too_large", f"the message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        body = json.loads(event.get("body") or "", parse_constant=_reject_constant)
-    except ValueError:
-        raise BadMessage("invalid_json", "the message is not valid JSON") from None
+        body = loads_strict(raw)
+    except JSONRejected as exc:
+        raise BadMessage("invalid_json", f"the message is not valid JSON: {exc.message}") from None
     if not isinstance(body, dict):
         raise BadMessage("invalid_json", "expected a JSON object with a 'type' field")
     return body
@@ -113,17 +124,43 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
         updated_at=now,
         expires_at=int(now) + svc.settings.stream_ttl_s,
     )
-    job = StreamJob(
-        stream_id, connection_id, connection.owner, management_endpoint(ctx), request_fields(chat), request_id
-    )
+    lease: Lease | None = None
     created = False
     try:
+        lease = await _admit(svc, connection, chat.provider, chat.model, stream_id)
+        job = StreamJob(
+            stream_id,
+            connection_id,
+            connection.owner,
+            management_endpoint(ctx),
+            request_fields(chat),
+            request_id,
+            slot=lease.slot if lease is not None else None,
+        )
         await svc.streams.create(record)
         created = True
         await svc.invoker.invoke(job.to_event())
     except BaseException as exc:
         await _abandon(svc, connection_id, stream_id, created, exc)
+        if svc.limiter is not None:
+            await svc.limiter.release(lease)
         raise
+
+
+async def _admit(
+    svc: common.Services, connection: ConnectionRecord, provider: str, model: str, stream_id: str
+) -> Lease | None:
+    """The connection's API key is still valid (a revocation shows within API_KEY_CACHE_S), may use
+    this model, and is within its limits; the concurrency slot taken, for the worker to give back."""
+    if svc.authenticator is not None:
+        if connection.key_id is None:  # connected before AUTH_MODE=api_key: no key, no stream
+            raise Unauthorized()
+        await svc.authenticator.active(connection.key_id)
+    principal = Principal(connection.owner, Limits(connection.rpm, connection.concurrency), connection.models)
+    principal.check_model(provider, model)
+    if svc.limiter is None or not principal.limits.any:
+        return None
+    return await svc.limiter.admit(principal.owner, principal.limits, stream_id)
 
 
 async def _abandon(svc: common.Services, connection_id: str, stream_id: str, created: bool, exc: BaseException) -> None:
@@ -158,10 +195,12 @@ async def cancel(body: dict[str, Any], connection_id: str, svc: common.Services)
 
 def _error_for(exc: TokenRelayError, request_id: str | None) -> bytes:
     extra: dict[str, object] = {}
-    if isinstance(exc, RequestInvalid):
+    if isinstance(exc, RequestInvalid | ModelNotAllowed):
         extra["field"] = exc.field
     if isinstance(exc, StreamFinished):
         extra["status"] = exc.status
+    if isinstance(exc, LimitExceeded):
+        extra["retry_after"] = exc.retry_after
     stream_id = getattr(exc, "stream_id", None)
     return encode_error(
         exc.code, exc.message, retryable=isinstance(exc, RETRYABLE), request_id=request_id, stream_id=stream_id, **extra

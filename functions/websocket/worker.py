@@ -6,7 +6,7 @@ Gateway's 29 s integration timeout.
 
     claim the stream on its connection   once: Lambda may deliver an async invoke twice
     StreamRun (record made by chat)  ->  CoalescingSender  ->  ApiGatewayPoster
-    release the stream on its connection
+    release the stream on its connection, and its key's concurrency slot (``job.slot``)
 
 How it ends, always with one terminal message and one terminal state write:
 
@@ -42,6 +42,8 @@ from tokenrelay import (
     TokenRelayError,
     parse_chat_request,
 )
+from tokenrelay.limits import Lease
+from tokenrelay.providers.resilient import track_upstream, with_upstream
 from tokenrelay.telemetry.logging import bound as log_context
 from tokenrelay.transports.websocket import CoalescingSender, ConnectionPoster, encode_error
 from tokenrelay.transports.ws_resume import ResumableSender
@@ -94,7 +96,11 @@ async def run_stream(
             return {"stream_id": job.stream_id, "status": "cancelled", "reason": "disconnect"}
         return await _produce(job, svc, registry, svc.poster(job.endpoint), deadline_s)
     finally:
-        await svc.connections.remove_stream(job.connection_id, job.stream_id)
+        try:
+            await svc.connections.remove_stream(job.connection_id, job.stream_id)
+        finally:  # the key's concurrency slot, however the stream ended (release never raises)
+            if svc.limiter is not None and job.slot is not None:
+                await svc.limiter.release(Lease(job.slot, job.stream_id))
 
 
 async def _produce(
@@ -152,6 +158,7 @@ async def _produce(
         assert isinstance(sender, ResumableSender)
         watcher = resume_ws.MoveWatcher(resume.attachments, sender, run)
         run.resume = resume_ws.resumable(svc.settings, resume, job.stream_id, watcher)
+    upstream = track_upstream()  # retries and fallback of the provider stream (metrics)
     await run.open()
     sender.start()
     try:
@@ -166,7 +173,7 @@ async def _produce(
         run.delivered = sender.delivered
         if svc.metrics is not None:
             try:
-                svc.metrics.emit(run.summary())
+                svc.metrics.emit(with_upstream(run.summary(), upstream))
             except Exception:
                 log.exception("stream %s: metrics failed", job.stream_id)
     terminal = run.terminal

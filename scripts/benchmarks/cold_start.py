@@ -49,6 +49,8 @@ ENV = {
     "STREAMS_TABLE": "tokenrelay-streams",
     "CONNECTIONS_TABLE": "tokenrelay-connections",
     "WORKER_FUNCTION_NAME": "tokenrelay-worker",
+    "API_KEYS_TABLE": "tokenrelay-api-keys",  # AUTH_MODE defaults to api_key in Lambda, as deployed
+    "RATE_LIMITS_TABLE": "tokenrelay-rate-limits",
     "METRICS_ENABLED": "true",
     "LOG_JSON": "true",
     "PYTHONNOUSERSITE": "1",

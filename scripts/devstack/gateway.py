@@ -11,7 +11,8 @@ uvicorn) stands in for API Gateway and for Lambda, on one port:
   outlives the integration timeout (``INTEGRATION_TIMEOUT_S``, 29 s as in AWS),
   makes the client receive API Gateway's ``{"message": "Internal server error" |
   "Endpoint request timed out", "connectionId", "requestId"}``. A refused
-  ``$connect`` refuses the handshake with the handler's status code. Client
+  ``$connect`` refuses the handshake with the handler's status code; an accepted one
+  answers with the ``Sec-WebSocket-Protocol`` its handler returned, if any. Client
   messages over 128 KB close the connection (1009), as in AWS.
 - ``/@connections/{id}`` (also under ``/{stage}/``): the management API
   (``management.py``); ``POST /2015-03-31/functions/{name}/invocations``:
@@ -71,6 +72,7 @@ class GatewayConfig:
     handler_timeout_s: float = 30.0
     worker_timeout_s: float = 900.0
     worker_function_name: str = "tokenrelay-worker"
+    worker_concurrency: int = 64  # workers streaming at once (WORKER_CONCURRENCY)
     post_delay_s: float = 0.0
 
     @classmethod
@@ -80,6 +82,7 @@ class GatewayConfig:
             integration_timeout_s=_env_float("INTEGRATION_TIMEOUT_S", cls.integration_timeout_s),
             worker_timeout_s=_env_float("WORKER_TIMEOUT_S", cls.worker_timeout_s),
             worker_function_name=os.environ.get("WORKER_FUNCTION_NAME") or cls.worker_function_name,
+            worker_concurrency=int(os.environ.get("WORKER_CONCURRENCY") or cls.worker_concurrency),
             post_delay_s=_env_float("GATEWAY_POST_DELAY_MS", 0.0) / 1000,
         )
         for name, value in overrides.items():
@@ -134,7 +137,7 @@ class Gateway:
             default_routes, default_fns = default_functions(self.config.worker_function_name)
             routes, functions = routes or default_routes, functions or default_fns
         self.routes = dict(routes)
-        self.lambdas = LocalLambda(functions, self.config.worker_timeout_s)
+        self.lambdas = LocalLambda(functions, self.config.worker_timeout_s, self.config.worker_concurrency)
         self.api = Api(self.config.api_id, self.config.domain, self.config.stage)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
@@ -162,7 +165,7 @@ class Gateway:
             await websocket.send_denial_response(Response(status_code=500 if failure else status))
             return
         connection = self.connections[peer.connection_id] = Connection(websocket, peer)
-        await websocket.accept()
+        await websocket.accept(subprotocol=_response_header(result, "sec-websocket-protocol"))
         connection.open = True
         code, reason = 1006, ""
         try:
@@ -242,6 +245,15 @@ class Gateway:
     async def _lifespan(self, _: Starlette) -> Any:
         yield
         await self.aclose()
+
+
+def _response_header(result: Any, name: str) -> str | None:
+    """A header of the ``$connect`` integration's response: API Gateway passes them to the
+    handshake answer (``Sec-WebSocket-Protocol`` is the one that matters to clients)."""
+    headers = result.get("headers") if isinstance(result, dict) else None
+    if not isinstance(headers, dict):
+        return None
+    return next((str(v) for k, v in headers.items() if k.lower() == name), None)
 
 
 def uvicorn_config(gateway: Gateway) -> Any:

@@ -91,7 +91,13 @@ def test_streams_table_key_schema_matches_store_key(template: dict[str, Any]) ->
     assert spec.billing_mode == "PAY_PER_REQUEST"
     assert spec.env_var == "STREAMS_TABLE"
     assert spec.table_name({}) == "tokenrelay-streams"
-    assert [s.logical_id for s in table_specs(template)] == ["StreamsTable", "OutputLogTable", "ConnectionsTable"]
+    assert [s.logical_id for s in table_specs(template)] == [
+        "StreamsTable",
+        "OutputLogTable",
+        "ConnectionsTable",
+        "ApiKeysTable",
+        "RateLimitsTable",
+    ]
 
 
 def test_table_spec_unknown_logical_id_raises_key_error(template: dict[str, Any]) -> None:

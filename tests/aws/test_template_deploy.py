@@ -23,10 +23,13 @@ PROVIDER_FUNCTIONS = {"StreamFunction", "ApiFunction", "WorkerFunction"}  # the 
 OPTIONAL_ENV = {
     "MAX_MESSAGES", "DEFAULT_MAX_TOKENS", "CANCEL_POLL_MS", "SSE_PING_S", "ECHO_DELAY_MS",
     "UPSTREAM_MAX_RETRIES", "UPSTREAM_TIMEOUT_S", "TOKENRELAY_VERSION", "BEDROCK_REGION", "LOG_LEVEL",
+    "UPSTREAM_RETRY_BUDGET_S", "UPSTREAM_BACKOFF_MS", "UPSTREAM_CONNECT_TIMEOUT_S", "UPSTREAM_FIRST_CHUNK_S",
+    "UPSTREAM_STALL_S", "DEADLINE_MARGIN_S",  # fault tolerance, defaults in settings (docs/faults.md)
     "CONNECTION_TTL_S", "WS_COALESCE", "WS_MAX_FRAME_BYTES",
     "OUTPUT_LOG_FLUSH_MS", "OUTPUT_LOG_FLUSH_BYTES", "RESUME_POLL_MS",  # resume tuning, defaults in settings
     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL",  # local dev only
     "DEMO_DIR", "CORS_ALLOW_ORIGINS",  # local dev only: the Function URL adds CORS itself
+    "API_KEY_CACHE_S", "AUTH_OFF_RPM", "AUTH_OFF_CONCURRENCY",  # protection tuning, defaults in settings
     "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",  # Lambda / local
 }  # fmt: skip
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.
@@ -40,6 +43,7 @@ ENV_READ = re.compile(
 EMITTED = {
     "StreamStarted", "StreamCompleted", "StreamCancelled", "StreamFailed", "StreamDisconnected",
     "TimeToFirstToken", "StreamDuration", "OutputTokens", "TokensAfterDisconnect",
+    "UpstreamRetries", "UpstreamFallbacks",
 }  # fmt: skip
 
 
@@ -65,16 +69,21 @@ def code_env_reads(code_dir: Path) -> set[str]:
     return found | set(SECRET_VARS.values())
 
 
+EMPTY_DEFAULT = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
+
+
 def fake_env(template: dict[str, Any], logical_id: str) -> dict[str, str]:
     """The function's environment with every intrinsic replaced by a plausible literal."""
     out = {}
     for name, value in env_of(template, logical_id).items():
         if isinstance(value, str):
             out[name] = value
-        elif name.endswith("_SECRET_ARN") or name in ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES"):
+        elif name.endswith("_SECRET_ARN") or name in EMPTY_DEFAULT:
             out[name] = ""
         elif name == "BEDROCK_ENABLED":
             out[name] = "false"
+        elif name == "AUTH_MODE":
+            out[name] = "api_key"
         elif any(word in name for word in ("_S", "_MS", "MAX", "LIMIT", "CHARS")):
             default = template["Parameters"].get(value.get("Ref", ""), {}).get("Default", "30")
             out[name] = str(default)

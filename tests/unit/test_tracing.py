@@ -81,8 +81,9 @@ def test_tracing_off_outside_lambda_returns_the_provider_itself() -> None:
     registry = ProviderRegistry(Settings.from_env({}))
     assert not Settings.from_env({}).tracing_enabled
     assert type(registry.get("echo")).__name__ == "EchoProvider"
-    assert Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "f"}).tracing_enabled
-    assert not Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "f", "POWERTOOLS_TRACE_DISABLED": "true"}).tracing_enabled
+    in_lambda = {"AWS_LAMBDA_FUNCTION_NAME": "f", "API_KEYS_TABLE": "keys"}  # Lambda: API keys unless AUTH_MODE=off
+    assert Settings.from_env(in_lambda).tracing_enabled
+    assert not Settings.from_env({**in_lambda, "POWERTOOLS_TRACE_DISABLED": "true"}).tracing_enabled
 
 
 async def test_tracing_middleware_copies_trace_header_for_the_xray_sdk(monkeypatch: pytest.MonkeyPatch) -> None:

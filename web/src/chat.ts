@@ -67,6 +67,8 @@ export interface ChatOptions {
   /** WebSocket API URL (`wss://.../stage`), for the `websocket` transport. */
   wsUrl?: string;
   headers?: Record<string, string>;
+  /** API key (`trk_...`): `Authorization: Bearer` over HTTP, the subprotocol on the WebSocket. */
+  token?: string;
   /** WebSocket `client_id` (the owner of its streams). */
   clientId?: string;
   /** How long `cancel()` waits for the server's `cancelled` before ending the stream here. */
@@ -137,7 +139,8 @@ export class ChatController {
   configure(options: ChatOptions): void {
     const old = this.options;
     this.options = options;
-    if (this.ownSocket !== null && (old.wsUrl !== options.wsUrl || old.clientId !== options.clientId)) {
+    const changed = old.wsUrl !== options.wsUrl || old.clientId !== options.clientId || old.token !== options.token;
+    if (this.ownSocket !== null && changed) {
       this.ownSocket.close();
       this.ownSocket = null;
     }
@@ -176,7 +179,7 @@ export class ChatController {
     this.publish({ ...initialState(transport), status: "streaming", isStreaming: true });
     const handlers = this.handlersFor(run);
     const baseUrl = this.options.baseUrl || defaultBaseUrl();
-    const http = { ...(this.options.headers ? { headers: this.options.headers } : {}), ...(this.options.fetch ? { fetch: this.options.fetch } : {}) };
+    const http = this.httpOptions();
     let result: Promise<TerminalEvent>;
     if (transport === "websocket") {
       const socket = this.socket();
@@ -239,12 +242,19 @@ export class ChatController {
     return (this.options.now ?? (() => performance.now()))();
   }
 
+  private httpOptions(): { headers?: Record<string, string>; fetch?: FetchLike } {
+    const auth = this.options.token !== undefined ? { Authorization: `Bearer ${this.options.token}` } : {};
+    const headers = { ...auth, ...this.options.headers };
+    return { ...(Object.keys(headers).length > 0 ? { headers } : {}), ...(this.options.fetch ? { fetch: this.options.fetch } : {}) };
+  }
+
   private socket(): TokenRelaySocket | null {
     if (this.options.socket) return this.options.socket;
     if (!this.options.wsUrl) return null;
     if (this.ownSocket === null) {
       this.ownSocket = new TokenRelaySocket(this.options.wsUrl, {
         ...(this.options.clientId !== undefined ? { clientId: this.options.clientId } : {}),
+        ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         ...(this.options.WebSocket ? { WebSocket: this.options.WebSocket } : {}),
       });
     }
@@ -252,7 +262,7 @@ export class ChatController {
   }
 
   private cancelOnServer(run: Run, streamId: string): void {
-    const options = { ...(this.options.headers ? { headers: this.options.headers } : {}), ...(this.options.fetch ? { fetch: this.options.fetch } : {}) };
+    const options = this.httpOptions();
     void cancelStream(this.options.baseUrl || defaultBaseUrl(), streamId, options).then((answer) => {
       if (!answer.ok && answer.code !== "stream_finished") this.abortRun(run); // the server cannot: stop here
     });

@@ -24,5 +24,5 @@ export type {
   TextEvent,
   UsageEvent,
 } from "./types.js";
-export { backoffDelay, DEFAULT_BACKOFF, TokenRelaySocket } from "./websocket.js";
+export { backoffDelay, DEFAULT_BACKOFF, keyProtocols, TokenRelaySocket } from "./websocket.js";
 export type { Backoff, ChatHandle, SendOptions, SocketOptions, SocketStatus, WebSocketFactory, WebSocketLike } from "./websocket.js";

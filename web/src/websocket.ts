@@ -46,7 +46,12 @@ export interface WebSocketLike {
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
-export type WebSocketFactory = new (url: string) => WebSocketLike;
+export type WebSocketFactory = new (url: string, protocols?: string[]) => WebSocketLike;
+
+/** The subprotocols that carry an API key through a browser's handshake (docs/security.md). */
+export function keyProtocols(token: string): string[] {
+  return ["tokenrelay", `bearer.${token}`];
+}
 
 export type SocketStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
@@ -61,14 +66,19 @@ export interface Backoff {
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 15_000, factor: 2, jitter: 0.3 };
 
 export interface SocketOptions {
-  /** Appended as `?client_id=`: the owner of this connection's streams. */
+  /** Appended as `?client_id=`: the owner of this connection's streams (AUTH_MODE=off). */
   clientId?: string;
+  /**
+   * API key (`trk_...`), offered as the subprotocols `tokenrelay, bearer.<key>`: a browser
+   * cannot set headers on a WebSocket, and this keeps the key out of the URL (and logs).
+   */
+  token?: string;
   /** Reconnect after an unexpected close (default true). */
   reconnect?: boolean;
   /**
    * After a reconnect, resume the streams that were running (PROTOCOL section 5:
    * `{"type":"resume","stream_id","after_seq"}`), so they go on with no part lost or
-   * repeated. Needs `clientId` (only the owner may resume); default true.
+   * repeated. Needs `clientId` or `token` (only the owner may resume); default true.
    */
   resume?: boolean;
   backoff?: Partial<Backoff>;
@@ -240,7 +250,7 @@ export class TokenRelaySocket {
     this.setStatus(this.attempt === 0 ? "connecting" : "reconnecting", { attempt: this.attempt });
     let ws: WebSocketLike;
     try {
-      ws = new Socket(this.url);
+      ws = this.options.token !== undefined ? new Socket(this.url, keyProtocols(this.options.token)) : new Socket(this.url);
     } catch (exc) {
       this.ws = null;
       this.options.onError?.(clientError("network_error", `cannot open ${this.url}: ${String(exc)}`, false));
@@ -268,7 +278,8 @@ export class TokenRelaySocket {
     this.ws = null;
     // streams that reached the server are resumed on the next connection when they can be
     // (they keep generating on the server for its grace period); otherwise they died with it
-    const resume = this.options.resume !== false && this.options.clientId !== undefined;
+    // The owner of the streams survives the reconnect: the client id, or the API key.
+    const resume = this.options.resume !== false && (this.options.clientId !== undefined || this.options.token !== undefined);
     for (const entry of [...this.byRequest.values()]) {
       if (entry.sent && resume && entry.streamId !== null) {
         entry.sent = false;

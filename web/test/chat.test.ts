@@ -134,6 +134,24 @@ describe("ChatController", () => {
     assert.deepEqual([h.state.status, h.state.cancelReason, h.state.content], ["cancelled", "client", "a"]);
   });
 
+  test("token: sent as Authorization: Bearer on the stream and on its cancel", async () => {
+    const body = live();
+    const { fetch, calls } = scriptedFetch(() => body.response, () => json(200, { status: "cancelled" }));
+    const h = harness({ fetch, token: "trk_0123456789abcdef_secret", headers: { "X-Extra": "1" } });
+    const result = h.controller.send("hi");
+    await body.push(START + msg(1, "a"));
+    h.controller.cancel();
+    await tick();
+    for (const call of calls) {
+      const headers = call.init.headers as Record<string, string>;
+      assert.equal(headers.Authorization, "Bearer trk_0123456789abcdef_secret");
+      assert.equal(headers["X-Extra"], "1");
+    }
+    assert.equal(calls.length, 2);
+    await body.push('event: cancelled\ndata: {"stream_id":"s-1","reason":"client"}\n\n');
+    assert.equal((await result).type, "cancelled");
+  });
+
   test("cancel() before start: the cancel goes out once the stream id is known", async () => {
     const body = live();
     const { fetch, calls } = scriptedFetch(() => body.response, () => json(200, { status: "cancelled" }));

@@ -15,7 +15,10 @@ class FakeSocket implements WebSocketLike {
   onclose: ((event: CloseEvent) => void) | null = null;
   onerror: ((event: Event) => void) | null = null;
   closedWith: number | null = null;
-  constructor(readonly url: string) {
+  constructor(
+    readonly url: string,
+    readonly protocols?: string[],
+  ) {
     FakeSocket.all.push(this);
   }
   send(data: string): void {
@@ -76,6 +79,16 @@ describe("TokenRelaySocket", () => {
     ws().open();
     assert.deepEqual(ws().sent, [{ message: "hi", provider: "echo", type: "chat", request_id: handle.requestId }]);
     assert.deepEqual(statuses, ["connecting", "open"]);
+  });
+
+  test("an API key is offered as the tokenrelay + bearer subprotocols, never in the URL", () => {
+    const { socket, ws } = setup({ token: "trk_0123456789abcdef_secret" });
+    socket.connect();
+    assert.deepEqual(ws().protocols, ["tokenrelay", "bearer.trk_0123456789abcdef_secret"]);
+    assert.equal(ws().url, "wss://ws.example/prod");
+    const { socket: plain, ws: plainWs } = setup();
+    plain.connect();
+    assert.equal(plainWs().protocols, undefined);
   });
 
   test("routes interleaved streams to their own handlers by request_id, then stream_id", async () => {

@@ -2,6 +2,8 @@
 
 from .engine import StreamRun
 from .errors import (
+    LimitExceeded,
+    ModelNotAllowed,
     ProviderError,
     RateLimited,
     Rejected,
@@ -10,6 +12,7 @@ from .errors import (
     StreamFinished,
     StreamNotFound,
     TokenRelayError,
+    Unauthorized,
     Unavailable,
 )
 from .events import (
@@ -32,7 +35,9 @@ from .transports.sse import encode_comment, encode_sse
 __all__ = [
     "ChatRequest",
     "Event",
+    "LimitExceeded",
     "Message",
+    "ModelNotAllowed",
     "ProviderError",
     "ProviderRegistry",
     "RateLimited",
@@ -53,6 +58,7 @@ __all__ = [
     "Terminal",
     "TextDelta",
     "TokenRelayError",
+    "Unauthorized",
     "Unavailable",
     "Usage",
     "encode_comment",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import RequestInvalid
 
@@ -19,6 +20,7 @@ KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 # In Lambda the keys live in AWS Secrets Manager; these hold the secrets' ARNs (tokenrelay.secrets).
 SECRET_VARS = {"openai": "OPENAI_API_KEY_SECRET_ARN", "anthropic": "ANTHROPIC_API_KEY_SECRET_ARN"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+AUTH_MODES = ("api_key", "off")
 
 
 def parse_allowed_models(spec: str) -> dict[str, tuple[str, ...]]:
@@ -96,6 +98,61 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _protection(env: Mapping[str, str]) -> dict[str, Any]:
+    """AUTH_MODE and the limits. Unset, AUTH_MODE is ``api_key`` inside Lambda (a deployed
+    stack is never open by omission) and ``off`` elsewhere; ``api_key`` needs API_KEYS_TABLE."""
+    raw = env.get("AUTH_MODE", "").strip().lower()
+    mode = raw or ("api_key" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "off")
+    if mode not in AUTH_MODES:
+        raise ValueError(f"AUTH_MODE: expected one of {', '.join(AUTH_MODES)}, got {env['AUTH_MODE']!r}")
+    keys_table = env.get("API_KEYS_TABLE", "").strip()
+    if mode == "api_key" and not keys_table:
+        raise ValueError("AUTH_MODE=api_key needs API_KEYS_TABLE (the DynamoDB table of API keys)")
+    cache_s = _float(env, "API_KEY_CACHE_S", 10.0, 0.0)
+    if cache_s > 30:
+        raise ValueError(f"API_KEY_CACHE_S: must be <= 30 (how long a revoked key may still work), got {cache_s}")
+    return {
+        "auth_mode": mode,
+        "api_keys_table": keys_table,
+        "rate_limits_table": env.get("RATE_LIMITS_TABLE", "").strip(),
+        "api_key_cache_s": cache_s,
+        "auth_off_rpm": _int(env, "AUTH_OFF_RPM", 0, 0),
+        "auth_off_concurrency": _int(env, "AUTH_OFF_CONCURRENCY", 0, 0),
+    }
+
+
+def parse_fallback_model(
+    spec: str, allowed: Mapping[str, tuple[str, ...]], configured: Collection[str]
+) -> tuple[str, str] | None:
+    """``FALLBACK_MODEL=provider:model`` (empty: none); it must be configured and on the allow-list."""
+    spec = spec.strip()
+    if not spec:
+        return None
+    provider, sep, model = (part.strip() for part in spec.partition(":"))
+    if not sep or not provider or not model:
+        raise ValueError(f"FALLBACK_MODEL: expected 'provider:model', got {spec!r}")
+    if provider not in configured:
+        raise ValueError(f"FALLBACK_MODEL: provider {provider!r} is not configured (set its API key or key secret)")
+    if model not in allowed.get(provider, ()):
+        raise ValueError(f"FALLBACK_MODEL: {provider}:{model} is not in ALLOWED_MODELS")
+    return provider, model
+
+
+def _upstream(
+    env: Mapping[str, str], allowed: Mapping[str, tuple[str, ...]], configured: Collection[str]
+) -> dict[str, Any]:
+    """Upstream fault tolerance (docs/faults.md): retries, fallback, timeouts, deadline margin."""
+    return {
+        "upstream_retry_budget_s": _float(env, "UPSTREAM_RETRY_BUDGET_S", 10.0, 0.0),
+        "upstream_backoff_s": _int(env, "UPSTREAM_BACKOFF_MS", 250, 1) / 1000,
+        "upstream_connect_timeout_s": _float(env, "UPSTREAM_CONNECT_TIMEOUT_S", 5.0, 0.1),
+        "upstream_first_chunk_s": _float(env, "UPSTREAM_FIRST_CHUNK_S", 60.0, 0.1),
+        "upstream_stall_s": _float(env, "UPSTREAM_STALL_S", 30.0, 0.1),
+        "fallback_model": parse_fallback_model(env.get("FALLBACK_MODEL", ""), allowed, configured),
+        "deadline_margin_s": _float(env, "DEADLINE_MARGIN_S", 5.0, 0.0),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     streams_table: str = "tokenrelay-streams"
@@ -111,8 +168,15 @@ class Settings:
     stream_ttl_s: int = 86_400
     ping_s: float = 15.0
     echo_delay_s: float = 0.03
-    upstream_max_retries: int = 2
-    upstream_timeout_s: float = 60.0
+    upstream_max_retries: int = 2  # TokenRelay's own, before the first text (providers/resilient.py)
+    upstream_timeout_s: float = 60.0  # the SDKs' read timeout: a backstop behind the stall timeout
+    upstream_retry_budget_s: float = 10.0
+    upstream_backoff_s: float = 0.25
+    upstream_connect_timeout_s: float = 5.0
+    upstream_first_chunk_s: float = 60.0
+    upstream_stall_s: float = 30.0
+    fallback_model: tuple[str, str] | None = None  # (provider, model), tried once retries are spent
+    deadline_margin_s: float = 5.0  # SSE: end this long before the Lambda invocation's deadline
     model_aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     bedrock_region: str | None = None
     metrics_enabled: bool = False
@@ -130,10 +194,21 @@ class Settings:
     log_flush_s: float = 0.25
     log_flush_bytes: int = 4096
     resume_poll_s: float = 0.2
+    # Protection (docs/security.md): API keys, per-key limits (with auth off, per client if set).
+    auth_mode: str = "off"
+    api_keys_table: str = ""
+    rate_limits_table: str = ""
+    api_key_cache_s: float = 10.0
+    auth_off_rpm: int = 0
+    auth_off_concurrency: int = 0
 
     @property
     def resume_enabled(self) -> bool:
         return bool(self.output_log_table) and self.resume_grace_s > 0
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth_mode == "api_key"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -191,6 +266,8 @@ class Settings:
             log_flush_s=_int(env, "OUTPUT_LOG_FLUSH_MS", 250, 10) / 1000,
             log_flush_bytes=_int(env, "OUTPUT_LOG_FLUSH_BYTES", cls.log_flush_bytes, 256),
             resume_poll_s=_int(env, "RESUME_POLL_MS", 200, 20) / 1000,
+            **_upstream(env, allowed, configured),
+            **_protection(env),
         )
 
     def resolve_model(self, provider: str, model: str | None) -> str:

@@ -7,6 +7,8 @@ connection limit). One item per connection::
     connection_id  owner  client_id?  status (connected | gone)
     domain  stage  connected_at  disconnected_at?  expires_at
     streams        map stream_id -> "pending" | "running"
+    key_id?  rpm  concurrency  models?   the API key $connect checked, and its limits
+                                         (docs/security.md): what chat enforces
 
 A stream id is put in ``streams`` as ``pending`` by the chat handler (bounded
 per connection), moved to ``running`` by the worker that claims it (once:
@@ -75,6 +77,10 @@ class ConnectionRecord:
     disconnected_at: float | None = None
     expires_at: int = 0
     streams: Mapping[str, str] = field(default_factory=dict)
+    key_id: str | None = None  # with AUTH_MODE=api_key: the key, which is also the owner
+    rpm: int = 0  # limits of the owner, as $connect found them (0 = none)
+    concurrency: int = 0
+    models: tuple[str, ...] | None = None  # the key's model allow-list; None = all
 
     @property
     def active_streams(self) -> list[str]:
@@ -124,6 +130,14 @@ def _encode(record: ConnectionRecord) -> Item:
         item["client_id"] = _s(record.client_id)
     if record.disconnected_at is not None:
         item["disconnected_at"] = _n(record.disconnected_at)
+    if record.key_id is not None:
+        item["key_id"] = _s(record.key_id)
+    if record.rpm:
+        item["rpm"] = _n(record.rpm)
+    if record.concurrency:
+        item["concurrency"] = _n(record.concurrency)
+    if record.models:
+        item["models"] = {"L": [_s(m) for m in record.models]}
     return item
 
 
@@ -135,6 +149,7 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> ConnectionRecord:
         return float(Decimal(item[name]["N"])) if name in item else None
 
     streams = item.get("streams", {}).get("M", {})
+    models = item.get("models", {}).get("L")
     return ConnectionRecord(
         connection_id=str(item["connection_id"]["S"]),
         owner=s("owner") or str(item["connection_id"]["S"]),
@@ -146,6 +161,10 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> ConnectionRecord:
         disconnected_at=n("disconnected_at"),
         expires_at=int(n("expires_at") or 0),
         streams={sid: str(v["S"]) for sid, v in streams.items()},
+        key_id=s("key_id"),
+        rpm=int(n("rpm") or 0),
+        concurrency=int(n("concurrency") or 0),
+        models=tuple(str(m["S"]) for m in models) if models else None,
     )
 
 

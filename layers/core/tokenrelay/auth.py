@@ -1,0 +1,208 @@
+"""API keys: the token format, how secrets are stored and checked, and who a caller is.
+
+A key is shown to its owner once, as ``trk_<key_id>_<secret>``:
+
+    key_id   16 hex characters (``secrets.token_hex(8)``): public; the partition key
+             of ``ApiKeysTable``, the owner of the key's streams, the rate-limit subject
+    secret   ``secrets.token_urlsafe(32)``: 256 random bits
+
+Only ``sha256(secret)`` is stored. Slow password hashes (bcrypt, scrypt, argon2) make
+guessing a *low-entropy* password from a leaked hash expensive; a 256-bit random
+secret cannot be guessed at any hash speed, so a fast hash loses nothing, and it keeps
+the check cheap enough to run on every request (a deliberately slow hash on every
+request would itself be a denial-of-service lever). The stored and presented hashes
+are compared with ``hmac.compare_digest``; an unknown key id is compared against a
+dummy hash, so both paths do the same work.
+
+``Authenticator`` looks keys up through a ``KeyStore`` (DynamoDB in
+``stores/api_keys.py``) and caches a *valid* key in process for at most
+``cache_s`` (``API_KEY_CACHE_S``, at most 30 s): a revoked key stops working on every
+instance within that bound. Unknown and revoked keys are never cached. The cache is
+an optimisation; the table is the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import ModelNotAllowed, Unauthorized
+from .limits import Limits
+from .settings import Settings
+
+__all__ = [
+    "MAX_CACHE_S",
+    "TOKEN_PREFIX",
+    "ApiKey",
+    "Authenticator",
+    "KeyStore",
+    "Principal",
+    "from_settings",
+    "hash_secret",
+    "model_pattern_ok",
+    "new_key",
+    "parse_token",
+]
+
+TOKEN_PREFIX = "trk"
+MAX_CACHE_S = 30.0
+_TOKEN = re.compile(r"trk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})")
+_MODEL_PATTERN = re.compile(r"[A-Za-z0-9._-]+:(\*|[^\s:*][^\s*]*)")
+_DUMMY_HASH = hashlib.sha256(b"tokenrelay: no such key").hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_token(raw: str) -> tuple[str, str] | None:
+    """``(key_id, secret)`` of a well-formed token, else None."""
+    match = _TOKEN.fullmatch(raw.strip())
+    return (match.group(1), match.group(2)) if match else None
+
+
+def model_pattern_ok(pattern: str) -> bool:
+    """``provider:model`` or ``provider:*``."""
+    return _MODEL_PATTERN.fullmatch(pattern) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    secret_hash: str
+    name: str  # the owner label given at creation
+    rpm: int = 60
+    concurrency: int = 5
+    models: tuple[str, ...] | None = None  # None: every model of the deployment
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.rpm, self.concurrency)
+
+
+def new_key(
+    name: str, *, rpm: int = 60, concurrency: int = 5, models: Sequence[str] | None = None, now: float | None = None
+) -> tuple[str, ApiKey]:
+    """A fresh key: ``(token, record)``. The token is shown once and never stored."""
+    for pattern in models or ():
+        if not model_pattern_ok(pattern):
+            raise ValueError(f"models: expected 'provider:model' or 'provider:*', got {pattern!r}")
+    if rpm < 0 or concurrency < 0:
+        raise ValueError("rpm and concurrency must be >= 0 (0 = no limit)")
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    record = ApiKey(
+        key_id=key_id,
+        secret_hash=hash_secret(secret),
+        name=name,
+        rpm=rpm,
+        concurrency=concurrency,
+        models=tuple(models) if models else None,
+        created_at=time.time() if now is None else now,
+    )
+    return f"{TOKEN_PREFIX}_{key_id}_{secret}", record
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the owner of the streams they start, and what they may do."""
+
+    owner: str
+    limits: Limits = field(default_factory=Limits)
+    models: tuple[str, ...] | None = None
+    key_id: str | None = None
+
+    def check_model(self, provider: str, model: str) -> None:
+        """Raise ``ModelNotAllowed`` unless the key's list names ``provider:model`` or ``provider:*``."""
+        if self.models is None:
+            return
+        if f"{provider}:{model}" in self.models or f"{provider}:*" in self.models:
+            return
+        raise ModelNotAllowed(provider, model)
+
+    @classmethod
+    def of_key(cls, key: ApiKey) -> Principal:
+        return cls(owner=key.key_id, limits=key.limits, models=key.models, key_id=key.key_id)
+
+
+class KeyStore(Protocol):
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+
+class Authenticator:
+    """Token -> valid ``ApiKey``, or ``Unauthorized``; ``StoreUnavailable`` if the table is down."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        cache_s: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 1024,
+    ) -> None:
+        if not 0 <= cache_s <= MAX_CACHE_S:
+            raise ValueError(f"cache_s: must be between 0 and {MAX_CACHE_S}")
+        self.store = store
+        self.cache_s = cache_s
+        self._clock = clock
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+
+    async def authenticate(self, token: str | None) -> ApiKey:
+        if token is None or not token.strip():
+            raise Unauthorized(missing=True)
+        parsed = parse_token(token)
+        if parsed is None:
+            raise Unauthorized()
+        key_id, secret = parsed
+        key = await self.active(key_id, check=False)
+        stored = key.secret_hash if key is not None else _DUMMY_HASH
+        if not hmac.compare_digest(hash_secret(secret), stored) or key is None or key.revoked:
+            raise Unauthorized()
+        return key
+
+    async def active(self, key_id: str, *, check: bool = True) -> ApiKey | None:
+        """The key's record if it exists and is not revoked (cached); with ``check``,
+        ``Unauthorized`` instead of None. Used again by WebSocket ``chat`` on an open connection."""
+        now = self._clock()
+        hit = self._cache.get(key_id)
+        if hit is not None and now - hit[1] < self.cache_s:
+            return hit[0]
+        self._cache.pop(key_id, None)
+        key = await self.store.get(key_id)
+        if key is None or key.revoked:
+            if check:
+                raise Unauthorized()
+            return key
+        if self.cache_s > 0:
+            self._cache[key_id] = (key, now)
+            while len(self._cache) > self._max:  # oldest first; another thread may have emptied it
+                try:
+                    self._cache.popitem(last=False)
+                except KeyError:
+                    break
+        return key
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+def from_settings(settings: Settings) -> Authenticator | None:
+    """The deployment's authenticator on ``API_KEYS_TABLE``; None with ``AUTH_MODE=off``."""
+    if not settings.auth_enabled:
+        return None
+    from .stores.api_keys import DynamoApiKeyStore
+
+    return Authenticator(DynamoApiKeyStore(settings.api_keys_table), settings.api_key_cache_s)

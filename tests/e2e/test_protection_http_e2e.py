@@ -1,0 +1,284 @@
+"""API keys and per-key limits over HTTP, end to end: the app under real uvicorn with
+AUTH_MODE=api_key, keys and limits in moto's DynamoDB server, the fake upstream, real HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from api import create_app
+from protect import Guard
+from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
+from tests.e2e.sse_client import iter_sse
+from tests.fakes.environ import environ
+from tests.fakes.servers import serve
+from tests.fakes.upstream import FakeUpstream, Scenario
+from tokenrelay import Settings
+from tokenrelay.auth import Authenticator
+from tokenrelay.limits import RateLimiter
+from tokenrelay.stores.api_keys import DynamoApiKeyStore
+from tokenrelay.stores.dynamodb import DynamoStreamStore
+from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+
+STREAMS = "tokenrelay-streams-protect-e2e"
+SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
+CHAT = {"message": "hello", "provider": "openai"}
+FIXED_NOW = 1_800_000_030.0  # mid-minute, frozen: the per-minute window never rolls over during a test
+
+
+@dataclass
+class Served:
+    url: str  # the app, STREAM_TIMEOUT_S=840
+    short_url: str  # the same tables, STREAM_TIMEOUT_S=1 (the deadline path)
+    tables: ProtectionTables
+    upstream: FakeUpstream
+
+
+def _app(tables: ProtectionTables, timeout_s: str) -> Any:
+    settings = Settings.from_env(
+        {
+            **os.environ,
+            "AUTH_MODE": "api_key",
+            "API_KEYS_TABLE": KEYS_TABLE,
+            "RATE_LIMITS_TABLE": LIMITS_TABLE,
+            "STREAMS_TABLE": STREAMS,
+            "OUTPUT_LOG_TABLE": "tokenrelay-output-log",  # resume on, as deployed (created by the session)
+            "RESUME_GRACE_S": "1",
+            "DEFAULT_PROVIDER": "echo",
+            "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,gpt-4.1-mini",
+            "ECHO_DELAY_MS": "2",
+            "CANCEL_POLL_MS": "50",
+            "UPSTREAM_MAX_RETRIES": "0",
+            "STREAM_TIMEOUT_S": timeout_s,
+        }
+    )
+    limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE), lease_s=900, clock=lambda: FIXED_NOW)
+    guard = Guard(settings, Authenticator(DynamoApiKeyStore(KEYS_TABLE), cache_s=0), limiter)
+    return create_app(settings, store=DynamoStreamStore(STREAMS), guard=guard)
+
+
+@pytest.fixture(scope="module")
+def served(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Served]:
+    tables = ProtectionTables.create(dynamodb_endpoint, STREAMS)
+    with environ(upstream_server.env), serve(_app(tables, "840")) as url, serve(_app(tables, "1")) as short:
+        yield Served(url, short, tables, upstream_server)
+
+
+@pytest.fixture
+def app(served: Served, upstream: FakeUpstream) -> Served:
+    return served  # ``upstream`` resets the fake for each test
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Reader:
+    """One SSE response, read a part at a time."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.events = iter_sse(response)
+
+
+async def first_message(reader: Reader) -> str:
+    """Read until the first text message; the stream id."""
+    stream_id = ""
+    async for event in reader.events:
+        if event.event == "start":
+            stream_id = event.data["stream_id"]
+        if event.event == "message":
+            return stream_id
+    raise AssertionError("the stream ended before any text")
+
+
+async def terminal(reader: Reader | httpx.Response) -> Any:
+    events = reader.events if isinstance(reader, Reader) else iter_sse(reader)
+    async for event in events:
+        if event.event in ("done", "cancelled", "error"):
+            return event
+    raise AssertionError("no terminal event")
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["none", "malformed", "wrong_secret", "unknown", "revoked", "basic_scheme"])
+async def test_protected_routes_refuse_missing_or_invalid_keys_and_start_nothing(app: Served, kind: str) -> None:
+    token, _ = await app.tables.key()
+    revoked, _ = await app.tables.key(revoked=True)
+    headers = {
+        "none": {},
+        "malformed": bearer("trk_nope"),
+        "wrong_secret": bearer(token[:-6] + "AAAAAA"),
+        "unknown": bearer("trk_0123456789abcdef_" + "x" * 43),
+        "revoked": bearer(revoked),
+        "basic_scheme": {"Authorization": "Basic dXNlcjpwYXNz"},
+    }[kind]
+    before = app.tables.count(STREAMS)
+    routes = [
+        ("POST", "/chat/stream", CHAT),
+        ("GET", "/chat/stream?message=hi&provider=openai", None),
+        ("POST", "/chat/stream-simple", CHAT),
+        ("POST", "/chat/stream/some-id/cancel", None),
+        ("GET", "/chat/stream/some-id", None),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        ),
+        ("GET", "/v1/models", None),
+    ]
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        answers = [await client.request(m, path, json=body, headers=headers) for m, path, body in routes]
+        assert (await client.get("/health")).status_code == 200  # open
+    bodies = set()
+    for (_, path, _), response in zip(routes, answers, strict=True):
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"].startswith('Bearer realm="tokenrelay"')
+        error = response.json()["error"]
+        if path.startswith("/v1/"):  # OpenAI's error object
+            assert error["type"] == "invalid_request_error" and error["code"] == "unauthorized"
+            bodies.add(error["message"])
+        else:
+            assert response.json()["code"] == "unauthorized"
+            bodies.add(error)
+    assert len(bodies) == 1  # the same answer everywhere: no hint which part was wrong
+    if kind in ("wrong_secret", "unknown", "revoked", "malformed"):
+        assert bodies == {"invalid API key"}
+    assert app.upstream.requests == [] and app.tables.count(STREAMS) == before  # no stream, no upstream call
+
+
+async def test_valid_key_streams_owned_by_the_key_and_access_token_works_on_get_only(app: Served) -> None:
+    token, key = await app.tables.key()
+    app.upstream.scenario = Scenario.ok("Hel", "lo")
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        async with client.stream("POST", "/chat/stream", json=CHAT, headers=bearer(token)) as response:
+            assert response.status_code == 200
+            done = await terminal(response)
+        assert done.event == "done"
+        record = await DynamoStreamStore(STREAMS).get(done.data["stream_id"])
+        assert record is not None and record.owner == key.key_id
+        async with client.stream("GET", f"/chat/stream?message=hi&access_token={token}") as response:
+            assert response.status_code == 200 and (await terminal(response)).event == "done"
+        refused = await client.post(f"/chat/stream?access_token={token}", json=CHAT)
+        assert refused.status_code == 401  # a POST takes the key from the header only
+        models = await client.get(f"/v1/models?access_token={token}")
+        assert models.status_code == 200 and models.json()["object"] == "list"
+
+
+async def test_model_not_allowed_for_the_key_is_403_before_any_upstream_call(app: Served) -> None:
+    token, _ = await app.tables.key(models=["openai:gpt-4.1-mini", "echo:*"])
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        refused = await client.post("/chat/stream", json=CHAT, headers=bearer(token))  # gpt-4o-mini: the default
+        assert refused.status_code == 403 and refused.json()["code"] == "model_not_allowed"
+        assert refused.json()["field"] == "model"
+        echo = await client.post("/chat/stream-simple", json={"message": "hi"}, headers=bearer(token))
+        assert echo.status_code == 200 and echo.text == "You said: hi"
+    sdk = openai.AsyncOpenAI(base_url=f"{app.url}/v1", api_key=token, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    bad = openai.AsyncOpenAI(base_url=f"{app.url}/v1", api_key="trk_0123456789abcdef_" + "z" * 43, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await bad.models.list()
+    await sdk.close()
+    await bad.close()
+    assert app.upstream.requests == []
+
+
+async def test_cancel_and_resume_of_another_keys_stream_are_refused_403(app: Served) -> None:
+    owner, _ = await app.tables.key()
+    other, _ = await app.tables.key()
+    app.upstream.scenario = SLOW
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        async with client.stream("POST", "/chat/stream", json=CHAT, headers=bearer(owner)) as response:
+            reader = Reader(response)
+            stream_id = await first_message(reader)
+            cancel = await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(other))
+            resume = await client.get(f"/chat/stream/{stream_id}", headers=bearer(other))
+            assert cancel.status_code == resume.status_code == 403
+            assert cancel.json()["code"] == resume.json()["code"] == "forbidden"
+            unknown = await client.post("/chat/stream/no-such-stream/cancel", headers=bearer(other))
+            assert unknown.status_code == 404
+            ok = await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(owner))
+            assert ok.status_code == 200
+            assert (await terminal(reader)).event == "cancelled"
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+
+async def test_fifty_parallel_requests_against_rpm_ten_admit_exactly_ten(app: Served) -> None:
+    token, key = await app.tables.key(rpm=10)
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=app.url, timeout=30, limits=limits) as client:
+        answers = await asyncio.gather(
+            *(client.post("/chat/stream-simple", json={"message": "hi"}, headers=bearer(token)) for _ in range(50))
+        )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 10 + [429] * 40
+    for refused in (r for r in answers if r.status_code == 429):
+        assert refused.json()["code"] == "rate_limited" and refused.json()["retry_after"] == 30
+        assert refused.headers["retry-after"] == "30"  # seconds to the end of the (frozen) minute
+    assert all(r.text == "You said: hi" for r in answers if r.status_code == 200)
+    count = app.tables.client.get_item(TableName=LIMITS_TABLE, Key={"pk": {"S": f"rpm#{key.key_id}#30000000"}})
+    assert count["Item"]["count"] == {"N": "10"}
+
+
+async def test_rpm_limit_on_v1_is_openai_rate_limit_error_with_retry_after(app: Served) -> None:
+    token, _ = await app.tables.key(rpm=1)
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        body = {"model": "echo/echo-1", "messages": [{"role": "user", "content": "x"}]}
+        assert (await client.post("/v1/chat/completions", json=body, headers=bearer(token))).status_code == 200
+        refused = await client.post("/v1/chat/completions", json=body, headers=bearer(token))
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+    assert refused.json()["error"]["type"] == "rate_limit_error" and refused.json()["error"]["code"] == "rate_limited"
+
+
+async def _end_by(how: str, client: httpx.AsyncClient, reader: Reader, stream_id: str) -> None:
+    if how == "cancel":
+        token = reader.response.request.headers["authorization"]
+        answer = await client.post(f"/chat/stream/{stream_id}/cancel", headers={"Authorization": token})
+        assert answer.status_code == 200
+        assert (await terminal(reader)).data["reason"] == "client"
+    elif how in ("complete", "upstream_error", "deadline"):
+        expected = {"complete": "done", "upstream_error": "error", "deadline": "cancelled"}[how]
+        end = await terminal(reader)
+        assert end.event == expected and (how != "deadline" or end.data["reason"] == "timeout")
+    # "disconnect": the caller leaves the response unread; closing it is the disconnect
+
+
+@pytest.mark.parametrize("how", ["cancel", "disconnect", "upstream_error", "deadline", "complete"])
+async def test_concurrency_slot_comes_back_however_the_stream_ends(app: Served, how: str) -> None:
+    token, key = await app.tables.key(concurrency=1)
+    app.upstream.scenario = {
+        "upstream_error": Scenario.error_frame(after=3, tokens=tuple(f"e{i} " for i in range(10)), delay_s=0.05),
+        "complete": Scenario.ok(*[f"c{i} " for i in range(10)], delay_s=0.05),
+    }.get(how, SLOW)
+    url = app.short_url if how == "deadline" else app.url
+    async with httpx.AsyncClient(base_url=url, timeout=15) as client:
+        async with client.stream("POST", "/chat/stream", json=CHAT, headers=bearer(token)) as response:
+            assert response.status_code == 200
+            reader = Reader(response)
+            stream_id = await first_message(reader)
+            assert app.tables.slot_holder(key.key_id) == stream_id  # held while it runs
+            if how in ("cancel", "disconnect"):  # still running: a second stream is refused
+                refused = await client.post("/chat/stream-simple", json=CHAT, headers=bearer(token))
+                assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+                assert refused.json() == {
+                    "error": "at most 1 streams may run at once for this key",
+                    "code": "rate_limited",
+                    "retry_after": 1,
+                }
+            await _end_by(how, client, reader, stream_id)
+        await app.tables.wait_slot_free(key.key_id)
+        app.upstream.scenario = Scenario.ok("again")
+        again = await client.post("/chat/stream-simple", json=CHAT, headers=bearer(token))
+        assert again.status_code == 200 and again.text == "again"

@@ -1,0 +1,202 @@
+"""API keys and per-key limits on the WebSocket API, end to end: a real WebSocket client, the local
+API Gateway emulator, the real handlers and worker, moto's DynamoDB server and the fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
+
+from scripts.devstack.gateway import Gateway, GatewayConfig, serving
+from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
+from tests.fakes.environ import environ
+from tests.fakes.servers import free_port
+from tests.fakes.upstream import FakeUpstream, Scenario
+from tokenrelay.limits import RateLimiter
+from tokenrelay.stores.dynamodb import DynamoStreamStore
+from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+
+STREAMS = "tokenrelay-streams-protect-ws-e2e"
+CONNECTIONS = "tokenrelay-connections-protect-ws-e2e"
+SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
+FIXED_NOW = 1_800_000_030.0  # the limiter's clock: mid-minute, frozen
+
+
+@dataclass
+class WsStack:
+    url: str
+    gateway: Gateway
+    tables: ProtectionTables
+    upstream: FakeUpstream
+
+
+@pytest.fixture(scope="module")
+def ws_stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[WsStack]:
+    port = free_port()
+    here = f"http://127.0.0.1:{port}"
+    env = {
+        **upstream_server.env,
+        "AUTH_MODE": "api_key",
+        "API_KEYS_TABLE": KEYS_TABLE,
+        "RATE_LIMITS_TABLE": LIMITS_TABLE,
+        "API_KEY_CACHE_S": "0",  # a revocation shows at the next chat
+        "STREAMS_TABLE": STREAMS,
+        "CONNECTIONS_TABLE": CONNECTIONS,
+        "WORKER_FUNCTION_NAME": "tokenrelay-worker",
+        "DEFAULT_PROVIDER": "echo",
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,gpt-4.1-mini",
+        "ECHO_DELAY_MS": "2",
+        "CANCEL_POLL_MS": "50",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "WS_FLUSH_MS": "20",
+        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
+        "AWS_ENDPOINT_URL_LAMBDA": here,
+    }
+    with environ(env):
+        tables = ProtectionTables.create(dynamodb_endpoint, STREAMS)
+        from scripts.devstack.tables import create_table, table_spec
+
+        create_table(tables.client, table_spec("ConnectionsTable"), CONNECTIONS)
+        import common
+
+        common.reset()  # services from the environment above
+        svc = common.services()
+        svc.limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE), lease_s=900, clock=lambda: FIXED_NOW)
+        gateway = Gateway(GatewayConfig.from_env(port=port))
+        with serving(gateway) as url:
+            yield WsStack(url, gateway, tables, upstream_server)
+
+
+@pytest.fixture
+def app(ws_stack: WsStack, upstream: FakeUpstream) -> WsStack:
+    return ws_stack
+
+
+def connect(app: WsStack, query: str = "", subprotocols: list[str] | None = None) -> Any:
+    offered: Any = subprotocols  # websockets types them as Subprotocol (a NewType of str)
+    return websockets.connect(app.url + query, subprotocols=offered, open_timeout=5, close_timeout=2)
+
+
+async def recv(ws: ClientConnection, wait_s: float = 5.0) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), wait_s))  # type: ignore[no-any-return]
+
+
+async def until(ws: ClientConnection, *kinds: str, wait_s: float = 10.0) -> list[dict[str, Any]]:
+    messages = [await recv(ws, wait_s)]
+    while messages[-1]["type"] not in kinds:
+        messages.append(await recv(ws, wait_s))
+    return messages
+
+
+async def chat(ws: ClientConnection, **body: Any) -> None:
+    await ws.send(json.dumps({"type": "chat", "message": "hi", **body}))
+
+
+@pytest.mark.parametrize(
+    ("query", "subprotocols", "status"),
+    [
+        ("", None, 401),  # no key
+        ("/?access_token=trk_nope", None, 401),  # malformed
+        ("", ["tokenrelay", "bearer.trk_0123456789abcdef_" + "f" * 43], 401),  # forged: unknown key
+        ("", ["tokenrelay", "bearer.WRONG"], 401),  # wrong secret (filled in below)
+        ("", ["tokenrelay", "bearer.REVOKED"], 401),  # revoked
+        ("", ["bearer.VALID"], 400),  # a key offered without the tokenrelay subprotocol
+    ],
+)
+async def test_connect_without_a_valid_key_is_refused_and_nothing_is_recorded(
+    app: WsStack, query: str, subprotocols: list[str] | None, status: int
+) -> None:
+    token, _ = await app.tables.key()
+    revoked, revoked_key = await app.tables.key()
+    await app.tables.keys.revoke(revoked_key.key_id)
+    fill = {"bearer.WRONG": "bearer." + token[:-6] + "AAAAAA", "bearer.REVOKED": "bearer." + revoked}
+    fill["bearer.VALID"] = "bearer." + token
+    offered = [fill.get(p, p) for p in subprotocols] if subprotocols else None
+    connections, streams = app.tables.count(CONNECTIONS), app.tables.count(STREAMS)
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(app, query, offered):
+            pass
+    assert caught.value.response.status_code == status
+    assert await app.gateway.wait_idle(5.0)
+    assert app.tables.count(CONNECTIONS) == connections and app.tables.count(STREAMS) == streams
+    assert app.upstream.requests == []
+
+
+async def test_subprotocol_key_is_answered_with_tokenrelay_and_owns_its_streams(app: WsStack) -> None:
+    token, key = await app.tables.key()
+    app.upstream.scenario = Scenario.ok("Hel", "lo")
+    async with connect(app, subprotocols=["tokenrelay", f"bearer.{token}"]) as ws:
+        assert ws.subprotocol == "tokenrelay"
+        await chat(ws, provider="openai")
+        messages = await until(ws, "done", "error")
+    assert messages[-1]["type"] == "done" and "".join(m.get("content", "") for m in messages) == "Hello"
+    record = await DynamoStreamStore(STREAMS).get(messages[0]["stream_id"])
+    assert record is not None and record.owner == key.key_id
+
+
+async def test_query_token_connects_and_a_revocation_stops_the_next_chat(app: WsStack) -> None:
+    token, key = await app.tables.key()
+    async with connect(app, f"/?access_token={token}") as ws:
+        assert ws.subprotocol is None
+        await chat(ws)
+        assert (await until(ws, "done", "error"))[-1]["type"] == "done"
+        await app.tables.keys.revoke(key.key_id)
+        streams = app.tables.count(STREAMS)
+        await chat(ws, request_id="r2")
+        error = await recv(ws)
+    assert error["type"] == "error" and error["code"] == "unauthorized" and error["request_id"] == "r2"
+    assert app.tables.count(STREAMS) == streams
+
+
+async def test_model_not_allowed_for_the_key_is_an_error_and_no_stream(app: WsStack) -> None:
+    token, _ = await app.tables.key(models=["echo:*"])
+    async with connect(app, f"/?access_token={token}") as ws:
+        await chat(ws, provider="openai")
+        error = await recv(ws)
+    assert error["code"] == "model_not_allowed" and error["field"] == "model" and error["retryable"] is False
+    assert app.upstream.requests == []
+
+
+async def test_rpm_limit_refuses_with_retry_after(app: WsStack) -> None:
+    token, _ = await app.tables.key(rpm=2)
+    async with connect(app, f"/?access_token={token}") as ws:
+        for _ in range(2):
+            await chat(ws)
+            assert (await until(ws, "done", "error"))[-1]["type"] == "done"
+        await chat(ws, request_id="third")
+        error = await recv(ws)
+    assert error["type"] == "error" and error["code"] == "rate_limited" and error["retryable"] is True
+    assert error["retry_after"] == 30 and error["request_id"] == "third"
+
+
+@pytest.mark.parametrize("how", ["cancel", "disconnect", "complete"])
+async def test_concurrency_slot_is_refused_then_comes_back_after_the_stream_ends(app: WsStack, how: str) -> None:
+    token, key = await app.tables.key(concurrency=1)
+    app.upstream.scenario = SLOW if how != "complete" else Scenario.ok(*[f"c{i} " for i in range(10)], delay_s=0.05)
+    async with connect(app, f"/?access_token={token}") as ws:
+        await chat(ws, provider="openai")
+        start = (await until(ws, "start"))[0]
+        await until(ws, "text")
+        assert app.tables.slot_holder(key.key_id) == start["stream_id"]
+        if how != "complete":
+            await chat(ws, provider="openai", request_id="second")
+            error = (await until(ws, "error"))[-1]
+            assert error["code"] == "rate_limited" and error["retry_after"] == 1 and error["request_id"] == "second"
+        if how == "cancel":
+            await ws.send(json.dumps({"type": "cancel", "stream_id": start["stream_id"]}))
+        if how != "disconnect":
+            assert (await until(ws, "done", "cancelled"))[-1]["type"] in ("done", "cancelled")
+    await app.tables.wait_slot_free(key.key_id)
+    app.upstream.scenario = Scenario.ok("again")
+    async with connect(app, subprotocols=["tokenrelay", f"bearer.{token}"]) as ws:
+        await chat(ws, provider="openai")
+        messages = await until(ws, "done", "error")
+    assert messages[-1]["type"] == "done"
+    await app.tables.wait_slot_free(key.key_id)  # and again after a normal completion
