@@ -41,6 +41,10 @@ Choice of scenario for a request: the queue, then ``by_model[model]``, then
   ``error.details.error_code``); ``headers`` adds response headers
   (``{"retry-after-ms": "10"}`` makes the SDKs retry at once);
 - ``error_after=n``: an error frame after ``n`` tokens, then the body ends;
+  ``malformed_after=n``: a malformed event (broken JSON) after ``n`` tokens, then the body ends;
+- ``headers_delay_s``: wait that long before answering at all (no status, no headers),
+  ending early, as ``closed_early``, if the client goes away;
+- ``stall_after=n``: wait ``stall_s`` (default 30) before token ``n`` (0-based), a stall mid-stream;
 - ``truncate_after=n``: stop after ``n`` tokens without the terminal marker;
   ``drop_connection=True``: drop the TCP connection instead of ending the body;
 - ``transcript="openai_happy.txt"``: replay ``tests/fixtures/sse/<name>`` verbatim
@@ -143,6 +147,10 @@ class Scenario:
     status: int | None = None
     error_type: str | None = None
     error_after: int | None = None
+    malformed_after: int | None = None
+    headers_delay_s: float = 0.0
+    stall_after: int | None = None
+    stall_s: float = 30.0
     truncate_after: int | None = None
     drop_connection: bool = False
     transcript: str | None = None
@@ -341,6 +349,20 @@ class FakeUpstream:
         auth = request.headers.get("authorization", "")
         return auth.removeprefix("Bearer ") or request.headers.get("x-api-key", "")
 
+    async def _client_left(self, request: Request, exchange: Exchange, delay_s: float) -> bool:
+        """Wait ``delay_s`` before answering; True (recorded as ``closed_early``) if the client left first."""
+
+        async def gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            await asyncio.wait_for(gone(), delay_s)
+        except TimeoutError:
+            return False
+        self._end(exchange, closed_early=True)
+        return True
+
     async def _respond_error(self, exchange: Exchange, status: int, body: Any, headers: Mapping[str, str]) -> Response:
         exchange.status = status
         self._end(exchange, finished=True)
@@ -352,6 +374,8 @@ class FakeUpstream:
         body = await _json(request)
         exchange = self._record("openai", request, body)
         sc = exchange.scenario or Scenario()
+        if sc.headers_delay_s and await self._client_left(request, exchange, sc.headers_delay_s):
+            return Response(status_code=204)
         key = self._presented_key(request)
         headers = {"x-request-id": f"req_fake{next(_ids)}", **sc.headers}
         if not self._key_ok(request, x_api_key=False):
@@ -374,6 +398,8 @@ class FakeUpstream:
         body = await _json(request)
         exchange = self._record("anthropic", request, body)
         sc = exchange.scenario or Scenario()
+        if sc.headers_delay_s and await self._client_left(request, exchange, sc.headers_delay_s):
+            return Response(status_code=204)
         key = self._presented_key(request)
         headers = {"request-id": f"req_fake{next(_ids)}", **sc.headers}
         if not self._key_ok(request, x_api_key=True):
@@ -482,9 +508,10 @@ def _replay(sc: Scenario) -> list[tuple[float, bytes]]:
 
 def _token_delays(sc: Scenario) -> Iterator[tuple[int, str, float]]:
     """``(index, token, delay_before)`` for the tokens this scenario sends before it stops."""
-    stop = min(x for x in (sc.error_after, sc.truncate_after, len(sc.tokens)) if x is not None)
+    stop = min(x for x in (sc.error_after, sc.malformed_after, sc.truncate_after, len(sc.tokens)) if x is not None)
     for i, token in enumerate(sc.tokens[:stop]):
-        yield i, token, sc.delay_s + (sc.first_token_delay_s if i == 0 else 0.0)
+        stall = sc.stall_s if i == sc.stall_after else 0.0
+        yield i, token, sc.delay_s + (sc.first_token_delay_s if i == 0 else 0.0) + stall
 
 
 def _error_text(what: str, key: str) -> str:
@@ -547,6 +574,8 @@ def _openai_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[f
         text = "The server had an error while processing your request."
         error = _openai_error(500, sc.error_type or "server_error", key, text)
         return [*frames, (sc.delay_s, _sse(error))]
+    if sc.malformed_after is not None:
+        return [*frames, (sc.delay_s, b'data: {"choices": [{"delta": {"content": "oops"\n\n')]
     if sc.truncate_after is not None:
         return frames
     frames.append((0.0, chunk({}, sc.finish_reason or "stop")))
@@ -668,6 +697,8 @@ def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tupl
     if sc.error_after is not None:
         error = _anthropic_error(529, sc.error_type or "overloaded_error", key, "Overloaded")
         return [*frames, (sc.delay_s, _sse(error, "error"))]
+    if sc.malformed_after is not None:
+        return [*frames, (sc.delay_s, b'event: content_block_delta\ndata: {"type": "content_block_delta", "de\n\n')]
     if sc.truncate_after is not None:
         return frames
     stop = {"stop_reason": _anthropic_stop_reason(sc), "stop_sequence": None}

@@ -60,7 +60,10 @@ def test_metrics_completed_stream_emits_counts_latency_and_dimensions() -> None:
         "TimeToFirstToken": 120.0,
         "StreamDuration": 900.0,
         "OutputTokens": 12.0,
+        "UpstreamRetries": 0.0,
+        "UpstreamFallbacks": 0.0,
     }
+    assert "ServedBy" not in doc
     assert units(doc)["TimeToFirstToken"] == "Milliseconds" and units(doc)["OutputTokens"] == "Count"
     assert doc["stream_id"] == "s1"
 
@@ -103,3 +106,10 @@ def test_metrics_sink_failure_never_raises() -> None:
         raise OSError("stdout closed")
 
     StreamMetrics("TokenRelay", "svc", sink=broken).emit(summary())
+
+
+def test_metrics_upstream_retries_fallback_and_serving_model_are_reported() -> None:
+    upstream = {"upstream_retries": 2, "upstream_fallback": True}
+    (doc,) = emitted(summary(**upstream, served_provider="anthropic", served_model="claude-haiku-4-5"))
+    assert values(doc)["UpstreamRetries"] == 2.0 and values(doc)["UpstreamFallbacks"] == 1.0
+    assert doc["ServedBy"] == "anthropic:claude-haiku-4-5" and doc["Provider"] == "openai"  # as requested

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -59,6 +60,8 @@ from .stores.base import StreamOutcome, StreamRecord, StreamStore, WatchState
 log = logging.getLogger("tokenrelay.engine")
 
 Clock = Callable[[], float]
+FINISH_ATTEMPTS = 5  # terminal state writes, each with botocore's own retries inside
+FINISH_BACKOFF_S = 0.1  # full jitter: sleeps of up to 0.1, 0.2, 0.4, 0.8 s between them
 EndHook = Callable[["StreamRun"], None]
 
 
@@ -386,10 +389,7 @@ class StreamRun:
 
     async def _finish(self, terminal: Terminal) -> None:
         self.outcome = outcome = self._outcome(terminal)
-        try:
-            await self._store.finish(self.stream_id, outcome)
-        except TokenRelayError as exc:
-            log.error("stream %s: terminal state write failed: %s", self.stream_id, exc)
+        await self._write_terminal(outcome)
         self.terminal = terminal
         self._queue.put_nowait(terminal)
         if self.resume is not None:  # after the local reader has its terminal event
@@ -399,6 +399,24 @@ class StreamRun:
                 self._on_end(self)
             except Exception:
                 log.exception("stream %s: on_end hook failed", self.stream_id)
+
+    async def _write_terminal(self, outcome: StreamOutcome) -> None:
+        """The one terminal state write, retried with full-jitter backoff while DynamoDB is
+        unavailable (throttled past botocore's own attempts): at most ``FINISH_ATTEMPTS`` calls,
+        about 1.5 s of waiting, inside the deadline margin. If every attempt fails the client
+        still gets its terminal event; the record stays ``active`` until its TTL (logged)."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                await self._store.finish(self.stream_id, outcome)
+                return
+            except StoreUnavailable as exc:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    log.error("stream %s: terminal state write failed %d times: %s", self.stream_id, attempt + 1, exc)
+                    return
+                await asyncio.sleep(random.uniform(0, FINISH_BACKOFF_S * 2**attempt))
+            except TokenRelayError as exc:
+                log.error("stream %s: terminal state write failed: %s", self.stream_id, exc)
+                return
 
     def _outcome(self, terminal: Terminal) -> StreamOutcome:
         common = {

@@ -83,3 +83,9 @@ class StreamSummary:
     error_code: str | None = None
     client_gone: bool = False
     tokens_after_disconnect: int = 0
+    # Upstream fault tolerance (providers.resilient.with_upstream): retries before the first
+    # text, whether the fallback model was tried, and the target that served (or was tried last).
+    upstream_retries: int = 0
+    upstream_fallback: bool = False
+    served_provider: str | None = None
+    served_model: str | None = None

@@ -1,11 +1,18 @@
 """Provider registry. SDK-backed providers are imported lazily: the
-``anthropic`` SDK alone costs about a second of cold start."""
+``anthropic`` SDK alone costs about a second of cold start.
+
+What ``get`` hands out for an SDK-backed provider is a ``ResilientProvider``
+(``resilient.py``): retries, the fallback model and timeouts, the same for every
+provider. The SDK clients are built with their own retries off (``max_retries=0``)
+so the two never multiply; ``UPSTREAM_MAX_RETRIES`` is the wrapper's.
+"""
 
 from __future__ import annotations
 
 from ..secrets import ApiKeys
 from ..settings import Settings
 from .base import Chunk, Finish, Provider, TextChunk
+from .resilient import ResilientProvider, RetryPolicy
 
 __all__ = ["Chunk", "Finish", "Provider", "ProviderRegistry", "TextChunk"]
 
@@ -15,19 +22,31 @@ class ProviderRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, Provider] = {}  # what get() hands out
+        self._inner: dict[str, Provider] = {}  # the providers themselves (traced), for get() and fallbacks
+        self._policy = RetryPolicy.from_settings(settings)
         self._keys = ApiKeys(settings)
         self._keys.prefetch()  # keys kept in Secrets Manager: read them now, off the event loop
 
     def get(self, name: str) -> Provider:
         provider = self._providers.get(name)
         if provider is None:
+            provider = inner = self._provider(name)
+            if name != "echo":  # offline and deterministic: nothing to retry or time out
+                fallback = self._settings.fallback_model
+                provider = ResilientProvider(inner, self._policy, fallback=fallback, lookup=self._provider)
+            self._providers[name] = provider
+        return provider
+
+    def _provider(self, name: str) -> Provider:
+        provider = self._inner.get(name)
+        if provider is None:
             provider = self._create(name)
             if self._settings.tracing_enabled:
                 from ..telemetry.tracing import traced
 
                 provider = traced(provider)
-            self._providers[name] = provider
+            self._inner[name] = provider
         return provider
 
     def _create(self, name: str) -> Provider:
@@ -40,23 +59,34 @@ class ProviderRegistry:
             from .openai import OpenAIProvider
 
             return OpenAIProvider(
-                max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s, api_key=self._keys.key(name)
+                max_retries=0,
+                timeout_s=s.upstream_timeout_s,
+                api_key=self._keys.key(name),
+                connect_timeout_s=s.upstream_connect_timeout_s,
             )
         if name == "anthropic":
             from .anthropic import AnthropicProvider
 
             return AnthropicProvider(
-                max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s, api_key=self._keys.key(name)
+                max_retries=0,
+                timeout_s=s.upstream_timeout_s,
+                api_key=self._keys.key(name),
+                connect_timeout_s=s.upstream_connect_timeout_s,
             )
         if name == "bedrock":
             from .bedrock import BedrockProvider
 
             return BedrockProvider(
-                region=s.bedrock_region, max_retries=s.upstream_max_retries, timeout_s=s.upstream_timeout_s
+                region=s.bedrock_region,
+                max_retries=0,
+                timeout_s=s.upstream_timeout_s,
+                connect_timeout_s=s.upstream_connect_timeout_s,
             )
         raise KeyError(name)
 
     async def aclose(self) -> None:
-        for provider in self._providers.values():
-            await provider.aclose()
+        providers = {id(p): p for p in (*self._inner.values(), *self._providers.values())}
         self._providers.clear()
+        self._inner.clear()
+        for provider in providers.values():
+            await provider.aclose()

@@ -9,8 +9,11 @@ and HTTP error statuses; only the body of a 200 is parsed here.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
 
 import anyio
 import httpx2
@@ -23,13 +26,37 @@ BODY_ERRORS: tuple[type[BaseException], ...] = (httpx2.HTTPError, httpx2.StreamE
 _DRAIN_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *BODY_ERRORS)
 _DRAIN_S = 0.1
 _MAX_EVENT_BYTES = 1 << 20
-_CONNECT_S = 5.0
+CONNECT_S = 5.0
 
 
-def timeout(timeout_s: float) -> httpx2.Timeout:
-    """``timeout_s`` for each read (the longest silence mid-stream), write and pool wait;
-    at most ``_CONNECT_S`` to connect, so a dead endpoint fails (or is retried) fast."""
-    return httpx2.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_S))
+def timeout(timeout_s: float, connect_s: float = CONNECT_S) -> httpx2.Timeout:
+    """``timeout_s`` for each read, write and pool wait (a backstop: ``providers.resilient``
+    times out a silent stream first); at most ``connect_s`` to connect, so a dead endpoint
+    fails (and is retried) fast."""
+    return httpx2.Timeout(timeout_s, connect=min(timeout_s, connect_s))
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """The delay an error response asks for: ``retry-after-ms`` (what OpenAI and Anthropic
+    send), else ``retry-after`` in seconds or as an HTTP date; None if absent or unreadable."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                value = parsedate_to_datetime(raw).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                continue
+        if math.isfinite(value):
+            return max(value, 0.0)
+    return None
 
 
 async def drain(body: AsyncIterator[bytes]) -> None:

@@ -1,8 +1,9 @@
 """Anthropic Messages provider.
 
 The ``anthropic`` SDK does credentials and base URL (its own
-``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``), request building, retries
-before the first byte and typed status errors. The body of the stream is read
+``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``), request building and typed
+status errors. Its retries are off in a deployment (the registry passes
+``max_retries=0``): ``providers.resilient`` retries every provider alike. The body of the stream is read
 raw (``messages.with_streaming_response.create(stream=True)``) and parsed here
 with a small bytes-level SSE decoder and stdlib ``json``: the SDK's
 ``messages.stream()`` helper rebuilds a pydantic snapshot of the message on
@@ -54,7 +55,7 @@ import httpx2
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
-from ._sse import BODY_ERRORS, SSEDecoder, drain, timeout
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, drain, retry_after_s, timeout
 from .base import Chunk, Finish, TextChunk
 
 __all__ = ["AnthropicProvider", "AnthropicStreamState"]
@@ -83,9 +84,16 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+        api_key: str | None = None,
+        connect_timeout_s: float = CONNECT_S,
+    ) -> None:
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._api_key = api_key  # None: the SDK reads its own environment variable
         self._client: anthropic.AsyncAnthropic | None = None
 
@@ -93,7 +101,9 @@ class AnthropicProvider:
         if self._client is None:
             try:
                 self._client = anthropic.AsyncAnthropic(
-                    api_key=self._api_key, max_retries=self.max_retries, timeout=timeout(self.timeout_s)
+                    api_key=self._api_key,
+                    max_retries=self.max_retries,
+                    timeout=timeout(self.timeout_s, self.connect_timeout_s),
                 )
             except anthropic.AnthropicError:
                 raise Rejected("Anthropic is not configured on this deployment (no API key)") from None
@@ -224,25 +234,32 @@ def _prompt_tokens(usage: dict[str, Any]) -> int:
 
 
 def map_api_error(exc: anthropic.APIError) -> ProviderError:
-    """Translate an SDK error; the message names the status, never the body."""
+    """Translate an SDK error; the message names the status, never the body. A status
+    error keeps the upstream's Retry-After (``retry_after_s``) for ``providers.resilient``."""
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            if exc.error_code in _SPEND_LIMIT:
-                return Rejected("Anthropic spend limit reached for this account (HTTP 429)")
-            return RateLimited("Anthropic rate limit exceeded (HTTP 429)")
-        if status == 529:
-            return Unavailable("Anthropic is overloaded (HTTP 529)")
-        if status >= 500 or status in (408, 409):
-            return Unavailable(f"Anthropic is unavailable (HTTP {status})")
-        if status in (401, 403):
-            return Rejected(f"Anthropic rejected the credentials (HTTP {status})")
-        return Rejected(f"Anthropic rejected the request (HTTP {status})")
+        error = _map_status(exc)
+        error.retry_after_s = retry_after_s(exc.response.headers)
+        return error
     if isinstance(exc, anthropic.APITimeoutError):
         return Unavailable("Anthropic request timed out")
     if isinstance(exc, anthropic.APIConnectionError):
         return Unavailable("could not connect to Anthropic")
     return Unavailable("Anthropic request failed")
+
+
+def _map_status(exc: anthropic.APIStatusError) -> ProviderError:
+    status = exc.status_code
+    if status == 429:
+        if exc.error_code in _SPEND_LIMIT:
+            return Rejected("Anthropic spend limit reached for this account (HTTP 429)")
+        return RateLimited("Anthropic rate limit exceeded (HTTP 429)")
+    if status == 529:
+        return Unavailable("Anthropic is overloaded (HTTP 529)")
+    if status >= 500 or status in (408, 409):
+        return Unavailable(f"Anthropic is unavailable (HTTP {status})")
+    if status in (401, 403):
+        return Rejected(f"Anthropic rejected the credentials (HTTP {status})")
+    return Rejected(f"Anthropic rejected the request (HTTP {status})")
 
 
 def frame_error(payload: dict[str, Any]) -> ProviderError:

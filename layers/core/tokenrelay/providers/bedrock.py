@@ -75,10 +75,17 @@ class BedrockProvider:
 
     name = "bedrock"
 
-    def __init__(self, region: str | None = None, max_retries: int = 2, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        region: str | None = None,
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = _CONNECT_S,
+    ) -> None:
         self.region = region
-        self.max_retries = max_retries
+        self.max_retries = max_retries  # the registry passes 0: providers.resilient retries
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -87,7 +94,7 @@ class BedrockProvider:
         with self._lock:
             if self._client is None:
                 config = Config(
-                    connect_timeout=min(self.timeout_s, _CONNECT_S),
+                    connect_timeout=min(self.timeout_s, self.connect_timeout_s),
                     read_timeout=self.timeout_s,
                     retries={"mode": "standard", "total_max_attempts": self.max_retries + 1},
                 )

@@ -1,8 +1,9 @@
 """OpenAI Chat Completions provider; works with any OpenAI-compatible server.
 
 The ``openai`` SDK does what it is good at: credentials and base URL (from its
-own ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``), request building, retries with
-backoff before the first byte, and turning error statuses into typed errors.
+own ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``), request building and turning
+error statuses into typed errors. Its retries are off in a deployment (the registry
+passes ``max_retries=0``): ``providers.resilient`` retries every provider alike.
 The body of the stream is read raw (``with_streaming_response``) and parsed
 here with a small bytes-level SSE decoder and stdlib ``json``: the SDK's typed
 stream builds a pydantic model per chunk (measured against the fake upstream:
@@ -41,7 +42,7 @@ import openai
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
-from ._sse import BODY_ERRORS, SSEDecoder, drain, timeout
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, drain, retry_after_s, timeout
 from .base import Chunk, Finish, TextChunk
 
 __all__ = ["OpenAIProvider", "OpenAIStreamState"]
@@ -71,9 +72,16 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, max_retries: int = 2, timeout_s: float = 60.0, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+        api_key: str | None = None,
+        connect_timeout_s: float = CONNECT_S,
+    ) -> None:
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._api_key = api_key  # None: the SDK reads its own environment variable
         self._client: openai.AsyncOpenAI | None = None
 
@@ -81,7 +89,9 @@ class OpenAIProvider:
         if self._client is None:
             try:
                 self._client = openai.AsyncOpenAI(
-                    api_key=self._api_key, max_retries=self.max_retries, timeout=timeout(self.timeout_s)
+                    api_key=self._api_key,
+                    max_retries=self.max_retries,
+                    timeout=timeout(self.timeout_s, self.connect_timeout_s),
                 )
             except openai.OpenAIError:
                 raise Rejected("OpenAI is not configured on this deployment (no API key)") from None
@@ -201,23 +211,30 @@ class OpenAIStreamState:
 
 
 def map_api_error(exc: openai.APIError) -> ProviderError:
-    """Translate an SDK error; the message names the status, never the body."""
+    """Translate an SDK error; the message names the status, never the body. A status
+    error keeps the upstream's Retry-After (``retry_after_s``) for ``providers.resilient``."""
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            if exc.code in _QUOTA or exc.type in _QUOTA:
-                return Rejected("OpenAI quota exhausted for this account (HTTP 429)")
-            return RateLimited("OpenAI rate limit exceeded (HTTP 429)")
-        if status >= 500 or status in (408, 409):
-            return Unavailable(f"OpenAI is unavailable (HTTP {status})")
-        if status in (401, 403):
-            return Rejected(f"OpenAI rejected the credentials (HTTP {status})")
-        return Rejected(f"OpenAI rejected the request (HTTP {status})")
+        error = _map_status(exc)
+        error.retry_after_s = retry_after_s(exc.response.headers)
+        return error
     if isinstance(exc, openai.APITimeoutError):
         return Unavailable("OpenAI request timed out")
     if isinstance(exc, openai.APIConnectionError):
         return Unavailable("could not connect to OpenAI")
     return Unavailable("OpenAI request failed")
+
+
+def _map_status(exc: openai.APIStatusError) -> ProviderError:
+    status = exc.status_code
+    if status == 429:
+        if exc.code in _QUOTA or exc.type in _QUOTA:
+            return Rejected("OpenAI quota exhausted for this account (HTTP 429)")
+        return RateLimited("OpenAI rate limit exceeded (HTTP 429)")
+    if status >= 500 or status in (408, 409):
+        return Unavailable(f"OpenAI is unavailable (HTTP {status})")
+    if status in (401, 403):
+        return Rejected(f"OpenAI rejected the credentials (HTTP {status})")
+    return Rejected(f"OpenAI rejected the request (HTTP {status})")
 
 
 def frame_error(payload: dict[str, Any]) -> ProviderError:

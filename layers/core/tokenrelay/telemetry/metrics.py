@@ -15,7 +15,9 @@ Metrics (dimensions ``Transport``, ``Provider``; ``service`` as Powertools adds)
 ``StreamStarted``, ``StreamCompleted``, ``StreamCancelled``, ``StreamFailed``
 (error code in the ``ErrorCode`` property), ``StreamDisconnected``,
 ``TimeToFirstToken`` (ms), ``StreamDuration`` (ms), ``OutputTokens``,
-``TokensAfterDisconnect``.
+``TokensAfterDisconnect``, ``UpstreamRetries`` (retries before the first text) and
+``UpstreamFallbacks`` (1 when the fallback model was tried; the target that served
+is in the ``ServedBy`` property, ``provider:model``). See docs/faults.md.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class StreamMetrics:
         emf.add_metric("OutputTokens", "Count", s.completion_tokens)
         if s.client_gone:
             emf.add_metric("TokensAfterDisconnect", "Count", s.tokens_after_disconnect)
+        emf.add_metric("UpstreamRetries", "Count", s.upstream_retries)
+        emf.add_metric("UpstreamFallbacks", "Count", 1 if s.upstream_fallback else 0)
+        if s.served_provider:
+            emf.add_metadata("ServedBy", f"{s.served_provider}:{s.served_model}")
         emf.add_metadata("stream_id", s.stream_id)
         emf.add_metadata("model", s.model)
         if s.error_code:
