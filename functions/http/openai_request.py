@@ -112,10 +112,11 @@ def _messages(value: Any) -> list[dict[str, str]]:
         param = f"messages[{i}]"
         if not isinstance(message, dict):
             raise invalid(param, f"'{param}': expected an object")
-        role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
+        got_role = message.get("role")
+        role = _ROLES.get(got_role) if isinstance(got_role, str) else None
         if role is None:
-            got = message.get("role")
-            raise invalid(f"{param}.role", f"'{param}.role': {got!r} is not supported; use system, user or assistant")
+            got = repr(got_role)[:64]
+            raise invalid(f"{param}.role", f"'{param}.role': {got} is not supported; use system, user or assistant")
         for key, field in message.items():
             if key not in ("role", "content") and (key not in _ECHOED_FIELDS or field not in (None, [], "")):
                 raise invalid(

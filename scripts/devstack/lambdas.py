@@ -49,12 +49,13 @@ class LambdaContext:
 
 
 class LocalLambda:
-    def __init__(self, functions: Mapping[str, Handler], timeout_s: float = 900.0) -> None:
+    def __init__(self, functions: Mapping[str, Handler], timeout_s: float = 900.0, concurrency: int = 64) -> None:
         self.functions = dict(functions)
         self.timeout_s = timeout_s  # of the functions invoked through the Invoke API
         self.async_invocations = 0
         self._integrations = ThreadPoolExecutor(32, thread_name_prefix="lambda-route")
-        self._background = ThreadPoolExecutor(64, thread_name_prefix="lambda-async")
+        # Async invocations running at once (a worker streams for its whole stream); Lambda's default is 1,000.
+        self._background = ThreadPoolExecutor(concurrency, thread_name_prefix="lambda-async")
         self._running: set[Future[Any]] = set()
 
     def call(self, handler: Handler, event: dict[str, Any], name: str, timeout_s: float) -> asyncio.Future[Any]:

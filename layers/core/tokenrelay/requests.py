@@ -2,10 +2,18 @@
 
 Rule for unknown fields: they are rejected with a 400 naming them, so a typo
 such as ``max_token`` never turns into a silent default.
+
+Types are strict: ``true`` is not an integer, ``"5"`` is not a number. Text
+(``message``, ``system``, ``messages[].content``) may hold any Unicode except
+C0 control characters other than tab, newline and carriage return (NUL, ESC,
+...: they mean nothing to a model and break logs and terminals) and lone UTF-16
+surrogates (not encodable); either is a 400 naming the field and the character.
+The JSON text itself is decoded by ``json_text.loads_strict``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +26,7 @@ from .settings import Settings
 Role = Literal["system", "user", "assistant"]
 # Anthropic's current API version refuses sampling parameters: say so instead of dropping them.
 NO_TEMPERATURE = frozenset({"anthropic"})
+_FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 class _Message(BaseModel):
@@ -34,7 +43,7 @@ class _Body(BaseModel):
     provider: StrictStr | None = None
     model: StrictStr | None = None
     max_tokens: StrictInt | None = Field(default=None)
-    temperature: StrictFloat | StrictInt | None = None
+    temperature: StrictFloat | None = None  # strict: an integer is a number, a bool is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,14 @@ def _first_error(exc: ValidationError) -> RequestInvalid:
     return RequestInvalid(loc or "body", err["msg"])
 
 
+def _check_text(field: str, text: str | None) -> None:
+    found = _FORBIDDEN_CHAR.search(text) if text else None
+    if found is not None:
+        char = f"U+{ord(found.group()):04X}"
+        kind = "a lone surrogate" if "\ud800" <= found.group() <= "\udfff" else "a control character"
+        raise RequestInvalid(field, f"contains {kind} ({char}) at index {found.start()}; only tab, LF, CR are allowed")
+
+
 def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
     """Validate a decoded JSON body; raise ``RequestInvalid`` naming the field."""
     if not isinstance(body, Mapping):
@@ -100,6 +117,13 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         messages = tuple(Message(m.role, m.content) for m in raw.messages)
         if not any(m.role == "user" and m.content.strip() for m in messages):
             raise RequestInvalid("messages", "must contain a non-empty user message")
+
+    if raw.message is not None:
+        _check_text("message", raw.message)
+    else:
+        for i, m in enumerate(messages):
+            _check_text(f"messages.{i}.content", m.content)
+    _check_text("system", raw.system)
 
     total = sum(len(m.content) for m in messages) + len(raw.system or "")
     if total > settings.max_message_chars:
