@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -178,6 +179,8 @@ def create_app(
     ) -> StreamRun:
         stream_id = str(uuid.uuid4())
         principal = principal_of(request)
+        if not principal.may_fall_back(settings.fallback_model):
+            chat = replace(chat, fallback=False)
         run = StreamRun(
             chat,
             stream_id=stream_id,

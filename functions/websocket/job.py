@@ -44,10 +44,12 @@ class StreamJob:
     request: Mapping[str, Any]
     request_id: str | None = None
     slot: str | None = None
+    fallback: bool = True  # may FALLBACK_MODEL serve it (False: the connection's key may not use that model)
 
     def to_event(self) -> dict[str, Any]:
         return {
             "slot": self.slot,
+            "fallback": self.fallback,
             "stream_id": self.stream_id,
             "connection_id": self.connection_id,
             "owner": self.owner,
@@ -70,6 +72,9 @@ class StreamJob:
         slot = event.get("slot")
         if slot is not None and not isinstance(slot, str):
             raise ValueError("worker event: 'slot' must be a string or null")
+        fallback = event.get("fallback", True)  # absent in events queued before the field existed
+        if not isinstance(fallback, bool):
+            raise ValueError("worker event: 'fallback' must be a boolean")
         return cls(
             stream_id=event["stream_id"],
             connection_id=event["connection_id"],
@@ -78,4 +83,5 @@ class StreamJob:
             request=event["request"],
             request_id=request_id,
             slot=slot,
+            fallback=fallback,
         )

@@ -136,6 +136,7 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
             request_fields(chat),
             request_id,
             slot=lease.slot if lease is not None else None,
+            fallback=_principal(connection).may_fall_back(svc.settings.fallback_model),
         )
         await svc.streams.create(record)
         created = True
@@ -147,6 +148,10 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
         raise
 
 
+def _principal(connection: ConnectionRecord) -> Principal:
+    return Principal(connection.owner, Limits(connection.rpm, connection.concurrency), connection.models)
+
+
 async def _admit(
     svc: common.Services, connection: ConnectionRecord, provider: str, model: str, stream_id: str
 ) -> Lease | None:
@@ -156,7 +161,7 @@ async def _admit(
         if connection.key_id is None:  # connected before AUTH_MODE=api_key: no key, no stream
             raise Unauthorized()
         await svc.authenticator.active(connection.key_id)
-    principal = Principal(connection.owner, Limits(connection.rpm, connection.concurrency), connection.models)
+    principal = _principal(connection)
     principal.check_model(provider, model)
     if svc.limiter is None or not principal.limits.any:
         return None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import common
@@ -108,6 +109,8 @@ async def _produce(
 ) -> dict[str, Any]:
     try:
         chat = parse_chat_request(job.request, svc.settings)
+        if not job.fallback:
+            chat = replace(chat, fallback=False)
         provider = registry.get(chat.provider)
     except Exception as exc:  # settings changed under the stream, or the provider cannot load
         code, message = (

@@ -34,9 +34,11 @@ class ScriptedProvider:
         self.closed_early = 0
         self.completed = 0
         self.closed = asyncio.Event()
+        self.requests: list[ChatRequest] = []
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         self.opened += 1
+        self.requests.append(request)
         finished = False
         try:
             if self.first_delay_s:

@@ -159,3 +159,12 @@ def test_auth_mode_unset_is_off_locally_and_api_key_in_lambda() -> None:
 def test_settings_protection_bad_values_stop_the_process(env: dict[str, str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Settings.from_env(env)
+
+
+def test_principal_may_fall_back_only_to_a_model_its_key_allows() -> None:
+    limited = Principal(owner="k1", models=("openai:gpt-4o-mini",))
+    assert not limited.may_fall_back(("anthropic", "claude-haiku-4-5"))
+    assert limited.may_fall_back(("openai", "gpt-4o-mini"))
+    assert Principal(owner="k2", models=("anthropic:*",)).may_fall_back(("anthropic", "claude-haiku-4-5"))
+    assert Principal(owner="k3").may_fall_back(("anthropic", "claude-haiku-4-5"))  # no model list
+    assert not Principal(owner="k3").may_fall_back(None)  # no fallback configured

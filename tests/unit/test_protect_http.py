@@ -3,6 +3,7 @@ the Mangum path, and AUTH_MODE=off ownership and limits per client."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from api import create_app
 from protect import Guard, bearer_token
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.protection import MemoryKeyStore, MemoryRateLimitStore
+from tests.fakes.providers import ScriptedProvider
 from tokenrelay import Settings
 from tokenrelay.auth import Authenticator, new_key
 from tokenrelay.limits import RateLimiter
@@ -83,3 +85,36 @@ async def test_auth_off_owner_is_client_id_and_limits_apply_per_client_when_conf
     assert first.status_code == other.status_code == 200
     assert again.status_code == 429 and again.headers["retry-after"] == "30"
     assert sorted(r.owner for r in store.records.values()) == ["a", "b"]
+
+
+class RecordingRegistry:
+    """Every provider name streams from one scripted provider, which records its requests."""
+
+    def __init__(self) -> None:
+        self.provider = ScriptedProvider(["ok"])
+
+    def get(self, name: str) -> ScriptedProvider:
+        return self.provider
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_key_limited_to_some_models_is_never_switched_to_the_fallback_model() -> None:
+    settings = dataclasses.replace(ON, fallback_model=("openai", "gpt-4o-mini"))
+    keys = MemoryKeyStore()
+    limited, key = new_key("limited", models=("echo:*",))
+    keys.add(key)
+    anything, key = new_key("anything")
+    keys.add(key)
+    registry = RecordingRegistry()
+    app = create_app(
+        settings, store=MemoryStreamStore(), providers=registry, guard=Guard(settings, Authenticator(keys))
+    )
+    async with client(app) as http:
+        for token in (limited, anything):
+            answer = await http.post(
+                "/chat/stream-simple", json={"message": "hi"}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200 and answer.text == "ok"
+    assert [r.fallback for r in registry.provider.requests] == [False, True]

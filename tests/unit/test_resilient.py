@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -145,6 +146,16 @@ async def test_resilient_request_for_the_fallback_model_itself_has_no_fallback()
     with pytest.raises(Unavailable):
         await read(wrapper, request)
     assert len(inner.requests) == 2
+
+
+async def test_resilient_request_whose_key_may_not_use_the_fallback_gets_the_primary_error() -> None:
+    inner = Attempts(failing(Unavailable("HTTP 500")))
+    spare = Attempts(ScriptedProvider(["never"]), name="anthropic")
+    policy = RetryPolicy(max_retries=1, backoff_s=0.001)
+    wrapper = ResilientProvider(inner, policy, fallback=("anthropic", "claude-haiku-4-5"), lookup=lambda _: spare)
+    with pytest.raises(Unavailable):
+        await read(wrapper, replace(REQUEST, fallback=False))
+    assert len(inner.requests) == 2 and spare.requests == []
 
 
 async def test_resilient_backoff_is_full_jitter_exponential_and_capped() -> None:

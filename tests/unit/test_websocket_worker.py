@@ -281,3 +281,16 @@ async def test_worker_emits_one_metrics_document_per_stream_with_websocket_dimen
     document = json.loads(line)
     assert document["Transport"] == "websocket" and document["Provider"] == "echo"
     assert document["StreamDisconnected"] == [1.0] and document["TokensAfterDisconnect"][0] > 0
+
+
+async def test_worker_job_whose_key_may_not_use_the_fallback_keeps_that_through_the_event(world: World) -> None:
+    job = dataclasses.replace(await world.add(), fallback=False)
+    again = StreamJob.from_event(job.to_event())
+    assert again.fallback is False
+    older = {k: v for k, v in job.to_event().items() if k != "fallback"}  # queued before the field existed
+    assert StreamJob.from_event(older).fallback is True
+    with pytest.raises(ValueError, match="fallback"):
+        StreamJob.from_event({**job.to_event(), "fallback": "no"})
+    provider = ScriptedProvider(["a"])
+    await world.run(again, provider)
+    assert [r.fallback for r in provider.requests] == [False]

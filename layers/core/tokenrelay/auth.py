@@ -124,13 +124,19 @@ class Principal:
     models: tuple[str, ...] | None = None
     key_id: str | None = None
 
+    def allows(self, provider: str, model: str) -> bool:
+        """True if the key has no model list or it names ``provider:model`` or ``provider:*``."""
+        return self.models is None or f"{provider}:{model}" in self.models or f"{provider}:*" in self.models
+
     def check_model(self, provider: str, model: str) -> None:
-        """Raise ``ModelNotAllowed`` unless the key's list names ``provider:model`` or ``provider:*``."""
-        if self.models is None:
-            return
-        if f"{provider}:{model}" in self.models or f"{provider}:*" in self.models:
-            return
-        raise ModelNotAllowed(provider, model)
+        """Raise ``ModelNotAllowed`` unless the key may use ``provider:model``."""
+        if not self.allows(provider, model):
+            raise ModelNotAllowed(provider, model)
+
+    def may_fall_back(self, fallback: tuple[str, str] | None) -> bool:
+        """May the deployment's fallback model serve this caller (a key limited to some models
+        is never switched to another one behind its back)?"""
+        return fallback is not None and self.allows(*fallback)
 
     @classmethod
     def of_key(cls, key: ApiKey) -> Principal:

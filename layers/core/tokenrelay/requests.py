@@ -63,6 +63,7 @@ class ChatRequest:
     system: str | None = None
     temperature: float | None = None
     stop: tuple[str, ...] = ()  # stop sequences (set by the OpenAI-compatible route; not in the body of section 1)
+    fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
 
     @property
     def last_user_text(self) -> str:

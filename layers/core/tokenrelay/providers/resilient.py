@@ -228,6 +228,9 @@ class ResilientProvider:
         yield self.inner, request
         if self.fallback is None or self.fallback == (request.provider, request.model) or self._lookup is None:
             return
+        if not request.fallback:  # the caller's API key may not use the fallback model
+            log.warning("no fallback for %s:%s: the caller's key may not use %s:%s", *_names(request), *self.fallback)
+            return
         provider, model = self.fallback
         try:
             fallback = self._lookup(provider)
