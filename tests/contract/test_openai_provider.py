@@ -405,3 +405,20 @@ def test_tokenrelay_import_does_not_load_openai_sdk() -> None:
     env = {**os.environ, "PYTHONPATH": str(CORE)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+async def test_openai_and_anthropic_clients_read_through_the_sdks_aiohttp_transport() -> None:
+    # the layer installs the SDKs' [aiohttp] extra: bodies are parsed by aiohttp's C parser, not h11
+    import anthropic
+    import openai
+
+    from tokenrelay.providers.anthropic import AnthropicProvider
+    from tokenrelay.providers.openai import OpenAIProvider
+
+    openai_provider, anthropic_provider = OpenAIProvider(api_key="sk-test"), AnthropicProvider(api_key="sk-ant-test")
+    try:
+        assert isinstance(openai_provider._get_client()._client, openai.DefaultAioHttpClient)
+        assert isinstance(anthropic_provider._get_client()._client, anthropic.DefaultAioHttpClient)
+    finally:
+        await openai_provider.aclose()
+        await anthropic_provider.aclose()

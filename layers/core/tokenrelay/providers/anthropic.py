@@ -55,7 +55,7 @@ import httpx2
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
-from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, drain, retry_after_s, timeout
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
 from .base import Chunk, Finish, TextChunk
 
 __all__ = ["AnthropicProvider", "AnthropicStreamState"]
@@ -104,6 +104,7 @@ class AnthropicProvider:
                     api_key=self._api_key,
                     max_retries=self.max_retries,
                     timeout=timeout(self.timeout_s, self.connect_timeout_s),
+                    http_client=aiohttp_client(anthropic.DefaultAioHttpClient),
                 )
             except anthropic.AnthropicError:
                 raise Rejected("Anthropic is not configured on this deployment (no API key)") from None
@@ -240,7 +241,7 @@ def map_api_error(exc: anthropic.APIError) -> ProviderError:
         error = _map_status(exc)
         error.retry_after_s = retry_after_s(exc.response.headers)
         return error
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError) and not connect_failed(exc):
         return Unavailable("Anthropic request timed out")
     if isinstance(exc, anthropic.APIConnectionError):
         return Unavailable("could not connect to Anthropic")

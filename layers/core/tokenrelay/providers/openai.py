@@ -42,7 +42,7 @@ import openai
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
-from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, drain, retry_after_s, timeout
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
 from .base import Chunk, Finish, TextChunk
 
 __all__ = ["OpenAIProvider", "OpenAIStreamState"]
@@ -92,6 +92,7 @@ class OpenAIProvider:
                     api_key=self._api_key,
                     max_retries=self.max_retries,
                     timeout=timeout(self.timeout_s, self.connect_timeout_s),
+                    http_client=aiohttp_client(openai.DefaultAioHttpClient),
                 )
             except openai.OpenAIError:
                 raise Rejected("OpenAI is not configured on this deployment (no API key)") from None
@@ -217,7 +218,7 @@ def map_api_error(exc: openai.APIError) -> ProviderError:
         error = _map_status(exc)
         error.retry_after_s = retry_after_s(exc.response.headers)
         return error
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not connect_failed(exc):
         return Unavailable("OpenAI request timed out")
     if isinstance(exc, openai.APIConnectionError):
         return Unavailable("could not connect to OpenAI")
