@@ -27,7 +27,7 @@ __all__ = ["BatchWatchStore", "CancelPoller", "OnState"]
 
 log = logging.getLogger("tokenrelay.cancel")
 
-OnState = Callable[[WatchState], None]
+OnState = Callable[[WatchState], object]
 
 
 class BatchWatchStore(Protocol):

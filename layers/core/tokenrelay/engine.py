@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 
 from .cancel_poller import CancelPoller
 from .errors import ProviderError, StoreUnavailable, TokenRelayError
@@ -51,17 +51,17 @@ from .events import (
     TextDelta,
     Usage,
 )
+from .outcome import outcome_of, write_terminal
 from .providers.base import Finish, Provider, TextChunk
 from .requests import ChatRequest
-from .resume import Resumable, cancel_reason
+from .resume import Resumable
 from .settings import Settings
-from .stores.base import StreamOutcome, StreamRecord, StreamStore, WatchState
+from .stores.base import StreamOutcome, StreamRecord, StreamStore
+from .watch import poll_alone, react
 
 log = logging.getLogger("tokenrelay.engine")
 
 Clock = Callable[[], float]
-FINISH_ATTEMPTS = 5  # terminal state writes, each with botocore's own retries inside
-FINISH_BACKOFF_S = 0.1  # full jitter: sleeps of up to 0.1, 0.2, 0.4, 0.8 s between them
 EndHook = Callable[["StreamRun"], None]
 
 
@@ -317,37 +317,6 @@ class StreamRun:
     def completion_tokens(self) -> int:
         return self.usage.completion_tokens if self.usage is not None else self.text_chunks
 
-    def _on_watch_state(self, state: WatchState) -> None:
-        """The shared poller's view of this stream's record (see ``CancelPoller``)."""
-        if state.cancel_requested:
-            self.stop(cancel_reason(state.cancel_reason))
-        elif self.resume is not None and self.resume.expired(self.detached_at, state.attached_until, time.time()):
-            self.stop("disconnect")  # nobody resumed within the grace period
-
-    async def _watch_cancel(self) -> None:
-        poll = self._settings.cancel_poll_s
-        while True:
-            await asyncio.sleep(poll)
-            try:
-                if self.resume is not None:
-                    if await self._watch_resumable(self.resume):
-                        return
-                elif await self._store.cancel_requested(self.stream_id):
-                    self.stop("client")
-                    return
-            except TokenRelayError as exc:
-                log.warning("stream %s: cancel check failed: %s", self.stream_id, exc)
-
-    async def _watch_resumable(self, resume: Resumable) -> bool:
-        state = await resume.attachments.watch(self.stream_id)
-        if state.cancel_requested:
-            self.stop(cancel_reason(state.cancel_reason))
-            return True
-        if resume.expired(self.detached_at, state.attached_until, time.time()):
-            self.stop("disconnect")  # nobody resumed within the grace period
-            return True
-        return False
-
     async def _produce(self) -> Terminal:
         assert self._pump is not None
         loop = asyncio.get_running_loop()
@@ -356,9 +325,9 @@ class StreamRun:
         poller = self._poller
         watcher: asyncio.Task[None] | None = None
         if poller is not None:
-            poller.watch(self.stream_id, self._on_watch_state)
+            poller.watch(self.stream_id, partial(react, self))
         else:
-            watcher = asyncio.create_task(self._watch_cancel())
+            watcher = asyncio.create_task(poll_alone(self, self._store, self._settings.cancel_poll_s))
         try:
             terminal = await self._pump
         except asyncio.CancelledError:
@@ -388,8 +357,14 @@ class StreamRun:
         return terminal
 
     async def _finish(self, terminal: Terminal) -> None:
-        self.outcome = outcome = self._outcome(terminal)
-        await self._write_terminal(outcome)
+        self.outcome = outcome = outcome_of(
+            terminal,
+            completion_tokens=self.completion_tokens,
+            usage=self.usage,
+            ttft_ms=self.ttft_ms,
+            total_time_ms=self._elapsed_ms(),
+        )
+        await write_terminal(self._store, self.stream_id, outcome)
         self.terminal = terminal
         self._queue.put_nowait(terminal)
         if self.resume is not None:  # after the local reader has its terminal event
@@ -399,34 +374,3 @@ class StreamRun:
                 self._on_end(self)
             except Exception:
                 log.exception("stream %s: on_end hook failed", self.stream_id)
-
-    async def _write_terminal(self, outcome: StreamOutcome) -> None:
-        """The one terminal state write, retried with full-jitter backoff while DynamoDB is
-        unavailable (throttled past botocore's own attempts): at most ``FINISH_ATTEMPTS`` calls,
-        about 1.5 s of waiting, inside the deadline margin. If every attempt fails the client
-        still gets its terminal event; the record stays ``active`` until its TTL (logged)."""
-        for attempt in range(FINISH_ATTEMPTS):
-            try:
-                await self._store.finish(self.stream_id, outcome)
-                return
-            except StoreUnavailable as exc:
-                if attempt == FINISH_ATTEMPTS - 1:
-                    log.error("stream %s: terminal state write failed %d times: %s", self.stream_id, attempt + 1, exc)
-                    return
-                await asyncio.sleep(random.uniform(0, FINISH_BACKOFF_S * 2**attempt))
-            except TokenRelayError as exc:
-                log.error("stream %s: terminal state write failed: %s", self.stream_id, exc)
-                return
-
-    def _outcome(self, terminal: Terminal) -> StreamOutcome:
-        common = {
-            "completion_tokens": self.completion_tokens,
-            "prompt_tokens": self.usage.prompt_tokens if self.usage else None,
-            "ttft_ms": self.ttft_ms,
-            "total_time_ms": self._elapsed_ms(),
-        }
-        if isinstance(terminal, StreamDone):
-            return StreamOutcome(status="complete", finish_reason=terminal.finish_reason, **common)  # type: ignore[arg-type]
-        if isinstance(terminal, StreamCancelled):
-            return StreamOutcome(status="cancelled", cancel_reason=terminal.reason, **common)  # type: ignore[arg-type]
-        return StreamOutcome(status="failed", error_code=terminal.code, **common)  # type: ignore[arg-type]
