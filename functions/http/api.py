@@ -3,6 +3,12 @@
 In Lambda this runs under uvicorn behind the Lambda Web Adapter (``run.sh``,
 Function URL in RESPONSE_STREAM mode) and, buffered, behind API Gateway through
 Mangum (``handler.py``). Locally ``scripts/dev`` serves it with uvicorn.
+
+``create_app`` is the composition root: it wires the stores, providers, guard and
+metrics into the routes and owns how a run starts and ends in this process. The
+parts live beside it: ``request_body`` (reading a request), ``sse_response`` (writing
+a run), ``errors_http`` (error answers), ``protect`` (keys and limits), ``resume_sse``,
+``openai_compat`` (``/v1``), ``openapi_doc``, ``body_limit``, ``deadline``, ``dev_extras``.
 """
 
 from __future__ import annotations
@@ -10,47 +16,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
-from body_limit import BodyLimitMiddleware, BodyTooLarge, too_large
+from body_limit import BodyLimitMiddleware
 from deadline import stream_deadline_s
+from dev_extras import add_dev_extras
+from errors_http import add_error_handlers, error_body
 from openai_compat import add_openai_routes
-from openai_wire import OpenAIError
+from openai_wire import status_for
 from openapi_doc import document_api
 from protect import AuthMiddleware, Guard, principal_of
-from resume_sse import Forbidden, ResumeServices, add_resume_routes
+from request_body import json_body, query_body
+from resume_sse import ResumeServices, add_resume_routes
+from sse_response import STREAM_HEADERS, SSEStreamResponse, finish_after_reader_left, text_body
 from tokenrelay import (
     ChatRequest,
-    Event,
-    LimitExceeded,
-    ModelNotAllowed,
     ProviderRegistry,
-    RequestInvalid,
     Settings,
+    StoreUnavailable,
     StreamError,
     StreamNotFound,
     StreamRun,
     StreamStore,
-    TextDelta,
     TokenRelayError,
-    encode_comment,
-    encode_sse,
     parse_chat_request,
 )
 from tokenrelay.cancel_poller import CancelPoller
-from tokenrelay.json_text import JSONRejected, loads_strict
+from tokenrelay.events import StreamSummary
 from tokenrelay.limits import Lease
 from tokenrelay.providers.resilient import track_upstream, with_upstream
 from tokenrelay.telemetry.logging import bind as bind_log_context
@@ -58,27 +58,7 @@ from tokenrelay.telemetry.metrics import StreamMetrics
 
 log = logging.getLogger("tokenrelay.http")
 
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-QUERY_FIELDS: Mapping[str, type] = {
-    "message": str,
-    "system": str,
-    "provider": str,
-    "model": str,
-    "max_tokens": int,
-    "temperature": float,
-}
-CLEANUP_TIMEOUT_S = 10.0
 CANCEL_LOOKUP_WAITS_S = (0.05, 0.15, 0.3)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
-    return {"error": message, "code": code, **extra}
 
 
 def create_app(
@@ -125,54 +105,8 @@ def create_app(
     app.state.settings, app.state.store, app.state.runs = settings, store, runs
     app.state.guard = guard
     app.add_middleware(AuthMiddleware, guard=guard)  # inside CORS (added next), so a 401 carries CORS headers
-    _add_dev_extras(app, os.environ)
-
-    @app.exception_handler(TokenRelayError)
-    async def _relay_error(_: Request, exc: TokenRelayError) -> JSONResponse:
-        extra: dict[str, Any] = {}
-        if isinstance(exc, RequestInvalid | ModelNotAllowed):
-            extra["field"] = exc.field
-        status = getattr(exc, "status", None)
-        if isinstance(status, str):
-            extra["status"] = status
-        if isinstance(exc, LimitExceeded):
-            extra["retry_after"] = exc.retry_after
-        headers = getattr(exc, "headers", None)  # Retry-After, WWW-Authenticate
-        body = _error_body(exc.message, exc.code, **extra)
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_error_body(exc.message, exc.code), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"][1:]) or "request"
-        return JSONResponse(_error_body(f"{field}: {err['msg']}", "invalid_request", field=field), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc, BodyTooLarge):
-            return too_large(exc.limit, openai=False)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
-            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
-        if request.url.path.startswith("/v1/"):  # a path the /v1 mount cannot match still answers in its shape
-            error = OpenAIError(exc.status_code, str(exc.detail), code=code)
-            return JSONResponse(error.body(), status_code=exc.status_code, headers={**headers, **error.headers()})
-        return JSONResponse(_error_body(str(exc.detail), code), status_code=exc.status_code, headers=headers)
-
-    async def json_body(request: Request) -> Any:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise ApiError(415, "unsupported_media_type", "content-type: expected application/json")
-        raw = await request.body()  # BodyTooLarge (413) past max_body bytes: BodyLimitMiddleware counts them
-        try:
-            return loads_strict(raw)
-        except JSONRejected as exc:
-            raise RequestInvalid(exc.field, exc.message) from None
+    add_dev_extras(app, os.environ)  # the demo page and CORS, for scripts/dev only
+    add_error_handlers(app)  # TokenRelay's error shape (errors_http.py)
 
     async def start_run(
         request: Request, chat: ChatRequest, transport: str = "sse", resumable: bool = False
@@ -201,11 +135,14 @@ def create_app(
         # Log fields of this request's task and of the tasks run.open() starts (they copy the context).
         bind_log_context(stream_id=run.stream_id, transport=transport, provider=chat.provider, model=chat.model)
         track_upstream()  # retries and fallback of this run's provider stream, for on_end's metrics
+        opened_at = time.monotonic()
         try:
             await run.open()
-        except BaseException:
+        except BaseException as exc:
             runs.pop(run.stream_id, None)
             guard.release_soon(leases.pop(stream_id, None))
+            if isinstance(exc, StoreUnavailable) and metrics is not None:  # a 503: no on_end, so report it here
+                metrics.emit(with_upstream(unrecorded(run, exc.code, time.monotonic() - opened_at)))
             raise
         return run
 
@@ -219,7 +156,7 @@ def create_app(
 
     @app.get("/chat/stream")
     async def chat_stream_get(request: Request) -> SSEStreamResponse:
-        chat = parse_chat_request(_query_body(request), settings)
+        chat = parse_chat_request(query_body(request), settings)
         return sse_response(await start_run(request, chat, resumable=True))
 
     @app.post("/chat/stream/{stream_id}/cancel")
@@ -245,8 +182,7 @@ def create_app(
             record = await store.get(stream_id)
             if record is None:
                 raise StreamNotFound(stream_id)
-            if record.owner != principal_of(request).owner:
-                raise Forbidden(f"stream {stream_id!r} belongs to another API key")
+            guard.check_owner(principal_of(request), record.owner, stream_id)
         await store.request_cancel(stream_id, "client")
 
     @app.post("/chat/stream-simple", response_model=None)
@@ -258,11 +194,10 @@ def create_app(
         first = await anext(events)  # hold the status line until the first text or the end
         if isinstance(first, StreamError):  # failed before any text: a real HTTP status
             await events.aclose()
-            status = {"rate_limited": 429, "upstream_rejected": 502}.get(first.code, 503)
-            body = _error_body(first.error, first.code, retryable=first.retryable)
-            return JSONResponse(body, status_code=status)
+            body = error_body(first.error, first.code, retryable=first.retryable)
+            return JSONResponse(body, status_code=status_for(first.code))  # as /v1 answers it (openai_wire)
         return StreamingResponse(
-            _text_body(run, first, events),
+            text_body(run, first, events),
             media_type="text/plain; charset=utf-8",
             headers={**STREAM_HEADERS, "X-Stream-Id": run.stream_id},
         )
@@ -282,157 +217,29 @@ def create_app(
             "dependencies": {"dynamodb": dynamodb},
         }
 
-    add_openai_routes(app, settings, start_run=start_run, finish_run=_finish_after_reader_left)
+    add_openai_routes(app, settings, start_run=start_run, finish_run=finish_after_reader_left)
     document_api(app, settings)  # request bodies, errors and /v1 in /openapi.json (openapi_doc.py)
     if resume is not None:
-        add_resume_routes(app, settings, store=store, output_log=resume.log, attachments=resume.attachments)
+        add_resume_routes(
+            app, settings, store=store, output_log=resume.log, attachments=resume.attachments, guard=guard
+        )
     return app
 
 
-def _add_dev_extras(app: FastAPI, env: Mapping[str, str]) -> None:
-    """Local development only (scripts/dev sets these; Lambda does not).
+def unrecorded(run: StreamRun, code: str, elapsed_s: float) -> StreamSummary:
+    """The summary of a run whose record could not be created, refused (503) before its ``start``.
 
-    ``DEMO_DIR`` serves the built demo page (web/dist) at /demo/. ``CORS_ALLOW_ORIGINS``
-    (comma-separated) adds CORS with the Function URL's policy; never set it in Lambda,
-    where the Function URL adds CORS itself and doubled headers make browsers refuse.
+    Its metrics are those of a failed stream, so the failure-rate alarm sees a DynamoDB
+    outage; the run never ended through the engine, whose ``summary()`` needs an outcome.
     """
-    demo_dir = env.get("DEMO_DIR")
-    if demo_dir:
-        from starlette.staticfiles import StaticFiles
-
-        app.mount("/demo", StaticFiles(directory=demo_dir, html=True), name="demo")
-    origins = [o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()]
-    if origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["content-type", "last-event-id", "authorization", "x-client-id"],
-            expose_headers=["x-stream-id", "retry-after"],
-            max_age=600,
-        )
-
-
-def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    methods: set[str] = set()
-    for route in app.router.routes:
-        regex, allowed = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and allowed and regex.match(path):
-            methods |= allowed
-    return sorted(methods)
-
-
-def _query_body(request: Request) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
-        if key == "access_token":  # the API key, for EventSource (protect.py), not a request field
-            continue
-        kind = QUERY_FIELDS.get(key)
-        if kind is None:
-            hint = "; send 'messages' with POST" if key == "messages" else ""
-            raise RequestInvalid(key, f"unknown query parameter{hint}")
-        if key in body:
-            raise RequestInvalid(key, "given more than once")
-        try:
-            body[key] = kind(value)
-        except ValueError:
-            raise RequestInvalid(key, f"expected {'an integer' if kind is int else 'a number'}") from None
-    return body
-
-
-async def _finish_after_reader_left(run: StreamRun) -> None:
-    """The reader went away: stop the stream and wait for its terminal record."""
-    if run.done or run.detach():  # detach: a resumable run keeps generating for its grace period
-        return
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
-        await run.wait()
-
-
-class SSEStreamResponse(Response):
-    """The SSE body of one run, straight onto the ASGI connection.
-
-    Replaces sse-starlette's ``EventSourceResponse`` on the hot path (measured by
-    ``scripts/bench``): one ``send`` per *batch* of queued events rather than one
-    per event, no cancel scope per send, no per-event string/bytes conversion.
-    What it keeps: a ``: ping`` comment after ``ping_s`` without a write, and a
-    listener for ``http.disconnect`` (never a per-token ``is_disconnected()``)
-    that stops the run as ``disconnect``. However the body ends (done, client
-    gone, send failed, task cancelled), ``_finish_after_reader_left`` runs: the
-    run's single terminal path closes the upstream and writes the record.
-    """
-
-    media_type = "text/event-stream"
-    charset = "utf-8"
-
-    def __init__(self, run: StreamRun, ping_s: float) -> None:
-        self.run = run
-        self.ping_s = ping_s
-        self.status_code = 200
-        self.background = None
-        self.init_headers({**STREAM_HEADERS, "Connection": "keep-alive", "X-Stream-Id": run.stream_id})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        run = self.run
-        loop = asyncio.get_running_loop()
-        lock = asyncio.Lock()
-        last_write = loop.time()
-
-        async def listen() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            run.detach()
-
-        async def ping() -> None:
-            nonlocal last_write
-            while True:
-                await asyncio.sleep(max(last_write + self.ping_s - loop.time(), 0.01))
-                if loop.time() - last_write >= self.ping_s:
-                    async with lock:
-                        await send({"type": "http.response.body", "body": _PING, "more_body": True})
-                        last_write = loop.time()
-
-        helpers = [asyncio.create_task(listen())]
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            helpers.append(asyncio.create_task(ping()))
-            async with aclosing(run.batches()) as batches:
-                async for batch in batches:
-                    if len(batch) == 1:
-                        body = encode_sse(batch[0])
-                    else:
-                        body = b"".join([encode_sse(event) for event in batch])
-                    async with lock:
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
-                        last_write = loop.time()
-                    for event in reversed(batch):
-                        if type(event) is TextDelta:
-                            run.delivered = event.seq
-                            break
-                    if run.client_gone:
-                        break
-            if not run.client_gone:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away mid-send (ASGI 2.4 servers raise it)
-            run.detach()
-        finally:
-            for task in helpers:
-                task.cancel()
-            await _finish_after_reader_left(run)
-
-
-_PING = encode_comment("ping")
-
-
-async def _text_body(run: StreamRun, first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    try:
-        if isinstance(first, TextDelta):
-            yield first.text.encode()
-            run.delivered = first.seq
-        async for event in rest:
-            if isinstance(event, TextDelta):
-                yield event.text.encode()
-                run.delivered = event.seq
-    finally:
-        await _finish_after_reader_left(run)
+    chat = run.request
+    return StreamSummary(
+        stream_id=run.stream_id,
+        transport=run.transport,
+        provider=chat.provider,
+        model=chat.model,
+        status="failed",
+        completion_tokens=0,
+        total_time_ms=int(elapsed_s * 1000),
+        error_code=code,
+    )

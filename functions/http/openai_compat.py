@@ -2,7 +2,8 @@
 
     POST /v1/chat/completions    streaming (``chat.completion.chunk`` SSE) or not (``chat.completion``)
     GET  /v1/models              what this deployment serves: provider/model ids, then aliases
-    GET  /v1/models/{model}      one of them, or 404 model_not_found
+                                 (with API keys: only what the caller's key may use)
+    GET  /v1/models/{model}      one of them, or 404 model_not_found (also for a model the key may not use)
 
 Each completion is a ``StreamRun`` started by ``api.py``'s own ``start_run``, with
 transport ``openai``: same request limits, state record, ``X-Stream-Id`` header,
@@ -38,8 +39,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from body_limit import BodyTooLarge, too_large
-from openai_request import CompletionRequest, list_models, parse_completion_request, resolve_model
+from openai_request import CompletionRequest, list_models, model_not_found, parse_completion_request, resolve_model
 from openai_wire import OpenAIError, OpenAIStreamEncoder, completion_object, from_terminal, model_list, model_object
+from protect import principal_of
 from tokenrelay import (
     ChatRequest,
     Event,
@@ -80,12 +82,14 @@ def add_openai_routes(app: FastAPI, settings: Settings, *, start_run: StartRun, 
         finally:
             watcher.cancel()
 
-    async def models(_: Request) -> Response:
-        return JSONResponse(model_list(list_models(settings)))
+    async def models(request: Request) -> Response:
+        return JSONResponse(model_list(list_models(settings, principal_of(request).allows)))  # the key's only
 
     async def model(request: Request) -> Response:
         name = request.path_params["model"]
-        resolve_model(name, settings)
+        provider, resolved = resolve_model(name, settings)
+        if not principal_of(request).allows(provider, resolved):  # as OpenAI: "...or you do not have access"
+            raise model_not_found(name)
         owner = next((owner for model_id, owner in list_models(settings) if model_id == name), "tokenrelay")
         return JSONResponse(model_object(name, owner))
 

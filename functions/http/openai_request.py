@@ -30,13 +30,14 @@ are accepted when empty.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from openai_wire import OpenAIError
 from tokenrelay import ChatRequest, RequestInvalid, Settings, parse_chat_request
 
-__all__ = ["CompletionRequest", "list_models", "parse_completion_request", "resolve_model"]
+__all__ = ["CompletionRequest", "list_models", "model_not_found", "parse_completion_request", "resolve_model"]
 
 _IGNORED = frozenset({"user", "safety_identifier", "prompt_cache_key"})
 _NO_OP: dict[str, tuple[object, ...]] = {
@@ -146,7 +147,12 @@ def resolve_model(name: Any, settings: Settings) -> tuple[str, str]:
             return target[0], settings.resolve_model(*target)
         except RequestInvalid:
             pass
-    raise OpenAIError(
+    raise model_not_found(name)
+
+
+def model_not_found(name: str) -> OpenAIError:
+    """OpenAI's 404 for a model that does not exist or that the caller may not use: the same words."""
+    return OpenAIError(
         404,
         f"The model `{name}` does not exist or you do not have access to it. "
         "Name models provider/model or by an alias; GET /v1/models lists them.",
@@ -155,12 +161,13 @@ def resolve_model(name: Any, settings: Settings) -> tuple[str, str]:
     )
 
 
-def list_models(settings: Settings) -> list[tuple[str, str]]:
-    """``(id, owned_by)`` for every model this deployment serves, then its aliases."""
+def list_models(settings: Settings, allows: Callable[[str, str], bool] | None = None) -> list[tuple[str, str]]:
+    """``(id, owned_by)`` for every model this deployment serves, then its aliases; with
+    ``allows(provider, model)`` (the caller's API key), only those it lets the caller use."""
     providers = sorted(settings.configured_providers & set(settings.allowed_models))
-    models = [(f"{p}/{m}", p) for p in providers for m in settings.allowed_models[p]]
-    aliases = [(alias, p) for alias, (p, _) in settings.model_aliases.items() if p in providers]
-    return models + aliases
+    models = [(f"{p}/{m}", p, (p, m)) for p in providers for m in settings.allowed_models[p]]
+    aliases = [(alias, p, (p, m)) for alias, (p, m) in settings.model_aliases.items() if p in providers]
+    return [(name, owner) for name, owner, target in models + aliases if allows is None or allows(*target)]
 
 
 def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest:

@@ -35,12 +35,20 @@ from typing import Any
 
 from tokenrelay import Event, StreamCancelled, StreamDone, StreamError, StreamStart, TextDelta, TokenRelayError, Usage
 
-__all__ = ["DONE", "OpenAIError", "OpenAIStreamEncoder", "completion_object", "from_terminal", "model_list"]
+__all__ = [
+    "DONE",
+    "OpenAIError",
+    "OpenAIStreamEncoder",
+    "completion_object",
+    "from_terminal",
+    "model_list",
+    "status_for",
+]
 
 DONE = b"data: [DONE]\n\n"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
-# TokenRelay error code -> (HTTP status, OpenAI error type)
+# TokenRelay error code -> (HTTP status, OpenAI error type); /chat/stream-simple uses the same statuses
 _STATUS: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "invalid_request_error"),
     "unauthorized": (401, "invalid_request_error"),  # the SDKs' AuthenticationError
@@ -93,6 +101,12 @@ class OpenAIError(Exception):
 
 def _retryable(exc: TokenRelayError) -> bool:
     return bool(getattr(exc, "retryable", exc.code == "store_unavailable"))
+
+
+def status_for(code: str) -> int:
+    """The HTTP status of a stream that failed with ``code`` before its first text
+    (``/v1`` and ``/chat/stream-simple`` alike: 429, 502, 503, 504...)."""
+    return _STATUS.get(code, (502, "upstream_error"))[0]
 
 
 def from_terminal(terminal: StreamError | StreamCancelled) -> OpenAIError:

@@ -144,7 +144,7 @@ _WHY = {
     429: "a rate or concurrency limit (Retry-After)",
     502: "the upstream refused the request before any text",
     503: "DynamoDB or the upstream is unavailable (retryable)",
-    504: "the stream reached its time limit",
+    504: "the upstream sent nothing in time (upstream_timeout), or the stream reached its time limit",
 }
 
 
@@ -200,7 +200,7 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
         ("post", "/chat/stream-simple"): {
             "summary": "Stream raw text, no framing",
             "requestBody": _body(chat),
-            "responses": {**_ok("text/plain", "the answer's text"), **_errors([*posted, 502], _ERROR)},
+            "responses": {**_ok("text/plain", "the answer's text"), **_errors([*posted, 502, 504], _ERROR)},
         },
         ("post", "/chat/stream/{stream_id}/cancel"): {
             "summary": "Cancel a stream, from any instance",

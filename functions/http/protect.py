@@ -17,8 +17,12 @@ Bearer`` in TokenRelay's error shape, or in OpenAI's under ``/v1``. ``OPTIONS`` 
 
 ``Guard.admit`` is what ``start_run`` calls once the request is valid: the key's model
 list (403 ``model_not_allowed``), then the rate limits (429 ``rate_limited`` with
-``Retry-After``). ``Guard.release_soon`` gives a stream's slot back from the
+``Retry-After``). ``Guard.check_owner`` refuses a cancel or resume of another owner's
+stream (403 ``forbidden``). ``Guard.release_soon`` gives a stream's slot back from the
 engine's synchronous ``on_end`` hook, on a task whose failure is only logged.
+
+Every refusal (401, 403, 429) goes through the guard, which counts it: the
+``Refusals`` metric with its ``Reason`` (``telemetry.metrics.RefusalMetrics``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,21 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openai_wire import OpenAIError
-from tokenrelay import Settings, TokenRelayError, auth, limits
+from tokenrelay import (
+    LimitExceeded,
+    ModelNotAllowed,
+    Settings,
+    StoreUnavailable,
+    TokenRelayError,
+    Unauthorized,
+    auth,
+    limits,
+)
 from tokenrelay.auth import Authenticator, Principal
 from tokenrelay.limits import Lease, Limits, RateLimiter
+from tokenrelay.telemetry.metrics import RefusalMetrics
 
-__all__ = ["OPEN_PATHS", "AuthMiddleware", "Guard", "principal_of"]
+__all__ = ["OPEN_PATHS", "AuthMiddleware", "Forbidden", "Guard", "principal_of"]
 
 log = logging.getLogger("tokenrelay.http.auth")
 OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/demo")
@@ -44,17 +58,29 @@ OPEN_PREFIXES = ("/demo/",)
 ANONYMOUS = "anonymous"
 
 
+class Forbidden(TokenRelayError):
+    """A cancel or resume of a stream that another API key (or client id) started."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class Guard:
-    """The app's authenticator and rate limiter (either may be absent), made once at start."""
+    """The app's authenticator, rate limiter and refusal counter (each may be absent), made once at start."""
 
     def __init__(
-        self, settings: Settings, authenticator: Authenticator | None = None, limiter: RateLimiter | None = None
+        self,
+        settings: Settings,
+        authenticator: Authenticator | None = None,
+        limiter: RateLimiter | None = None,
+        refusals: RefusalMetrics | None = None,
     ) -> None:
         if settings.auth_enabled and authenticator is None:
             raise ValueError("AUTH_MODE=api_key needs an authenticator")
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = limiter
+        self.refusals = refusals
         self.open_limits = Limits(settings.auth_off_rpm, settings.auth_off_concurrency)
         self._releases: set[asyncio.Task[None]] = set()
 
@@ -62,7 +88,15 @@ class Guard:
     def from_settings(cls, settings: Settings) -> Guard:
         if not settings.auth_enabled:
             log.warning("AUTH_MODE=off: every route is open to anyone who can reach it")
-        return cls(settings, auth.from_settings(settings), limits.from_settings(settings))
+        refusals = (
+            RefusalMetrics(settings.metrics_namespace, settings.service_name) if settings.metrics_enabled else None
+        )
+        return cls(settings, auth.from_settings(settings), limits.from_settings(settings), refusals)
+
+    def refused(self, exc: Unauthorized | Forbidden | ModelNotAllowed | LimitExceeded) -> None:
+        """Count a refusal (the ``Refusals`` metric, ``Reason`` = its code); never raises."""
+        if self.refusals is not None:
+            self.refusals.emit(exc.code, "http")
 
     async def principal(self, scope: Scope) -> Principal:
         request = Request(scope)
@@ -74,10 +108,22 @@ class Guard:
         return Principal.of_key(await self.authenticator.authenticate(token))
 
     async def admit(self, principal: Principal, provider: str, model: str, stream_id: str) -> Lease | None:
-        principal.check_model(provider, model)
-        if self.limiter is None or not principal.limits.any:
-            return None
-        return await self.limiter.admit(principal.owner, principal.limits, stream_id)
+        try:
+            principal.check_model(provider, model)
+            if self.limiter is None or not principal.limits.any:
+                return None
+            return await self.limiter.admit(principal.owner, principal.limits, stream_id)
+        except (ModelNotAllowed, LimitExceeded) as exc:
+            self.refused(exc)
+            raise
+
+    def check_owner(self, principal: Principal, owner: str, stream_id: str) -> None:
+        """403 ``forbidden`` unless ``principal`` owns the stream (cancel, resume)."""
+        if owner != principal.owner:
+            whose = "API key" if self.settings.auth_enabled else "client"
+            exc = Forbidden(f"stream {stream_id!r} belongs to another {whose}")
+            self.refused(exc)
+            raise exc
 
     def release_soon(self, lease: Lease | None) -> None:
         """Release ``lease`` without waiting (callable from a synchronous hook on the loop)."""
@@ -120,6 +166,8 @@ def error_response(exc: TokenRelayError, openai: bool) -> JSONResponse:
     body: dict[str, Any] = {"error": exc.message, "code": exc.code}
     if getattr(exc, "retry_after", None) is not None:
         body["retry_after"] = exc.retry_after  # type: ignore[attr-defined]
+    if isinstance(exc, StoreUnavailable):  # the key table: nothing was refused for good, try again
+        body["retryable"] = True
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
@@ -135,6 +183,8 @@ class AuthMiddleware:
         try:
             principal = await self.guard.principal(scope)
         except TokenRelayError as exc:
+            if isinstance(exc, Unauthorized):
+                self.guard.refused(exc)
             response = error_response(exc, openai=scope["path"].startswith("/v1/"))
             await response(scope, receive, send)
             return

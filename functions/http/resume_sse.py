@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from protect import principal_of
+from protect import Guard, principal_of
 from tokenrelay import (
     RequestInvalid,
     Settings,
@@ -73,11 +73,6 @@ class ResumeServices:
         return Resumable(writer, self.attachments, self.settings.resume_grace_s)
 
 
-class Forbidden(TokenRelayError):
-    status_code = 403
-    code = "forbidden"
-
-
 def last_event_id(request: Request) -> int:
     raw = request.headers.get("last-event-id")
     field = "Last-Event-ID"
@@ -117,6 +112,7 @@ def add_resume_routes(
     store: StreamStore,
     output_log: OutputLogStore,
     attachments: AttachmentStore,
+    guard: Guard,
 ) -> None:
     @app.get("/chat/stream/{stream_id}")
     async def resume_stream(stream_id: str, request: Request) -> ResumeResponse:
@@ -124,8 +120,7 @@ def add_resume_routes(
         record = await store.get(stream_id)
         if record is None:
             raise StreamNotFound(stream_id)
-        if record.owner != principal_of(request).owner:  # the API key, or X-Client-Id with auth off
-            raise Forbidden(f"stream {stream_id!r} belongs to another client")
+        guard.check_owner(principal_of(request), record.owner, stream_id)  # the API key, or X-Client-Id
         return ResumeResponse(record, after, settings, store, output_log, attachments)
 
 

@@ -3,7 +3,7 @@
 - ``WsConfig``: the WebSocket settings, read from the environment once.
 - ``services()``: settings, the stream and connection stores, the worker
   invoker, the ``@connections`` posters (boto3 clients created once), the API-key
-  authenticator and the rate limiter (docs/security.md).
+  authenticator, the rate limiter (docs/security.md) and the metrics.
 - ``run(coro)``: runs the async core on this thread's event loop. Lambda runs
   one invocation at a time per environment, so the loop is kept across warm
   invocations, and with it the providers' pooled HTTP connections (an HTTP
@@ -22,11 +22,20 @@ from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tokenrelay import ProviderRegistry, Settings, StreamFinished, StreamNotFound, StreamStore, auth, limits
+from tokenrelay import (
+    ProviderRegistry,
+    Settings,
+    StreamFinished,
+    StreamNotFound,
+    StreamStore,
+    TokenRelayError,
+    auth,
+    limits,
+)
 from tokenrelay.auth import Authenticator
 from tokenrelay.limits import RateLimiter
 from tokenrelay.stores.connections import ConnectionStore
-from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay.telemetry.metrics import REFUSAL_REASONS, RefusalMetrics, StreamMetrics
 from tokenrelay.transports.websocket import MAX_FRAME_BYTES, ConnectionGone, ConnectionPoster
 
 log = logging.getLogger("tokenrelay.websocket")
@@ -81,6 +90,7 @@ class Services:
     metrics: StreamMetrics | None = None  # one EMF document per stream, when METRICS_ENABLED
     authenticator: Authenticator | None = None  # AUTH_MODE=api_key: $connect checks the key, chat re-checks it
     limiter: RateLimiter | None = None  # RATE_LIMITS_TABLE: per-key requests per minute and concurrent streams
+    refusals: RefusalMetrics | None = None  # the Refusals metric (401/403/429), when METRICS_ENABLED
     posters: dict[str, ConnectionPoster] = field(default_factory=dict)  # by endpoint
 
     def poster(self, endpoint: str) -> ConnectionPoster:
@@ -120,6 +130,9 @@ def services() -> Services:
                 else None,
                 authenticator=auth.from_settings(settings),
                 limiter=limits.from_settings(settings),
+                refusals=RefusalMetrics(settings.metrics_namespace, settings.service_name)
+                if settings.metrics_enabled
+                else None,
             )
         return _services
 
@@ -193,6 +206,13 @@ async def reply(poster: ConnectionPoster, connection_id: str, data: bytes) -> bo
         log.error("reply to %s failed: %r", connection_id, exc)
         return False
     return True
+
+
+def count_refusal(svc: Services, exc: TokenRelayError) -> None:
+    """The ``Refusals`` metric when ``exc`` refuses the caller (401 ``unauthorized``, 403
+    ``forbidden`` / ``model_not_allowed``, 429 ``rate_limited``); other errors are not refusals."""
+    if svc.refusals is not None and exc.code in REFUSAL_REASONS:
+        svc.refusals.emit(exc.code, "websocket")
 
 
 async def request_cancel_all(streams: StreamStore, stream_ids: Iterable[str], reason: str) -> int:

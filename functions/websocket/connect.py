@@ -82,7 +82,8 @@ async def on_connect(event: dict[str, Any], svc: common.Services) -> dict[str, A
                 record, owner=key.key_id, key_id=key.key_id, rpm=key.rpm, concurrency=key.concurrency, models=key.models
             )
         await svc.connections.put(record)
-    except Unauthorized:
+    except Unauthorized as exc:
+        common.count_refusal(svc, exc)
         return {"statusCode": 401}
     except StoreUnavailable as exc:
         log.error("$connect %s: %s", connection_id, exc)

@@ -242,6 +242,7 @@ async def on_message(event: dict[str, Any], svc: common.Services) -> dict[str, A
             expected = "expected 'chat', 'cancel' or 'resume'"
             raise BadMessage("unknown_type", f"unknown message type {kind[:64]!r}; {expected}")
     except TokenRelayError as exc:
+        common.count_refusal(svc, exc)  # 401/403/429: the Refusals metric
         await common.reply(poster, connection_id, _error_for(exc, request_id))
     except Exception:
         log.exception("message on %s failed", connection_id)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.aws.schema import ROOT, load_template
 from tokenrelay.settings import SECRET_VARS
+from tokenrelay.telemetry.metrics import REFUSAL_REASONS
 
 FUNCTION = "AWS::Serverless::Function"
 PROVIDER_FUNCTIONS = {"StreamFunction", "ApiFunction", "WorkerFunction"}  # the ones that call a provider
@@ -43,7 +44,7 @@ ENV_READ = re.compile(
 EMITTED = {
     "StreamStarted", "StreamCompleted", "StreamCancelled", "StreamFailed", "StreamDisconnected",
     "TimeToFirstToken", "StreamDuration", "OutputTokens", "TokensAfterDisconnect",
-    "UpstreamRetries", "UpstreamFallbacks",
+    "UpstreamRetries", "UpstreamFallbacks", "Refusals",
 }  # fmt: skip
 
 
@@ -286,6 +287,9 @@ def test_dashboard_body_is_json_over_emitted_metrics(template: dict[str, Any]) -
         "completed / started",
     ):
         assert needed in text, needed
+    # Refusals: one line per reason, on exactly the dimensions RefusalMetrics emits (Reason, service).
+    refusals = [m for w in widgets for m in w["properties"].get("metrics", []) if m[1:2] == ["Refusals"]]
+    assert [m[2:6] for m in refusals] == [["Reason", r, "service", "x"] for r in REFUSAL_REASONS]
 
 
 def test_outputs_name_every_endpoint_and_dashboard(template: dict[str, Any]) -> None:

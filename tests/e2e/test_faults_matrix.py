@@ -109,6 +109,7 @@ class Seen:
     stream_id: str | None = None
     refused: dict[str, Any] | None = None  # HTTP error body / WebSocket error without a stream
     gone: bool = False  # the client left on purpose
+    transport: str = "sse"
 
     @property
     def text(self) -> str:
@@ -188,7 +189,7 @@ async def run_sse(stack: FaultStack, case: Case) -> Seen:
 
 
 async def run_ws(stack: FaultStack, case: Case) -> Seen:
-    seen = Seen()
+    seen = Seen(transport="ws")
     if case.action == "deadline":  # the worker's Lambda context: 0.8 s left after the margin
         stack.gateway.lambdas.timeout_s = WORKER_MARGIN_S + 0.8
     async with websockets.connect(stack.ws_url, open_timeout=5, close_timeout=2) as ws:
@@ -224,6 +225,10 @@ async def check(stack: FaultStack, case: Case, seen: Seen) -> None:
         check_refused(case, seen)
         assert await asyncio.to_thread(stack.wait_idle), "an upstream request was left open"
         assert case.dynamo is not None and stack.dynamo.injected[case.dynamo[0]] >= 1
+        # SSE: one failed stream's metrics, refused or in-band; WebSocket: the chat handler refused, none.
+        docs = await asyncio.to_thread(refused_metrics, stack, 1 if seen.transport == "sse" else 0)
+        assert [(d["ErrorCode"], metric(d, "StreamFailed")) for d in docs] == [(case.code, 1)] * len(docs)
+        assert len(docs) == (1 if seen.transport == "sse" else 0), docs
         return
     assert seen.refused is None, seen.refused
     assert seen.stream_id is not None
@@ -282,6 +287,14 @@ def check_refused(case: Case, seen: Seen) -> None:
     else:
         (terminal,) = seen.terminals
         assert terminal[0] == "error" and terminal[1]["code"] == case.code and terminal[1]["retryable"]
+
+
+def refused_metrics(stack: FaultStack, expected: int, within_s: float = 5.0) -> list[dict[str, Any]]:
+    """Every metrics document so far, once there are ``expected`` (blocking: call it in a thread)."""
+    deadline = time.monotonic() + within_s
+    while len(stack.metrics.docs) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(stack.metrics.docs)
 
 
 def metric(doc: dict[str, Any], name: str) -> float:

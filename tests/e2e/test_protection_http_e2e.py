@@ -4,6 +4,7 @@ AUTH_MODE=api_key, keys and limits in moto's DynamoDB server, the fake upstream,
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tokenrelay.limits import RateLimiter
 from tokenrelay.stores.api_keys import DynamoApiKeyStore
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+from tokenrelay.telemetry.metrics import RefusalMetrics
 
 STREAMS = "tokenrelay-streams-protect-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
@@ -39,9 +41,10 @@ class Served:
     short_url: str  # the same tables, STREAM_TIMEOUT_S=1 (the deadline path)
     tables: ProtectionTables
     upstream: FakeUpstream
+    refusals: list[str]  # the Refusals metric's EMF lines, of both apps
 
 
-def _app(tables: ProtectionTables, timeout_s: str) -> Any:
+def _app(tables: ProtectionTables, timeout_s: str, refusals: list[str]) -> Any:
     settings = Settings.from_env(
         {
             **os.environ,
@@ -60,15 +63,21 @@ def _app(tables: ProtectionTables, timeout_s: str) -> Any:
         }
     )
     limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE), lease_s=900, clock=lambda: FIXED_NOW)
-    guard = Guard(settings, Authenticator(DynamoApiKeyStore(KEYS_TABLE), cache_s=0), limiter)
+    counter = RefusalMetrics("TokenRelay", "tokenrelay-e2e", sink=refusals.append)
+    guard = Guard(settings, Authenticator(DynamoApiKeyStore(KEYS_TABLE), cache_s=0), limiter, counter)
     return create_app(settings, store=DynamoStreamStore(STREAMS), guard=guard)
 
 
 @pytest.fixture(scope="module")
 def served(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Served]:
     tables = ProtectionTables.create(dynamodb_endpoint, STREAMS)
-    with environ(upstream_server.env), serve(_app(tables, "840")) as url, serve(_app(tables, "1")) as short:
-        yield Served(url, short, tables, upstream_server)
+    refusals: list[str] = []
+    with (
+        environ(upstream_server.env),
+        serve(_app(tables, "840", refusals)) as url,
+        serve(_app(tables, "1", refusals)) as short,
+    ):
+        yield Served(url, short, tables, upstream_server, refusals)
 
 
 @pytest.fixture
@@ -193,6 +202,23 @@ async def test_model_not_allowed_for_the_key_is_403_before_any_upstream_call(app
     assert app.upstream.requests == []
 
 
+async def test_v1_models_lists_only_the_models_the_key_may_use(app: Served) -> None:
+    limited, _ = await app.tables.key(models=["openai:gpt-4.1-mini", "echo:*"])
+    anything, _ = await app.tables.key()
+    sdk = openai.AsyncOpenAI(base_url=f"{app.url}/v1", api_key=limited, max_retries=0)
+    full = openai.AsyncOpenAI(base_url=f"{app.url}/v1", api_key=anything, max_retries=0)
+    assert [m.id async for m in sdk.models.list()] == ["echo/echo-1", "openai/gpt-4.1-mini"]
+    assert [m.id async for m in full.models.list()] == ["echo/echo-1", "openai/gpt-4o-mini", "openai/gpt-4.1-mini"]
+    assert (await sdk.models.retrieve("openai/gpt-4.1-mini")).owned_by == "openai"
+    with pytest.raises(openai.NotFoundError) as hidden:  # as OpenAI: "does not exist or you do not have access"
+        await sdk.models.retrieve("openai/gpt-4o-mini")
+    assert hidden.value.code == "model_not_found"
+    assert (await full.models.retrieve("openai/gpt-4o-mini")).id == "openai/gpt-4o-mini"
+    await sdk.close()
+    await full.close()
+    assert app.upstream.requests == []
+
+
 async def test_cancel_and_resume_of_another_keys_stream_are_refused_403(app: Served) -> None:
     owner, _ = await app.tables.key()
     other, _ = await app.tables.key()
@@ -210,6 +236,38 @@ async def test_cancel_and_resume_of_another_keys_stream_are_refused_403(app: Ser
             ok = await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(owner))
             assert ok.status_code == 200
             assert (await terminal(reader)).event == "cancelled"
+
+
+async def test_each_refusal_is_counted_once_by_reason_and_nothing_else_is(app: Served) -> None:
+    owner, _ = await app.tables.key()
+    limited, _ = await app.tables.key(models=["echo:*"], rpm=1)
+    app.refusals.clear()
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        assert (await client.post("/chat/stream-simple", json=CHAT)).status_code == 401
+        assert (await client.get("/v1/models", headers=bearer("trk_nope"))).status_code == 401
+        assert (await client.post("/chat/stream-simple", json=CHAT, headers=bearer(limited))).status_code == 403
+        echo = {"message": "hi"}
+        assert (await client.post("/chat/stream-simple", json=echo, headers=bearer(limited))).status_code == 200
+        assert (await client.post("/chat/stream-simple", json=echo, headers=bearer(limited))).status_code == 429
+        async with client.stream("POST", "/chat/stream", json=echo, headers=bearer(owner)) as response:
+            stream_id = response.headers["x-stream-id"]
+            assert (await terminal(response)).event == "done"
+        assert (await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(limited))).status_code == 403
+        assert (await client.get(f"/chat/stream/{stream_id}", headers=bearer(limited))).status_code == 403
+        assert (await client.post("/chat/stream/no-such/cancel", headers=bearer(limited))).status_code == 404
+        assert (await client.post("/chat/stream", json={}, headers=bearer(owner))).status_code == 400
+    docs = [json.loads(line) for line in app.refusals]
+    assert [d["Reason"] for d in docs] == [
+        "unauthorized",
+        "unauthorized",
+        "model_not_allowed",
+        "rate_limited",
+        "forbidden",
+        "forbidden",
+    ]
+    assert all(d["Refusals"] == [1.0] and d["Transport"] == "http" for d in docs)
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Reason", "service"]] for d in docs)
+    assert limited not in "".join(app.refusals) and "trk_nope" not in "".join(app.refusals)  # no key in a metric
 
 
 # -- rate limits -----------------------------------------------------------------------------

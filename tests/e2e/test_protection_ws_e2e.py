@@ -22,6 +22,7 @@ from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.limits import RateLimiter
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+from tokenrelay.telemetry.metrics import RefusalMetrics
 
 STREAMS = "tokenrelay-streams-protect-ws-e2e"
 CONNECTIONS = "tokenrelay-connections-protect-ws-e2e"
@@ -35,6 +36,7 @@ class WsStack:
     gateway: Gateway
     tables: ProtectionTables
     upstream: FakeUpstream
+    refusals: list[str]  # the Refusals metric's EMF lines
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +71,11 @@ def ws_stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[
         common.reset()  # services from the environment above
         svc = common.services()
         svc.limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE), lease_s=900, clock=lambda: FIXED_NOW)
+        refusals: list[str] = []
+        svc.refusals = RefusalMetrics("TokenRelay", "tokenrelay-e2e", sink=refusals.append)
         gateway = Gateway(GatewayConfig.from_env(port=port))
         with serving(gateway) as url:
-            yield WsStack(url, gateway, tables, upstream_server)
+            yield WsStack(url, gateway, tables, upstream_server, refusals)
 
 
 @pytest.fixture
@@ -174,6 +178,32 @@ async def test_rpm_limit_refuses_with_retry_after(app: WsStack) -> None:
         error = await recv(ws)
     assert error["type"] == "error" and error["code"] == "rate_limited" and error["retryable"] is True
     assert error["retry_after"] == 30 and error["request_id"] == "third"
+
+
+async def test_each_refusal_is_counted_once_by_reason(app: WsStack) -> None:
+    limited, _ = await app.tables.key(models=["echo:*"], rpm=1)
+    other, _ = await app.tables.key()
+    app.refusals.clear()
+    with pytest.raises(InvalidStatus):  # 401 at $connect
+        async with connect(app, "/?access_token=trk_nope"):
+            pass
+    async with connect(app, f"/?access_token={other}") as ws:
+        await chat(ws)
+        theirs = (await until(ws, "done", "error"))[-1]["stream_id"]
+    async with connect(app, f"/?access_token={limited}") as ws:
+        await chat(ws, provider="openai", request_id="model")
+        assert (await recv(ws))["code"] == "model_not_allowed"
+        await chat(ws)
+        assert (await until(ws, "done", "error"))[-1]["type"] == "done"
+        await chat(ws, request_id="rpm")
+        assert (await recv(ws))["code"] == "rate_limited"
+        await ws.send(json.dumps({"type": "cancel", "stream_id": theirs}))
+        assert (await recv(ws))["code"] == "forbidden"
+        await ws.send(json.dumps({"type": "nonsense"}))
+        assert (await recv(ws))["code"] == "unknown_type"  # an error, not a refusal
+    docs = [json.loads(line) for line in app.refusals]
+    assert [d["Reason"] for d in docs] == ["unauthorized", "model_not_allowed", "rate_limited", "forbidden"]
+    assert all(d["Refusals"] == [1.0] and d["Transport"] == "websocket" for d in docs)
 
 
 @pytest.mark.parametrize("how", ["cancel", "disconnect", "complete"])

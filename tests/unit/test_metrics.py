@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tokenrelay.events import StreamSummary
-from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay.telemetry.metrics import REFUSAL_REASONS, RefusalMetrics, StreamMetrics
 
 
 def emitted(*summaries: StreamSummary) -> list[dict[str, Any]]:
@@ -113,3 +113,25 @@ def test_metrics_upstream_retries_fallback_and_serving_model_are_reported() -> N
     (doc,) = emitted(summary(**upstream, served_provider="anthropic", served_model="claude-haiku-4-5"))
     assert values(doc)["UpstreamRetries"] == 2.0 and values(doc)["UpstreamFallbacks"] == 1.0
     assert doc["ServedBy"] == "anthropic:claude-haiku-4-5" and doc["Provider"] == "openai"  # as requested
+
+
+@pytest.mark.parametrize("reason", REFUSAL_REASONS)
+def test_refusal_metric_counts_one_by_reason_with_the_transport_as_a_property(reason: str) -> None:
+    lines: list[str] = []
+    RefusalMetrics("TokenRelay", "tokenrelay-test", sink=lines.append).emit(reason, "websocket")
+    (doc,) = [json.loads(line) for line in lines]
+    cw = doc["_aws"]["CloudWatchMetrics"]
+    assert cw == [{"Namespace": "TokenRelay", "Dimensions": [["Reason", "service"]], "Metrics": cw[0]["Metrics"]}]
+    assert values(doc) == {"Refusals": 1.0} and units(doc) == {"Refusals": "Count"}
+    assert (doc["Reason"], doc["service"], doc["Transport"]) == (reason, "tokenrelay-test", "websocket")
+
+
+def test_refusal_metric_with_an_unknown_reason_or_a_broken_sink_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    lines: list[str] = []
+    RefusalMetrics("TokenRelay", "svc", sink=lines.append).emit("invalid_request", "http")  # not a refusal
+    assert lines == [] and "invalid_request" in caplog.text
+
+    def broken(_: str) -> None:
+        raise OSError("stdout closed")
+
+    RefusalMetrics("TokenRelay", "svc", sink=broken).emit("forbidden", "http")

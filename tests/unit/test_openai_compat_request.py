@@ -9,6 +9,7 @@ import pytest
 from openai_request import list_models, parse_completion_request, resolve_model
 from openai_wire import OpenAIError
 from tokenrelay import Message, Settings
+from tokenrelay.auth import Principal
 
 SETTINGS = Settings.from_env(
     {
@@ -177,6 +178,16 @@ def test_openai_models_lists_allowed_models_of_configured_providers_then_aliases
         ("gpt-4o-mini", "openai"),
         ("fast", "echo"),
     ]
+
+
+def test_openai_models_for_a_key_with_a_model_list_are_only_its_models_and_their_aliases() -> None:
+    key = Principal("k1", models=("openai:gpt-4o-mini", "bedrock:*"))
+    assert list_models(SETTINGS, key.allows) == [
+        ("bedrock/amazon.nova-lite-v1:0", "bedrock"),
+        ("openai/gpt-4o-mini", "openai"),
+        ("gpt-4o-mini", "openai"),  # an alias of a model the key may use; "fast" (echo) is not
+    ]
+    assert list_models(SETTINGS, Principal("k2").allows) == list_models(SETTINGS)  # no list: everything
 
 
 def test_settings_model_alias_to_a_model_off_the_allow_list_stops_the_start() -> None:

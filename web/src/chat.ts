@@ -67,7 +67,10 @@ export interface ChatOptions {
   /** WebSocket API URL (`wss://.../stage`), for the `websocket` transport. */
   wsUrl?: string;
   headers?: Record<string, string>;
-  /** API key (`trk_...`): `Authorization: Bearer` over HTTP, the subprotocol on the WebSocket. */
+  /**
+   * API key (`trk_...`): `Authorization: Bearer` over HTTP, the subprotocol on the WebSocket,
+   * `?access_token=` with EventSource (which cannot send headers; docs/security.md).
+   */
   token?: string;
   /** WebSocket `client_id` (the owner of its streams). */
   clientId?: string;
@@ -192,7 +195,8 @@ export class ChatController {
       }
     } else if (transport === "eventsource") {
       const es = this.options.EventSource ? { EventSource: this.options.EventSource } : {};
-      result = streamChatEventSource(baseUrl, body, handlers, { signal: run.abort.signal, ...http, ...es });
+      const key = this.options.token !== undefined ? { token: this.options.token } : {}; // ?access_token= (GET only)
+      result = streamChatEventSource(baseUrl, body, handlers, { signal: run.abort.signal, ...http, ...es, ...key });
     } else {
       result = streamChat(baseUrl, body, handlers, { signal: run.abort.signal, ...http });
     }

@@ -3,9 +3,13 @@
 import type { ChatError } from "./types.js";
 
 const SENTENCES: Record<string, string> = {
-  rate_limited: "The model provider is rate limiting requests. Try again in a moment.",
+  rate_limited: "Too many requests right now (this API key's limit, or the model provider's). Try again in a moment.",
   upstream_unavailable: "The model provider is unavailable right now. Try again in a moment.",
+  upstream_timeout: "The model provider took too long to answer. Try again in a moment.",
   upstream_rejected: "The model provider refused the request.",
+  unauthorized: "The server needs a valid API key: this one is missing, wrong or revoked.",
+  forbidden: "That stream belongs to another API key or client.",
+  model_not_allowed: "This API key may not use that model. Pick another one.",
   internal_error: "The server failed while answering. Try again.",
   network_error: "Could not reach the server. Check the URL and your connection.",
   connection_lost: "The connection was lost before the answer was complete.",

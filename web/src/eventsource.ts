@@ -13,9 +13,15 @@
  * stream (a new generation), so the source is closed on a connection error instead;
  * once the stream id is known, a new source resumes it (`resume`, default on):
  * `GET /chat/stream/{id}?last_event_id=n` (PROTOCOL section 5), each part once.
+ *
+ * An API key (`token`) cannot go in a header either: EventSource sends none. It goes
+ * in the query string as `access_token=`, which the server accepts on GET routes only;
+ * a URL may land in proxy logs and browser history (docs/security.md), so prefer
+ * `streamChat` where a header is possible. The cancel call is a fetch, and sends the
+ * key as `Authorization: Bearer`, never in its URL.
  */
 
-import { cancelStream, type HttpOptions } from "./http.js";
+import { cancelStream, type CancelOptions, type HttpOptions } from "./http.js";
 import {
   type ChatRequest,
   type StreamHandlers,
@@ -43,6 +49,11 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
   /** On abort, also call the cancel endpoint (default true). */
   cancelOnAbort?: boolean;
   withCredentials?: boolean;
+  /**
+   * API key (`trk_...`): `?access_token=` on the stream's URLs (EventSource cannot send
+   * headers; see docs/security.md for the trade-off), `Authorization: Bearer` on the cancel call.
+   */
+  token?: string;
   /** The EventSource class (default: the global one). */
   EventSource?: EventSourceFactory;
   /** Resume a stream whose connection was lost (default true). */
@@ -57,14 +68,22 @@ export type QueryRequest = Omit<ChatRequest, "messages">;
 
 const QUERY_FIELDS = ["message", "system", "provider", "model", "max_tokens", "temperature"] as const;
 
-/** The `GET /chat/stream` URL for `request`. */
-export function eventSourceUrl(baseUrl: string, request: QueryRequest): string {
+/** The `GET /chat/stream` URL for `request`; with `token`, the API key as `access_token` (last). */
+export function eventSourceUrl(baseUrl: string, request: QueryRequest, token?: string): string {
   const url = new URL(endpoint(baseUrl, "chat/stream"));
   for (const key of QUERY_FIELDS) {
     const value = request[key];
     if (value !== undefined) url.searchParams.set(key, String(value));
   }
+  if (token !== undefined) url.searchParams.set("access_token", token);
   return url.toString();
+}
+
+/** The cancel call's options: the key as a header (a fetch can send one), never in the URL. */
+function cancelOptions(options: EventSourceOptions): CancelOptions {
+  const { headers } = options as HttpOptions; // passed through by callers that have them (ChatController)
+  const auth = options.token !== undefined ? { Authorization: `Bearer ${options.token}` } : {};
+  return { ...(options.fetch ? { fetch: options.fetch } : {}), headers: { ...headers, ...auth }, keepalive: true };
 }
 
 export function streamChatEventSource(
@@ -91,7 +110,7 @@ export function streamChatEventSource(
       }
     };
     const onAbort = (): void => {
-      if (streamId !== null && cancelOnAbort) void cancelStream(baseUrl, streamId, { ...options, keepalive: true });
+      if (streamId !== null && cancelOnAbort) void cancelStream(baseUrl, streamId, cancelOptions(options));
       finish({ type: "cancelled", stream_id: streamId, reason: "client" });
     };
 
@@ -124,6 +143,7 @@ export function streamChatEventSource(
       es.close();
       const url = new URL(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}`));
       url.searchParams.set("last_event_id", String(seq));
+      if (options.token !== undefined) url.searchParams.set("access_token", options.token);
       setTimeout(() => {
         if (terminal === null) open(url.toString());
       }, delay);
@@ -176,6 +196,6 @@ export function streamChatEventSource(
       on("cancelled", (data) => finish(toCancelled(data)));
       on("error", (data) => finish({ ...toError(data), stream_id: streamId }));
     };
-    open(eventSourceUrl(baseUrl, request));
+    open(eventSourceUrl(baseUrl, request, options.token));
   });
 }

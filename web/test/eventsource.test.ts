@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
+import { ChatController } from "../src/chat.js";
 import { eventSourceUrl, streamChatEventSource, type EventSourceLike } from "../src/eventsource.js";
 import { json, recorder, scriptedFetch, tick } from "./helpers.js";
 
@@ -112,6 +113,54 @@ describe("streamChatEventSource", () => {
     assert.equal(source().closed, true);
     await tick();
     assert.equal(calls[0]?.url, "http://h/chat/stream/s-9/cancel");
+  });
+
+  test("token: access_token on the stream's URLs (first and resumed), a Bearer header on the cancel", async () => {
+    const token = "trk_0123456789abcdef_s3cr/t+";
+    const { fetch, calls } = scriptedFetch(() => json(200, { status: "cancelled" }));
+    const abort = new AbortController();
+    const options = { EventSource: FakeEventSource, token, fetch, signal: abort.signal, resumeDelayMs: 1 };
+    const pending = streamChatEventSource("http://h", { message: "hi" }, {}, options);
+    const first = source();
+    assert.equal(first.url, `http://h/chat/stream?message=hi&access_token=${encodeURIComponent(token)}`);
+    assert.equal(new URL(first.url).searchParams.get("access_token"), token);
+    first.emit("start", { stream_id: "s-1", provider: "echo", model: "echo-1" });
+    first.emit("message", { text: "a" }, "1");
+    first.emit("error");
+    await tick(10);
+    const resumed = new URL(source().url);
+    assert.equal(resumed.pathname, "/chat/stream/s-1");
+    assert.deepEqual([...resumed.searchParams.keys()], ["last_event_id", "access_token"]);
+    assert.equal(resumed.searchParams.get("access_token"), token);
+    abort.abort();
+    assert.equal((await pending).type, "cancelled");
+    await tick();
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0]?.url, "http://h/chat/stream/s-1/cancel", "the key never goes in the cancel's URL");
+    assert.equal((calls[0]?.init.headers as Record<string, string>).Authorization, `Bearer ${token}`);
+    assert.equal(calls[0]?.init.keepalive, true);
+  });
+
+  test("without a token, no access_token anywhere and no Authorization on the cancel", async () => {
+    const { fetch, calls } = scriptedFetch(() => json(200, { status: "cancelled" }));
+    const abort = new AbortController();
+    const pending = streamChatEventSource("http://h", { message: "hi" }, {}, { EventSource: FakeEventSource, fetch, signal: abort.signal });
+    assert.equal(new URL(source().url).searchParams.has("access_token"), false);
+    source().emit("start", { stream_id: "s-2", provider: "echo", model: "echo-1" });
+    abort.abort();
+    await pending;
+    await tick();
+    assert.equal((calls[0]?.init.headers as Record<string, string>).Authorization, undefined);
+  });
+
+  test("ChatController passes its token to the EventSource transport", async () => {
+    const controller = new ChatController({ baseUrl: "http://h", transport: "eventsource", EventSource: FakeEventSource, token: "trk_k" });
+    const result = controller.send("hi");
+    assert.equal(new URL(source().url).searchParams.get("access_token"), "trk_k");
+    source().emit("start", { stream_id: "s-3", provider: "echo", model: "echo-1" });
+    source().emit("done", { status: "complete", stream_id: "s-3", finish_reason: "stop", ttft_ms: 1, total_time_ms: 2, completion_tokens: 0 });
+    assert.equal((await result).type, "done");
+    controller.detach();
   });
 
   test("messages (a history) cannot go in a query string", async () => {

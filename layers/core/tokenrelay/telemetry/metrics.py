@@ -18,6 +18,13 @@ Metrics (dimensions ``Transport``, ``Provider``; ``service`` as Powertools adds)
 ``TokensAfterDisconnect``, ``UpstreamRetries`` (retries before the first text) and
 ``UpstreamFallbacks`` (1 when the fallback model was tried; the target that served
 is in the ``ServedBy`` property, ``provider:model``). See docs/faults.md.
+
+``RefusalMetrics``: one document per request refused before any stream (401, 403,
+429), ``Refusals`` = 1 with the dimension ``Reason`` (``unauthorized``, ``forbidden``,
+``model_not_allowed``, ``rate_limited``) and ``service``; ``Transport`` (``http`` or
+``websocket``) is a property, not a dimension, so the dashboard reads four plain
+metrics. Emitted by ``functions/http/protect.py`` and the WebSocket handlers. A flood
+of bad keys costs one log line per request on top of the key lookup (docs/security.md).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ log = logging.getLogger("tokenrelay.metrics")
 
 Sink = Callable[[str], None]
 SERVICE_DIMENSION = "service"
+REFUSAL_REASONS = ("unauthorized", "forbidden", "model_not_allowed", "rate_limited")
 
 
 def _stdout(line: str) -> None:
@@ -87,3 +95,31 @@ class StreamMetrics:
             self._sink(json.dumps(self.document(summary), separators=(",", ":")))
         except Exception:
             log.exception("could not emit metrics for stream %s", summary.stream_id)
+
+
+class RefusalMetrics:
+    """Emit one EMF document per refused request to ``sink`` (stdout by default), at once:
+    a refusal has no stream end to wait for, and no decorator flushes under the adapter."""
+
+    def __init__(self, namespace: str, service: str, sink: Sink = _stdout) -> None:
+        self.namespace = namespace
+        self.service = service
+        self._sink = sink
+
+    def document(self, reason: str, transport: str) -> dict[str, Any]:
+        if reason not in REFUSAL_REASONS:
+            raise ValueError(f"reason: expected one of {', '.join(REFUSAL_REASONS)}, got {reason!r}")
+        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+        emf = AmazonCloudWatchEMFProvider(namespace=self.namespace, service=self.service)
+        emf.add_dimension("Reason", reason)
+        emf.add_metric("Refusals", "Count", 1)
+        emf.add_metadata("Transport", transport)
+        return dict(emf.serialize_metric_set())
+
+    def emit(self, reason: str, transport: str) -> None:
+        """Never raises: a metrics problem must not change the answer."""
+        try:
+            self._sink(json.dumps(self.document(reason, transport), separators=(",", ":")))
+        except Exception:
+            log.exception("could not emit the %s refusal metric", reason)
