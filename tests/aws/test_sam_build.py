@@ -68,17 +68,13 @@ def host_template() -> Path:
 
 def build(template: Path, name: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     build_dir = VENV / "build" / name
-    result = sam(
-        "build",
-        "--template-file",
-        str(template),
-        "--build-dir",
-        str(build_dir),
-        "--cache-dir",
-        str(VENV / "cache" / name),
-        "--cached",
-        "--parallel",
-    )
+    # sam keeps downloaded dependencies in .aws-sam/deps/ under its working directory, named
+    # by resource, not by build: two builds running at once in one directory overwrite each other.
+    workdir = VENV / "work" / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = ["build", "--template-file", str(template), "--build-dir", str(build_dir)]
+    args += ["--cache-dir", str(VENV / "cache" / name), "--cached", "--parallel"]
+    result = sam(*args, cwd=workdir)
     return build_dir, result
 
 
