@@ -54,6 +54,7 @@ from tokenrelay import (
     parse_chat_request,
 )
 from tokenrelay.auth import Principal
+from tokenrelay.events import StreamSummary
 from tokenrelay.json_text import JSONRejected, loads_strict
 from tokenrelay.limits import Lease, Limits
 from tokenrelay.stores.connections import ConnectionRecord, TooManyStreams
@@ -126,6 +127,7 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
     )
     lease: Lease | None = None
     created = False
+    started = time.monotonic()
     try:
         lease = await _admit(svc, connection, chat.provider, chat.model, stream_id)
         job = StreamJob(
@@ -145,6 +147,10 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
         await _abandon(svc, connection_id, stream_id, created, exc)
         if svc.limiter is not None:
             await svc.limiter.release(lease)
+        if isinstance(exc, StoreUnavailable | WorkerUnavailable) and svc.metrics is not None:
+            # admitted, then lost before any worker ran: a failed stream, as over SSE, so the
+            # failure-rate alarm sees a DynamoDB or Lambda outage (refusals are counted apart)
+            svc.metrics.emit(_never_started(record, exc.code, time.monotonic() - started))
         raise
 
 
@@ -166,6 +172,19 @@ async def _admit(
     if svc.limiter is None or not principal.limits.any:
         return None
     return await svc.limiter.admit(principal.owner, principal.limits, stream_id)
+
+
+def _never_started(record: StreamRecord, code: str, elapsed_s: float) -> StreamSummary:
+    return StreamSummary(
+        stream_id=record.stream_id,
+        transport=record.transport,
+        provider=record.provider,
+        model=record.model,
+        status="failed",
+        completion_tokens=0,
+        total_time_ms=int(elapsed_s * 1000),
+        error_code=code,
+    )
 
 
 async def _abandon(svc: common.Services, connection_id: str, stream_id: str, created: bool, exc: BaseException) -> None:
