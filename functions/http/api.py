@@ -50,8 +50,8 @@ from tokenrelay import (
     parse_chat_request,
 )
 from tokenrelay.cancel_poller import CancelPoller
-from tokenrelay.events import StreamSummary
 from tokenrelay.limits import Lease
+from tokenrelay.outcome import never_started
 from tokenrelay.providers.resilient import track_upstream, with_upstream
 from tokenrelay.telemetry.logging import bind as bind_log_context
 from tokenrelay.telemetry.metrics import StreamMetrics
@@ -142,7 +142,7 @@ def create_app(
             runs.pop(run.stream_id, None)
             guard.release_soon(leases.pop(stream_id, None))
             if isinstance(exc, StoreUnavailable) and metrics is not None:  # a 503: no on_end, so report it here
-                metrics.emit(with_upstream(unrecorded(run, exc.code, time.monotonic() - opened_at)))
+                metrics.emit(with_upstream(never_started(run.record(), exc.code, time.monotonic() - opened_at)))
             raise
         return run
 
@@ -224,22 +224,3 @@ def create_app(
             app, settings, store=store, output_log=resume.log, attachments=resume.attachments, guard=guard
         )
     return app
-
-
-def unrecorded(run: StreamRun, code: str, elapsed_s: float) -> StreamSummary:
-    """The summary of a run whose record could not be created, refused (503) before its ``start``.
-
-    Its metrics are those of a failed stream, so the failure-rate alarm sees a DynamoDB
-    outage; the run never ended through the engine, whose ``summary()`` needs an outcome.
-    """
-    chat = run.request
-    return StreamSummary(
-        stream_id=run.stream_id,
-        transport=run.transport,
-        provider=chat.provider,
-        model=chat.model,
-        status="failed",
-        completion_tokens=0,
-        total_time_ms=int(elapsed_s * 1000),
-        error_code=code,
-    )

@@ -54,9 +54,9 @@ from tokenrelay import (
     parse_chat_request,
 )
 from tokenrelay.auth import Principal
-from tokenrelay.events import StreamSummary
 from tokenrelay.json_text import JSONRejected, loads_strict
 from tokenrelay.limits import Lease, Limits
+from tokenrelay.outcome import never_started
 from tokenrelay.stores.connections import ConnectionRecord, TooManyStreams
 from tokenrelay.transports.websocket import ConnectionPoster, encode_error
 
@@ -150,7 +150,7 @@ async def start_chat(body: dict[str, Any], request_id: str | None, event: dict[s
         if isinstance(exc, StoreUnavailable | WorkerUnavailable) and svc.metrics is not None:
             # admitted, then lost before any worker ran: a failed stream, as over SSE, so the
             # failure-rate alarm sees a DynamoDB or Lambda outage (refusals are counted apart)
-            svc.metrics.emit(_never_started(record, exc.code, time.monotonic() - started))
+            svc.metrics.emit(never_started(record, exc.code, time.monotonic() - started))
         raise
 
 
@@ -172,19 +172,6 @@ async def _admit(
     if svc.limiter is None or not principal.limits.any:
         return None
     return await svc.limiter.admit(principal.owner, principal.limits, stream_id)
-
-
-def _never_started(record: StreamRecord, code: str, elapsed_s: float) -> StreamSummary:
-    return StreamSummary(
-        stream_id=record.stream_id,
-        transport=record.transport,
-        provider=record.provider,
-        model=record.model,
-        status="failed",
-        completion_tokens=0,
-        total_time_ms=int(elapsed_s * 1000),
-        error_code=code,
-    )
 
 
 async def _abandon(svc: common.Services, connection_id: str, stream_id: str, created: bool, exc: BaseException) -> None:

@@ -106,7 +106,7 @@ class StreamRun:
         self._pump: asyncio.Task[Terminal] | None = None
         self._created: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
-        self._text_ready = asyncio.Event()  # the provider has the first text (it waits for start)
+        self._text_ready: asyncio.Future[None] | None = None  # done once the provider has the first text
         self._failure: StreamError | None = None  # ends the run if set before a stop reason
         self.started_at = 0.0
         self.ttft_ms: int | None = None
@@ -134,8 +134,8 @@ class StreamRun:
         self.started_at = self._clock()
         create = _noop() if self._record_exists else self._store.create(self.record())
         self._created = created = asyncio.create_task(create)
+        self._text_ready = text_ready = asyncio.get_running_loop().create_future()
         self._pump = asyncio.create_task(self._run_provider())
-        text_ready = asyncio.create_task(self._text_ready.wait())
         try:
             await asyncio.wait((created, text_ready), return_when=asyncio.FIRST_COMPLETED)
             if created.done():
@@ -145,8 +145,6 @@ class StreamRun:
             if isinstance(exc, TokenRelayError | asyncio.CancelledError):
                 raise
             raise StoreUnavailable("could not record the stream") from exc
-        finally:
-            text_ready.cancel()
         if not created.done():
             created.add_done_callback(self._created_late)
         start = StreamStart(self.stream_id, self.request.provider, self.request.model)
@@ -258,7 +256,8 @@ class StreamRun:
                             continue
                         if seq == 0:
                             self.ttft_ms = self._elapsed_ms()
-                            self._text_ready.set()
+                            if self._text_ready is not None:
+                                self._text_ready.set_result(None)
                             await self._started.wait()  # start is queued before any text
                         seq += 1
                         delta = TextDelta(chunk.text, seq)
@@ -318,7 +317,7 @@ class StreamRun:
         return self.usage.completion_tokens if self.usage is not None else self.text_chunks
 
     async def _produce(self) -> Terminal:
-        assert self._pump is not None
+        assert self._pump is not None and self._created is not None
         loop = asyncio.get_running_loop()
         remaining = self._timeout_s - (self._clock() - self.started_at)
         deadline = loop.call_later(max(remaining, 0.0), self.stop, "timeout")
@@ -344,16 +343,11 @@ class StreamRun:
                 watcher.cancel()
             if poller is not None:
                 poller.unwatch(self.stream_id)
-        terminal = await self._recorded(terminal)
-        await self._finish(terminal)
-        return terminal
-
-    async def _recorded(self, terminal: Terminal) -> Terminal:
-        """Wait for the record's create: the terminal write needs the record. A create that
-        failed after ``start`` has already ended the run (``_created_late``), unless the run
-        had ended first: then the client has its terminal event and the failed write is logged."""
-        assert self._created is not None
+        # The terminal write needs the record: wait for its create. One that failed after `start`
+        # has already ended the run (_created_late), unless the run ended first: then the client
+        # has its terminal event and the failed write is logged.
         await asyncio.gather(self._created, return_exceptions=True)
+        await self._finish(terminal)
         return terminal
 
     async def _finish(self, terminal: Terminal) -> None:

@@ -7,8 +7,8 @@ import logging
 import random
 
 from .errors import StoreUnavailable, TokenRelayError
-from .events import StreamCancelled, StreamDone, Terminal, Usage
-from .stores.base import StreamOutcome, StreamStore
+from .events import StreamCancelled, StreamDone, StreamSummary, Terminal, Usage
+from .stores.base import StreamOutcome, StreamRecord, StreamStore
 
 log = logging.getLogger("tokenrelay.engine")
 
@@ -45,3 +45,19 @@ async def write_terminal(store: StreamStore, stream_id: str, outcome: StreamOutc
         except TokenRelayError as exc:
             log.error("stream %s: terminal state write failed: %s", stream_id, exc)
             return
+
+
+def never_started(record: StreamRecord, code: str, elapsed_s: float) -> StreamSummary:
+    """The metrics summary of a stream admitted but lost before it started (its record could
+    not be written, or no worker could be invoked): a failed stream, so the failure-rate
+    alarm sees a DynamoDB or Lambda outage on either transport."""
+    return StreamSummary(
+        stream_id=record.stream_id,
+        transport=record.transport,
+        provider=record.provider,
+        model=record.model,
+        status="failed",
+        completion_tokens=0,
+        total_time_ms=int(elapsed_s * 1000),
+        error_code=code,
+    )
