@@ -25,9 +25,9 @@ export function whatToDo(error: ChatError, context: Context): string | null {
     case "connection_lost":
       return "The server went away and did not come back in time. Check that it is running (scripts/dev says which part stopped), then send again.";
     case "resume_timeout":
-      return "Locally, the WebSocket gateway also runs the streams' workers: restarting it ends them. Send the message again.";
+      return "Locally, the WebSocket gateway also runs the streams' workers: restarting it ends the streams it was running.";
     case "stream_not_found":
-      return "Send the message again: the stack restarted with empty tables (moto keeps them in memory).";
+      return "Locally that is what a restart does: moto keeps the tables in memory. Deployed, a stream is forgotten a day (STREAM_TTL_S) after it started.";
     case "network_error":
       return "Check the HTTP base URL, and that the server is running (scripts/dev).";
     default:

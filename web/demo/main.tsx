@@ -123,6 +123,22 @@ function App() {
             WebSocket URL
             <input data-testid="ws-url" value={ws} onChange={(e) => setWs(e.target.value)} spellCheck={false} placeholder="wss://…/stage" />
           </label>
+          <label>
+            API key
+            <input
+              data-testid="api-key"
+              type="password"
+              autoComplete="off"
+              spellCheck={false}
+              value={apiKey}
+              placeholder={deployment.auth === "api_key" ? "trk_… (required here)" : "trk_… (not needed here)"}
+              title="Kept in this tab only (sessionStorage); sent as Authorization, access_token (EventSource) or the WebSocket subprotocol"
+              onChange={(e) => {
+                setApiKey(e.target.value);
+                storeKey(e.target.value.trim());
+              }}
+            />
+          </label>
         </div>
         <div className="row" style={{ marginTop: 10 }}>
           <fieldset data-testid="transport">
@@ -153,22 +169,6 @@ function App() {
                 <option key={m} value={m} />
               ))}
             </datalist>
-          </label>
-          <label>
-            API key
-            <input
-              data-testid="api-key"
-              type="password"
-              autoComplete="off"
-              spellCheck={false}
-              value={apiKey}
-              placeholder={deployment.auth === "api_key" ? "trk_… (required here)" : "trk_… (not needed here)"}
-              title="Kept in this tab only (sessionStorage); sent as Authorization, access_token (EventSource) or the WebSocket subprotocol"
-              onChange={(e) => {
-                setApiKey(e.target.value);
-                storeKey(e.target.value.trim());
-              }}
-            />
           </label>
         </div>
         {deployment.problem && <p className="hint" data-testid="deployment-problem">{deployment.problem}</p>}
@@ -234,7 +234,7 @@ function App() {
 
       <section className="card figures" data-testid="figures">
         <Figure name="Time to first token" value={formatMs(progress.ttftMs)} id="ttft" />
-        <Figure name={progress.exact ? "Tokens" : "Tokens (chunks so far)"} value={String(progress.tokens)} id="tokens" />
+        <Figure name={progress.exact ? "Tokens" : "Tokens (so far)"} value={String(progress.tokens)} id="tokens" />
         <Figure name="Tokens / s" value={progress.tokensPerSecond === null ? "–" : progress.tokensPerSecond.toFixed(1)} id="tps" />
         <Figure name="Elapsed" value={formatMs(progress.elapsedMs || null)} id="elapsed" />
         <Figure name="Usage: prompt" value={usage ? String(usage.prompt_tokens) : "–"} id="usage-prompt" />
