@@ -12,9 +12,10 @@ Each state of issue 20 that used to leave the pill on "streaming" forever:
   gateway is back.
 
 The gateway here is its own process (``scripts/devstack/gateway.py``, as ``scripts/dev`` runs
-it), on its own moto server, so the test can kill it with SIGKILL and start it again on the
-same port. A 401 on connect is in ``test_api_key.py``. Screenshots of each state are copied
-to docs/frontend/ (docs/frontend.md) when missing, or with ``UPDATE_SCREENSHOTS=1``.
+it) on its own moto server process, so the test can kill it with SIGKILL and start it again
+on the same port; moto too, for a restart (empty tables). A 401 on connect is in
+``test_api_key.py``. Screenshots of each state are copied to docs/frontend/
+(docs/frontend.md) when missing, or with ``UPDATE_SCREENSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from scripts.devstack.tables import create_tables
 from tests.browser.conftest import ROOT, Stack, save_screenshot
@@ -171,16 +171,32 @@ class Gateway:
 
 
 class Moto:
-    """moto's server on a fixed port, with the tables of template.yaml; ``restart`` forgets everything."""
+    """moto's server as its own process on a fixed port (as ``scripts/dev`` runs it), with the
+    tables of template.yaml. Not in this process: moto's state is global to a process, and
+    the package's stack keeps its tables in the one of this process."""
 
     def __init__(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self.tables()
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
 
-    def tables(self) -> None:
+    def start(self) -> None:
+        server = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "moto exited"
+            try:
+                return httpx.get(f"{self.endpoint}/moto-api/", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 60, "moto to start")
         client = boto3.client(
             "dynamodb",
             endpoint_url=self.endpoint,
@@ -192,12 +208,19 @@ class Moto:
         client.close()
 
     def restart(self) -> None:
-        """As a ``scripts/dev`` restart: moto starts empty, then the tables are made again."""
-        httpx.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        self.tables()
+        """As a ``scripts/dev`` restart: a new moto, empty, then the tables again."""
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
-        self.server.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
 
 @pytest.fixture(scope="module")
