@@ -30,7 +30,7 @@ import pytest
 
 from tests.browser.conftest import ROOT
 from tests.browser.test_demo import PROMPT, status
-from tests.browser.test_failures import RECORD_PILLS, doc_screenshot, error_card, pills, wait_until
+from tests.browser.test_failures import RECORD_PILLS, clean_env, doc_screenshot, error_card, pills, wait_until
 from tests.fakes.servers import free_port
 
 UNAUTHORIZED_BOUND_S = 5.0  # one handshake, one GET /v1/models: well under a second
@@ -67,9 +67,8 @@ class DevStack:
 def dev() -> Iterator[DevStack]:
     """``AUTH_MODE=api_key scripts/dev`` on free ports, and a key made by ``scripts/keys --local``."""
     http_port, ddb_port, ws_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
-    env.update(HTTP_PORT=str(http_port), DDB_PORT=str(ddb_port), WS_PORT=str(ws_port), AUTH_MODE="api_key")
-    env.update(ECHO_DELAY_MS="30")
+    ports = {"HTTP_PORT": str(http_port), "DDB_PORT": str(ddb_port), "WS_PORT": str(ws_port)}
+    env = clean_env(**ports, AUTH_MODE="api_key", ECHO_DELAY_MS="30")
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "dev")],
         cwd=ROOT,

@@ -44,6 +44,14 @@ RECONNECTING_BOUND_S = 5.0  # a killed process's sockets close at once: the pill
 RESTARTED_BOUND_S = 15.0  # once the gateway is back: the next try (at most 8 s away) + the resume's answer
 RESUME_TIMEOUT_BOUND_S = 30.0  # the same, + the client's 15 s resume watchdog
 DOCS_SHOTS = ROOT / "docs" / "frontend"
+# What a process started here inherits: the user's basics, none of the settings other fixtures
+# put in this process's environment (table names, AWS endpoints, ECHO_DELAY_MS...).
+BASE_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR", "PYENV_ROOT", "PYENV_VERSION")
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    return {**{k: os.environ[k] for k in BASE_ENV if k in os.environ}, **settings}
+
 
 # Every text the status pill shows, in order, and when (recorded in the page itself).
 RECORD_PILLS = """
@@ -122,8 +130,7 @@ class Gateway:
     def __init__(self, dynamodb: str) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
-        self.env.update(
+        self.env = clean_env(
             AWS_ACCESS_KEY_ID="local",
             AWS_SECRET_ACCESS_KEY="local",
             AWS_REGION="us-east-1",
