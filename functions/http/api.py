@@ -8,7 +8,7 @@ Mangum (``handler.py``). Locally ``scripts/dev`` serves it with uvicorn.
 metrics into the routes and owns how a run starts and ends in this process. The
 parts live beside it: ``request_body`` (reading a request), ``sse_response`` (writing
 a run), ``errors_http`` (error answers), ``protect`` (keys and limits), ``resume_sse``,
-``openai_compat`` (``/v1``), ``openapi_doc``, ``body_limit``, ``deadline``, ``dev_extras``.
+``openai_compat`` (``/v1``), ``openapi_doc``, ``body_limit``, ``deadline``, ``dev_extras``, ``home`` (``GET /``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from body_limit import BodyLimitMiddleware
 from deadline import stream_deadline_s
 from dev_extras import add_dev_extras
 from errors_http import add_error_handlers, error_body
+from home import add_root
 from openai_compat import add_openai_routes
 from openai_wire import status_for
 from openapi_doc import document_api
@@ -214,8 +215,11 @@ def create_app(
             "version": settings.version,
             "providers": sorted(settings.configured_providers & set(settings.allowed_models)),
             "default_provider": settings.default_provider,
+            "auth": settings.auth_mode,  # api_key: the stream routes need a key (a client can say so up front)
             "dependencies": {"dynamodb": dynamodb},
         }
+
+    add_root(app, settings)  # GET /: the demo page locally, a small index elsewhere (home.py)
 
     add_openai_routes(app, settings, start_run=start_run, finish_run=finish_after_reader_left)
     document_api(app, settings)  # request bodies, errors and /v1 in /openapi.json (openapi_doc.py)

@@ -53,7 +53,7 @@ from tokenrelay.telemetry.metrics import RefusalMetrics
 __all__ = ["OPEN_PATHS", "AuthMiddleware", "Forbidden", "Guard", "principal_of"]
 
 log = logging.getLogger("tokenrelay.http.auth")
-OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/demo")
+OPEN_PATHS = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/demo")
 OPEN_PREFIXES = ("/demo/",)
 ANONYMOUS = "anonymous"
 

@@ -194,7 +194,7 @@ async def replay_from_log(
     for k in range(after + 1, len(marks) + 1):
         low = marks[k - 2] if k >= 2 else 0
         text = "".join(texts.get(s, "") for s in range(low + 1, marks[k - 1] + 1))
-        messages.append(encode_message(TextDelta(text, k), stream_id, request_id))
+        messages.append(encode_message(TextDelta(text, k), stream_id, request_id, tokens=marks[k - 1] - low))
     messages += [encode_message(event, stream_id, request_id) for event in tail]
     for data in messages:
         try:

@@ -121,7 +121,9 @@ async def test_ws_resume_after_the_worker_ended_replays_the_same_messages_from_t
     after = await resume(app, stream_id, 3)
     originals = [m for m in full if m["type"] == "text" and m["seq"] > 3]
     replayed = [m for m in after if m["type"] == "text"]
-    assert [(m["seq"], m["content"]) for m in replayed] == [(m["seq"], m["content"]) for m in originals]
+    assert [(m["seq"], m["content"], m["tokens"]) for m in replayed] == [
+        (m["seq"], m["content"], m["tokens"]) for m in originals
+    ]
     assert after[-1]["type"] == "done" and after[-1]["completion_tokens"] == 60
 
 

@@ -78,6 +78,8 @@ async def test_sender_tokens_faster_than_posts_are_merged_without_loss_or_reorde
     assert all(m["stream_id"] == "s-1" and m["request_id"] == "r-1" for m in poster.messages)
     assert max(len(f) for f in poster.frames) <= MAX_FRAME_BYTES
     assert sender.posts == len(poster.frames) and sender.text_messages == len(texts)
+    assert sum(m["tokens"] for m in texts) == len(tokens)  # each message says how many tokens it merges
+    assert max(m["tokens"] for m in texts) > 1
 
 
 async def test_sender_large_burst_is_cut_into_frames_under_the_limit() -> None:
@@ -105,6 +107,8 @@ async def test_sender_single_token_longer_than_a_frame_is_split_in_order() -> No
     await sender.aclose()
     assert poster.text() == "a" + token + "z"
     assert max(len(f) for f in poster.frames) <= 1024
+    # the split token counts once, on its first piece: the tokens add up to the chunks sent
+    assert sum(m["tokens"] for m in poster.messages if m["type"] == "text") == 3
 
 
 async def test_sender_coalescing_off_posts_one_message_per_token() -> None:
@@ -115,6 +119,7 @@ async def test_sender_coalescing_off_posts_one_message_per_token() -> None:
     sender.send(DONE)
     await sender.aclose()
     assert [m.get("content") for m in poster.messages[:-1]] == [f"{i}," for i in range(20)]
+    assert {m["tokens"] for m in poster.messages[:-1]} == {1}
 
 
 async def test_sender_burst_keeps_start_first_and_terminal_last() -> None:

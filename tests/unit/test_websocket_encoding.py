@@ -19,7 +19,7 @@ from tokenrelay.transports.websocket import encode_error, encode_message
         ),
         (
             TextDelta('He said "hi"\n', 3),
-            b'{"type":"text","stream_id":"s-1","request_id":"r-9","content":"He said \\"hi\\"\\n","seq":3}',
+            b'{"type":"text","stream_id":"s-1","request_id":"r-9","content":"He said \\"hi\\"\\n","seq":3,"tokens":1}',
         ),
         (
             Usage(9, 2),
@@ -47,9 +47,8 @@ def test_encode_message_each_event_exact_bytes(event: object, expected: bytes) -
 
 
 def test_encode_message_without_request_id_omits_the_field() -> None:
-    assert (
-        encode_message(TextDelta("é✓", 1), "s-1") == '{"type":"text","stream_id":"s-1","content":"é✓","seq":1}'.encode()
-    )
+    expected = '{"type":"text","stream_id":"s-1","content":"é✓","seq":1,"tokens":1}'.encode()
+    assert encode_message(TextDelta("é✓", 1), "s-1") == expected
 
 
 def test_encode_message_first_generation_client_reads_type_and_content() -> None:
@@ -57,6 +56,11 @@ def test_encode_message_first_generation_client_reads_type_and_content() -> None
     message = json.loads(encode_message(TextDelta("tok", 1), "s-1"))
     assert message["type"] == "text" and message["content"] == "tok"
     assert json.loads(encode_message(StreamDone("s-1", "stop", None, 5, 1), "s-1"))["type"] == "done"
+
+
+def test_encode_message_text_says_how_many_tokens_it_merges() -> None:
+    merged = encode_message(TextDelta("a b c", 4), "s-1", tokens=3)
+    assert merged == b'{"type":"text","stream_id":"s-1","content":"a b c","seq":4,"tokens":3}'
 
 
 def test_encode_error_outside_a_stream_names_field_and_echoes_request_id() -> None:

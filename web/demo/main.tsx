@@ -6,13 +6,19 @@
  * Defaults: the page's own origin for HTTP (scripts/dev serves it at /demo/),
  * and ws://<same host>:8001 for the local WebSocket gateway.
  * Also accepted: transport=sse|eventsource|websocket, provider, model, prompt.
+ *
+ * The API key is typed into its field, never taken from the URL: it is kept in this
+ * tab's sessionStorage only, logged nowhere, and sent on every transport (Authorization
+ * over fetch, access_token with EventSource, the bearer subprotocol on the WebSocket).
  */
 
-import { StrictMode, useEffect, useState, type FormEvent } from "react";
+import { StrictMode, useState, type FormEvent } from "react";
 import { createRoot } from "react-dom/client";
 
 import { describeError } from "../src/describe.js";
-import { useStreamingChat, type Transport } from "../src/react.js";
+import { useStreamingChat, type Transport, type UseStreamingChat } from "../src/react.js";
+import { whatToDo } from "./advice.js";
+import { useDeployment } from "./deployment.js";
 
 const params = new URLSearchParams(location.search);
 const TRANSPORTS: Array<[Transport, string]> = [
@@ -36,52 +42,6 @@ function asTransport(value: string | null): Transport {
   return value === "eventsource" || value === "websocket" ? value : "sse";
 }
 
-interface Deployment {
-  providers: string[];
-  defaultProvider: string | null;
-  models: Record<string, string[]>;
-  problem: string | null;
-}
-
-/** Providers from `/health`; models from `/v1/models` when the deployment serves it. */
-function useDeployment(api: string): Deployment {
-  const [info, setInfo] = useState<Deployment>({ providers: [], defaultProvider: null, models: {}, problem: null });
-  useEffect(() => {
-    const abort = new AbortController();
-    const base = api.replace(/\/+$/, "");
-    const load = async (): Promise<void> => {
-      const next: Deployment = { providers: [], defaultProvider: null, models: {}, problem: null };
-      try {
-        const health = (await (await fetch(`${base}/health`, { signal: abort.signal })).json()) as {
-          providers?: string[];
-          default_provider?: string;
-        };
-        next.providers = health.providers ?? [];
-        next.defaultProvider = health.default_provider ?? null;
-      } catch {
-        if (abort.signal.aborted) return;
-        next.problem = `Cannot read ${base}/health: check the HTTP base URL (and CORS, if this page is on another origin).`;
-      }
-      try {
-        const response = await fetch(`${base}/v1/models`, { signal: abort.signal });
-        if (response.ok) {
-          const body = (await response.json()) as { data?: Array<{ id?: string }> };
-          for (const { id } of body.data ?? []) {
-            const [provider, ...rest] = (id ?? "").split("/");
-            if (provider && rest.length) (next.models[provider] ??= []).push(rest.join("/"));
-          }
-        }
-      } catch {
-        // optional
-      }
-      if (!abort.signal.aborted) setInfo(next);
-    };
-    void load();
-    return () => abort.abort();
-  }, [api]);
-  return info;
-}
-
 function formatMs(ms: number | null): string {
   return ms === null ? "–" : `${ms} ms`;
 }
@@ -93,6 +53,26 @@ function Figure({ name, value, id }: { name: string; value: string; id: string }
       <b data-testid={id}>{value}</b>
     </div>
   );
+}
+
+/** The pill: the status, or where the connection stands while it is being (re)made. */
+function statusText(chat: UseStreamingChat): string {
+  const c = chat.connection;
+  if (chat.isStreaming && c !== null && (c.status === "reconnecting" || (c.status === "connecting" && c.attempt > 1))) {
+    return `${c.status}, attempt ${c.attempt} of ${c.maxAttempts}`;
+  }
+  return `${chat.status}${chat.cancelReason ? ` (${chat.cancelReason})` : ""}`;
+}
+
+const KEY_ITEM = "tokenrelay-api-key"; // sessionStorage: this tab only, gone when it closes
+
+function storedKey(): string {
+  return sessionStorage.getItem(KEY_ITEM) ?? "";
+}
+
+function storeKey(key: string): void {
+  if (key) sessionStorage.setItem(KEY_ITEM, key);
+  else sessionStorage.removeItem(KEY_ITEM);
 }
 
 /** This tab's client id: the owner of its WebSocket streams, so a dropped one can be resumed. */
@@ -110,8 +90,11 @@ function App() {
   const [provider, setProvider] = useState(params.get("provider") ?? "");
   const [model, setModel] = useState(params.get("model") ?? "");
   const [prompt, setPrompt] = useState(params.get("prompt") ?? "Tell me, one token at a time, how TokenRelay streams an answer from AWS Lambda to this page.");
-  const deployment = useDeployment(api);
-  const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws, clientId: CLIENT_ID });
+  const [apiKey, setApiKey] = useState(storedKey);
+  const key = apiKey.trim();
+  const deployment = useDeployment(api, key);
+  const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws, clientId: CLIENT_ID, ...(key ? { token: key } : {}) });
+  const advice = chat.error ? whatToDo(chat.error, { wsUrl: ws, hasKey: key !== "", auth: deployment.auth }) : null;
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();
@@ -139,6 +122,22 @@ function App() {
           <label className="grow">
             WebSocket URL
             <input data-testid="ws-url" value={ws} onChange={(e) => setWs(e.target.value)} spellCheck={false} placeholder="wss://…/stage" />
+          </label>
+          <label>
+            API key
+            <input
+              data-testid="api-key"
+              type="password"
+              autoComplete="off"
+              spellCheck={false}
+              value={apiKey}
+              placeholder={deployment.auth === "api_key" ? "trk_… (required here)" : "trk_… (not needed here)"}
+              title="Kept in this tab only (sessionStorage); sent as Authorization, access_token (EventSource) or the WebSocket subprotocol"
+              onChange={(e) => {
+                setApiKey(e.target.value);
+                storeKey(e.target.value.trim());
+              }}
+            />
           </label>
         </div>
         <div className="row" style={{ marginTop: 10 }}>
@@ -173,6 +172,11 @@ function App() {
           </label>
         </div>
         {deployment.problem && <p className="hint" data-testid="deployment-problem">{deployment.problem}</p>}
+        {deployment.auth === "api_key" && !key && (
+          <p className="hint" data-testid="needs-key">
+            This deployment needs an API key: enter it in the API key field (kept for this tab only).
+          </p>
+        )}
         <label style={{ marginTop: 10 }}>
           Prompt
           <textarea
@@ -200,9 +204,8 @@ function App() {
 
       <section className={`card ${chat.isStreaming ? "streaming" : ""}`} aria-live="polite">
         <div className="row" style={{ justifyContent: "space-between" }}>
-          <span className={`status ${chat.status}`} data-testid="status">
-            {chat.status}
-            {chat.cancelReason ? ` (${chat.cancelReason})` : ""}
+          <span className={`status ${chat.status}${chat.isStreaming && chat.connection ? " reconnecting" : ""}`} data-testid="status">
+            {statusText(chat)}
           </span>
           <span className="meta">
             {chat.provider ? `${chat.provider} / ${chat.model}` : ""} {chat.transport}
@@ -216,6 +219,11 @@ function App() {
       {chat.error && (
         <section className="card error" role="alert" data-testid="error">
           <b>{describeError(chat.error)}</b>
+          {advice && (
+            <p className="advice" data-testid="error-advice">
+              {advice}
+            </p>
+          )}
           <div className="meta">
             code {chat.error.code}
             {chat.error.status ? `, HTTP ${chat.error.status}` : ""}
@@ -226,7 +234,7 @@ function App() {
 
       <section className="card figures" data-testid="figures">
         <Figure name="Time to first token" value={formatMs(progress.ttftMs)} id="ttft" />
-        <Figure name={progress.exact ? "Tokens" : "Tokens (chunks so far)"} value={String(progress.tokens)} id="tokens" />
+        <Figure name={progress.exact ? "Tokens" : "Tokens (so far)"} value={String(progress.tokens)} id="tokens" />
         <Figure name="Tokens / s" value={progress.tokensPerSecond === null ? "–" : progress.tokensPerSecond.toFixed(1)} id="tps" />
         <Figure name="Elapsed" value={formatMs(progress.elapsedMs || null)} id="elapsed" />
         <Figure name="Usage: prompt" value={usage ? String(usage.prompt_tokens) : "–"} id="usage-prompt" />
@@ -237,6 +245,10 @@ function App() {
       <p className="meta" data-testid="stream-id">
         {chat.streamId ? `stream ${chat.streamId}` : ""}
       </p>
+      <footer className="hint">
+        <a href={`${api.replace(/\/+$/, "")}/docs`}>API reference</a> · <a href={`${api.replace(/\/+$/, "")}/health`}>health</a> ·{" "}
+        the wire contract: docs/protocol.md
+      </footer>
     </main>
   );
 }

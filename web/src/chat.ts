@@ -11,54 +11,26 @@
  * causes one re-render per frame, not one per token. Terminal events are
  * published at once (with any text still pending).
  *
+ * `connection` says where the running stream's connection stands, so a UI can show
+ * "reconnecting, attempt 2 of 6" instead of a cursor that blinks forever: the
+ * WebSocket's reconnects, and the SSE transports' resumes after a drop.
+ *
+ * `tokens` counts what each text event carries (`TextEvent.tokens`: one per SSE
+ * message, the `tokens` of a WebSocket message that merges several), so tokens per
+ * second reads the same over every transport.
+ *
  * `detach()` (the hook calls it on unmount) aborts the running stream,
  * cancels the pending frame and stops notifying: nothing updates afterwards.
  */
 
 import { streamChatEventSource, type EventSourceFactory } from "./eventsource.js";
-import { cancelStream, streamChat, type FetchLike } from "./http.js";
-import {
-  type CancelReason,
-  type ChatRequest,
-  type ChatError,
-  type StartEvent,
-  type StreamHandlers,
-  type TerminalEvent,
-  type UsageEvent,
-  clientError,
-} from "./types.js";
-import { TokenRelaySocket, type WebSocketFactory } from "./websocket.js";
+import { cancelStream, checkKey, streamChat, type FetchLike } from "./http.js";
+import { initialState, ProgressMeter, type ChatState, type Transport } from "./chat-state.js";
+import { type ChatRequest, type ConnectionState, type StartEvent, type StreamHandlers, type TerminalEvent, clientError } from "./types.js";
+import { TokenRelaySocket, type SocketOptions, type SocketStatus, type StatusDetail, type WebSocketFactory } from "./websocket.js";
 
-export type Transport = "sse" | "eventsource" | "websocket";
-export type ChatStatus = "idle" | "streaming" | "done" | "cancelled" | "error";
-
-export interface ChatProgress {
-  /** Milliseconds from `send` to the first text, measured here. */
-  ttftMs: number | null;
-  /** Tokens so far: text chunks received, replaced by the server's count when usage or done arrives. */
-  tokens: number;
-  /** Tokens per second after the first one (decode speed). */
-  tokensPerSecond: number | null;
-  /** Milliseconds since `send`. */
-  elapsedMs: number;
-  /** Whether `tokens` is the server's count rather than the number of chunks. */
-  exact: boolean;
-}
-
-export interface ChatState {
-  status: ChatStatus;
-  isStreaming: boolean;
-  content: string;
-  error: ChatError | null;
-  usage: UsageEvent | null;
-  progress: ChatProgress;
-  streamId: string | null;
-  provider: string | null;
-  model: string | null;
-  finishReason: string | null;
-  cancelReason: CancelReason | null;
-  transport: Transport;
-}
+export { initialState } from "./chat-state.js";
+export type { ChatProgress, ChatState, ChatStatus, Transport } from "./chat-state.js";
 
 export interface ChatOptions {
   transport?: Transport;
@@ -78,31 +50,14 @@ export interface ChatOptions {
   cancelTimeoutMs?: number;
   /** Share one socket between controllers (not closed by `detach`). */
   socket?: TokenRelaySocket;
+  /** Reconnect budgets and timeouts of the socket this controller makes (read when it makes it). */
+  socketOptions?: Pick<SocketOptions, "backoff" | "maxConnectAttempts" | "maxReconnectAttempts" | "resumeTimeoutMs" | "resume" | "reconnect">;
   fetch?: FetchLike;
   EventSource?: EventSourceFactory;
   WebSocket?: WebSocketFactory;
   requestFrame?: (callback: () => void) => unknown;
   cancelFrame?: (handle: unknown) => void;
   now?: () => number;
-}
-
-const EMPTY_PROGRESS: ChatProgress = { ttftMs: null, tokens: 0, tokensPerSecond: null, elapsedMs: 0, exact: false };
-
-export function initialState(transport: Transport = "sse"): ChatState {
-  return {
-    status: "idle",
-    isStreaming: false,
-    content: "",
-    error: null,
-    usage: null,
-    progress: EMPTY_PROGRESS,
-    streamId: null,
-    provider: null,
-    model: null,
-    finishReason: null,
-    cancelReason: null,
-    transport,
-  };
 }
 
 function defaultBaseUrl(): string {
@@ -112,11 +67,7 @@ function defaultBaseUrl(): string {
 interface Run {
   id: number;
   abort: AbortController;
-  startedAt: number;
-  firstTextAt: number | null;
-  lastTextAt: number | null;
-  chunks: number;
-  exactTokens: number | null;
+  meter: ProgressMeter;
   pending: string;
   cancelRequested: boolean;
   cancelTimer: ReturnType<typeof setTimeout> | null;
@@ -168,11 +119,7 @@ export class ChatController {
     const run: Run = {
       id: ++this.runs,
       abort: new AbortController(),
-      startedAt: this.now(),
-      firstTextAt: null,
-      lastTextAt: null,
-      chunks: 0,
-      exactTokens: null,
+      meter: new ProgressMeter(this.now()),
       pending: "",
       cancelRequested: false,
       cancelTimer: null,
@@ -196,9 +143,11 @@ export class ChatController {
     } else if (transport === "eventsource") {
       const es = this.options.EventSource ? { EventSource: this.options.EventSource } : {};
       const key = this.options.token !== undefined ? { token: this.options.token } : {}; // ?access_token= (GET only)
-      result = streamChatEventSource(baseUrl, body, handlers, { signal: run.abort.signal, ...http, ...es, ...key });
+      const onConnection = (state: ConnectionState): void => this.onConnection(run, state);
+      result = streamChatEventSource(baseUrl, body, handlers, { signal: run.abort.signal, onConnection, ...http, ...es, ...key });
     } else {
-      result = streamChat(baseUrl, body, handlers, { signal: run.abort.signal, ...http });
+      const onConnection = (state: ConnectionState): void => this.onConnection(run, state);
+      result = streamChat(baseUrl, body, handlers, { signal: run.abort.signal, onConnection, ...http });
     }
     return result.then((event) => {
       this.end(run, event); // the handlers have done it, unless the transport ended before any
@@ -257,12 +206,30 @@ export class ChatController {
     if (!this.options.wsUrl) return null;
     if (this.ownSocket === null) {
       this.ownSocket = new TokenRelaySocket(this.options.wsUrl, {
+        ...this.options.socketOptions,
         ...(this.options.clientId !== undefined ? { clientId: this.options.clientId } : {}),
         ...(this.options.token !== undefined ? { token: this.options.token } : {}),
         ...(this.options.WebSocket ? { WebSocket: this.options.WebSocket } : {}),
+        // a browser cannot see why a handshake failed: ask the HTTP API whether it takes the key
+        checkRefusal: () => checkKey(this.options.baseUrl || defaultBaseUrl(), this.httpOptions()),
+        onStatus: (status, detail) => this.onSocketStatus(status, detail),
       });
     }
     return this.ownSocket;
+  }
+
+  private onSocketStatus(status: SocketStatus, detail: StatusDetail): void {
+    if (this.run === null || status === "idle") return;
+    const { attempt, maxAttempts } = detail;
+    this.onConnection(this.run, { status, attempt, maxAttempts, ...(detail.delayMs !== undefined ? { delayMs: detail.delayMs } : {}) });
+  }
+
+  /** The running stream's connection changed: shown while it is not simply open. */
+  private onConnection(run: Run, state: ConnectionState): void {
+    if (this.run !== run) return;
+    const connection = state.status === "open" ? null : state;
+    if (connection === null && this.state.connection === null) return;
+    this.flush(run, { connection });
   }
 
   private cancelOnServer(run: Run, streamId: string): void {
@@ -293,18 +260,16 @@ export class ChatController {
         this.publish({ ...this.state, streamId: event.stream_id, provider: event.provider, model: event.model });
         if (run.cancelRequested && run.socketCancel === null) this.cancelOnServer(run, event.stream_id);
       },
-      onText: ({ text }) => {
+      onText: ({ text, tokens }) => {
         if (this.run !== run) return;
-        const now = this.now();
-        if (run.firstTextAt === null) run.firstTextAt = now;
-        run.lastTextAt = now;
-        run.chunks += 1;
+        run.meter.text(tokens, this.now());
         run.pending += text;
-        this.scheduleFrame(run);
+        if (this.state.connection !== null) this.flush(run, { connection: null }); // text flows again
+        else this.scheduleFrame(run);
       },
       onUsage: (usage) => {
         if (this.run !== run) return;
-        run.exactTokens = usage.completion_tokens;
+        run.meter.exact(usage.completion_tokens);
         this.flush(run, { usage });
       },
       onDone: (event) => this.end(run, event),
@@ -328,24 +293,11 @@ export class ChatController {
     this.frame = null;
   }
 
-  private progress(run: Run): ChatProgress {
-    const now = this.now();
-    const tokens = run.exactTokens ?? run.chunks;
-    const window = run.firstTextAt !== null && run.lastTextAt !== null ? run.lastTextAt - run.firstTextAt : 0;
-    return {
-      ttftMs: run.firstTextAt === null ? null : Math.round(run.firstTextAt - run.startedAt),
-      tokens,
-      tokensPerSecond: window > 0 && tokens > 1 ? ((tokens - 1) * 1000) / window : null,
-      elapsedMs: Math.round(now - run.startedAt),
-      exact: run.exactTokens !== null,
-    };
-  }
-
   /** Publish pending text and progress, with `extra` fields. */
   private flush(run: Run, extra: Partial<ChatState>): void {
     const content = run.pending ? this.state.content + run.pending : this.state.content;
     run.pending = "";
-    this.publish({ ...this.state, ...extra, content, progress: this.progress(run) });
+    this.publish({ ...this.state, ...extra, content, progress: run.meter.read(this.now()) });
   }
 
   private end(run: Run, event: TerminalEvent): void {
@@ -353,14 +305,14 @@ export class ChatController {
     this.run = null;
     this.cancelFrameIfAny();
     if (run.cancelTimer !== null) clearTimeout(run.cancelTimer);
-    if (event.type === "done") run.exactTokens = event.completion_tokens;
+    if (event.type === "done") run.meter.exact(event.completion_tokens);
     const extra: Partial<ChatState> =
       event.type === "done"
         ? { status: "done", finishReason: event.finish_reason }
         : event.type === "cancelled"
           ? { status: "cancelled", cancelReason: event.reason }
           : { status: "error", error: event };
-    this.flush(run, { ...extra, isStreaming: false, streamId: this.state.streamId ?? event.stream_id ?? null });
+    this.flush(run, { ...extra, isStreaming: false, connection: null, streamId: this.state.streamId ?? event.stream_id ?? null });
   }
 
   private publish(state: ChatState): void {

@@ -13,6 +13,11 @@ const SENTENCES: Record<string, string> = {
   internal_error: "The server failed while answering. Try again.",
   network_error: "Could not reach the server. Check the URL and your connection.",
   connection_lost: "The connection was lost before the answer was complete.",
+  connect_failed: "Could not open the WebSocket connection. Check the WebSocket URL, and that the server is running.",
+  resume_timeout:
+    "The connection came back, but the answer did not go on: the server no longer runs this stream (a local stack that restarted loses the streams it was running). Send the message again.",
+  stream_not_found:
+    "The server does not know this stream. A local stack (scripts/dev) keeps no state across a restart, so the streams from before it are gone. Send the message again.",
   stream_truncated: "The answer stopped before it was complete (the stream ended without a final event).",
   too_many_streams: "Too many answers are streaming on this connection. Wait for one to finish.",
   payload_too_large: "The message is too long for this server.",

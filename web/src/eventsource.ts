@@ -1,5 +1,5 @@
 /**
- * The EventSource variant: `GET /chat/stream?message=...` (PROTOCOL section 2).
+ * The EventSource variant: `GET /chat/stream?message=...` (docs/protocol.md section 2).
  *
  * For pages that prefer the browser's own SSE reader. Same handlers and result
  * as `streamChat`, with two limits that come from EventSource itself:
@@ -12,7 +12,8 @@
  * EventSource reconnects by itself after a drop, but to the URL that started the
  * stream (a new generation), so the source is closed on a connection error instead;
  * once the stream id is known, a new source resumes it (`resume`, default on):
- * `GET /chat/stream/{id}?last_event_id=n` (PROTOCOL section 5), each part once.
+ * `GET /chat/stream/{id}?last_event_id=n` (docs/protocol.md section 5), each part once;
+ * `onConnection` reports each attempt.
  *
  * An API key (`token`) cannot go in a header either: EventSource sends none. It goes
  * in the query string as `access_token=`, which the server accepts on GET routes only;
@@ -24,6 +25,7 @@
 import { cancelStream, type CancelOptions, type HttpOptions } from "./http.js";
 import {
   type ChatRequest,
+  type ConnectionState,
   type StreamHandlers,
   type TerminalEvent,
   clientError,
@@ -58,6 +60,8 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
   EventSource?: EventSourceFactory;
   /** Resume a stream whose connection was lost (default true). */
   resume?: boolean;
+  /** Each resume attempt (`reconnecting`), and `open` when one is answered. */
+  onConnection?: (state: ConnectionState) => void;
   /** Resume attempts in a row without progress before giving up (default 5). */
   maxResumeAttempts?: number;
   /** Delay before the first resume attempt, doubled after each failed one (default 250 ms, at most 4 s). */
@@ -137,9 +141,11 @@ export function streamChatEventSource(
     const lost = (): boolean => {
       if (options.resume === false || streamId === null || terminal !== null) return false;
       if (seq > progress) [attempts, progress] = [0, seq];
-      if (attempts >= (options.maxResumeAttempts ?? 5)) return false;
+      const maxAttempts = options.maxResumeAttempts ?? 5;
+      if (attempts >= maxAttempts) return false;
       const delay = Math.min((options.resumeDelayMs ?? 250) * 2 ** attempts, 4000);
       attempts += 1;
+      options.onConnection?.({ status: "reconnecting", attempt: attempts, maxAttempts, delayMs: delay });
       es.close();
       const url = new URL(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}`));
       url.searchParams.set("last_event_id", String(seq));
@@ -180,6 +186,13 @@ export function streamChatEventSource(
     const open = (url: string): void => {
       es = new Source(url, { withCredentials: options.withCredentials === true });
       source = es;
+      if (attempts > 0 && options.onConnection !== undefined) {
+        const report = options.onConnection;
+        const current = es;
+        es.addEventListener("open", () => {
+          if (terminal === null && current === es) report({ status: "open", attempt: 0, maxAttempts: options.maxResumeAttempts ?? 5 });
+        });
+      }
       on("start", (data) => {
         const start = toStart(data);
         streamId = start.stream_id || streamId;
@@ -189,7 +202,7 @@ export function streamChatEventSource(
         const id = /^\d+$/.test(event.lastEventId) ? Number(event.lastEventId) : seq + 1;
         if (id <= seq) return; // seen before a resume
         seq = id;
-        if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
+        if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq, tokens: 1 });
       });
       on("usage", (data) => handlers.onUsage?.(toUsage(data)));
       on("done", (data) => finish(toDone(data)));

@@ -1,5 +1,5 @@
 /**
- * SSE over fetch: `POST /chat/stream` (PROTOCOL section 2), and the cancel endpoint.
+ * SSE over fetch: `POST /chat/stream` (docs/protocol.md section 2), and the cancel endpoint.
  *
  *   const result = await streamChat(FUNCTION_URL, { message: "Hi" }, {
  *     onText: ({ text }) => output.append(text),
@@ -17,13 +17,18 @@
  *
  * A connection lost mid-stream is resumed (`resume`, default on): `GET
  * /chat/stream/{id}` with `Last-Event-ID` set to the last message id seen, with
- * backoff, so the handlers see every part once, in order, and one terminal event.
+ * backoff, so the handlers see every part once, in order, and one terminal event;
+ * `onConnection` reports each attempt ("reconnecting, attempt 2 of 5").
+ *
+ * `cancelStream` and `checkKey` are in `calls.ts`.
  */
 
+import { cancelStream, errorMessage, fetchOf, readJson, type HttpOptions } from "./calls.js";
 import { SseParser, type SseEvent } from "./sse.js";
 import {
   type ChatRequest,
   type ChatError,
+  type ConnectionState,
   type StreamHandlers,
   type TerminalEvent,
   clientError,
@@ -37,14 +42,8 @@ import {
   toUsage,
 } from "./types.js";
 
-export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
-
-export interface HttpOptions {
-  /** Extra request headers (an API key, `X-Client-Id`...). */
-  headers?: Record<string, string>;
-  /** The fetch to use (default: the global one). */
-  fetch?: FetchLike;
-}
+export { cancelStream, checkKey } from "./calls.js";
+export type { CancelOptions, CancelResult, FetchLike, HttpOptions } from "./calls.js";
 
 export interface StreamOptions extends HttpOptions {
   signal?: AbortSignal;
@@ -54,34 +53,20 @@ export interface StreamOptions extends HttpOptions {
   onComment?: (text: string) => void;
   /**
    * When the connection drops mid-stream, resume it: `GET /chat/stream/{id}` with
-   * `Last-Event-ID` (PROTOCOL section 5), so no part is lost or repeated. Default true.
+   * `Last-Event-ID` (docs/protocol.md section 5), so no part is lost or repeated. Default true.
    */
   resume?: boolean;
+  /** Each resume attempt (`reconnecting`), and `open` when one is answered. */
+  onConnection?: (state: ConnectionState) => void;
   /** Resume attempts in a row without progress before giving up (default 5). */
   maxResumeAttempts?: number;
   /** Delay before the first resume attempt, doubled after each failed one (default 250 ms, at most 4 s). */
   resumeDelayMs?: number;
 }
 
-function fetchOf(options: HttpOptions): FetchLike {
-  return options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-}
-
-async function readJson(response: Response): Promise<unknown> {
-  try {
-    return JSON.parse(await response.text()) as unknown;
-  } catch {
-    return null;
-  }
-}
-
 function httpError(status: number, body: unknown): ChatError {
   if (isObject(body) && typeof body.error === "string") return toError(body, status);
   return clientError("http_error", `the server answered HTTP ${status}`, status >= 500 || status === 429, { status });
-}
-
-function errorMessage(exc: unknown): string {
-  return exc instanceof Error ? exc.message : String(exc);
 }
 
 export async function streamChat(
@@ -166,7 +151,7 @@ export async function streamChat(
           const id = event.hasId && /^\d+$/.test(event.id) ? Number(event.id) : seq + 1;
           if (id <= seq) break; // seen before a resume
           seq = id;
-          if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq });
+          if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq, tokens: 1 });
           break;
         }
         case "usage":
@@ -211,7 +196,9 @@ export async function streamChat(
     while (terminal === null && lost !== null) {
       if (options.resume === false || streamId === null || abort.signal.aborted || attempts >= maxAttempts) break;
       if (seq > progress) [attempts, progress] = [0, seq]; // the last attempt got somewhere
-      await sleep(Math.min((options.resumeDelayMs ?? 250) * 2 ** attempts, 4000), abort.signal);
+      const delayMs = Math.min((options.resumeDelayMs ?? 250) * 2 ** attempts, 4000);
+      options.onConnection?.({ status: "reconnecting", attempt: attempts + 1, maxAttempts: maxAttempts, delayMs });
+      await sleep(delayMs, abort.signal);
       attempts += 1;
       if (abort.signal.aborted) break;
       let again: Response;
@@ -232,6 +219,7 @@ export async function streamChat(
         lost = { ...error, stream_id: streamId };
         break; // unknown (404) or not ours (403): resuming cannot work
       }
+      options.onConnection?.({ status: "open", attempt: 0, maxAttempts });
       lost = (await pump(again.body)) ?? null;
     }
     if (lost !== null) finish(abort.signal.aborted ? cancelledHere() : lost.type === "error" && lost.code === "network_error" ? firstLoss ?? lost : lost);
@@ -256,41 +244,3 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-export interface CancelOptions extends HttpOptions {
-  /** Let the request outlive the page (used when a stream is aborted during unload). */
-  keepalive?: boolean;
-}
-
-/** The answer of `POST /chat/stream/{id}/cancel`. `ok` only for 200. */
-export interface CancelResult {
-  ok: boolean;
-  /** HTTP status; 0 when the request itself failed. */
-  httpStatus: number;
-  /** Machine code on failure: `not_found` / `stream_not_found` (404), `stream_finished` (409), `network_error`... */
-  code?: string;
-  error?: string;
-  /** The stream's final status when it had already ended (409). */
-  status?: string;
-}
-
-export async function cancelStream(baseUrl: string, streamId: string, options: CancelOptions = {}): Promise<CancelResult> {
-  const doFetch = fetchOf(options);
-  let response: Response;
-  try {
-    response = await doFetch(endpoint(baseUrl, `chat/stream/${encodeURIComponent(streamId)}/cancel`), {
-      method: "POST",
-      headers: { ...options.headers },
-      keepalive: options.keepalive === true,
-    });
-  } catch (exc) {
-    return { ok: false, httpStatus: 0, code: "network_error", error: errorMessage(exc) };
-  }
-  const body = await readJson(response);
-  const result: CancelResult = { ok: response.ok, httpStatus: response.status };
-  if (isObject(body)) {
-    if (typeof body.code === "string") result.code = body.code;
-    if (typeof body.error === "string") result.error = body.error;
-    if (typeof body.status === "string") result.status = body.status;
-  }
-  return result;
-}

@@ -4,7 +4,7 @@ export { ChatController, initialState } from "./chat.js";
 export type { ChatOptions, ChatProgress, ChatState, ChatStatus, Transport } from "./chat.js";
 export { eventSourceUrl, streamChatEventSource } from "./eventsource.js";
 export type { EventSourceFactory, EventSourceLike, EventSourceOptions, QueryRequest } from "./eventsource.js";
-export { cancelStream, streamChat } from "./http.js";
+export { cancelStream, checkKey, streamChat } from "./http.js";
 export type { CancelOptions, CancelResult, FetchLike, HttpOptions, StreamOptions } from "./http.js";
 export { parseSse, SseParser } from "./sse.js";
 export type { SseEvent, SseParserCallbacks } from "./sse.js";
@@ -14,6 +14,7 @@ export type {
   CancelledEvent,
   CancelReason,
   ChatMessage,
+  ConnectionState,
   ChatRequest,
   DoneEvent,
   ChatError,
@@ -24,5 +25,7 @@ export type {
   TextEvent,
   UsageEvent,
 } from "./types.js";
-export { backoffDelay, DEFAULT_BACKOFF, keyProtocols, TokenRelaySocket } from "./websocket.js";
-export type { Backoff, ChatHandle, SendOptions, SocketOptions, SocketStatus, WebSocketFactory, WebSocketLike } from "./websocket.js";
+export { backoffDelay, DEFAULT_BACKOFF, DEFAULT_MAX_CONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_ATTEMPTS } from "./reconnect.js";
+export type { Backoff } from "./reconnect.js";
+export { keyProtocols, TokenRelaySocket } from "./websocket.js";
+export type { ChatHandle, SendOptions, SocketOptions, SocketStatus, StatusDetail, WebSocketFactory, WebSocketLike } from "./websocket.js";

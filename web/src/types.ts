@@ -1,5 +1,5 @@
 /**
- * The TokenRelay wire contract (PROTOCOL.md sections 1-3) as TypeScript types.
+ * The TokenRelay wire contract (docs/protocol.md sections 1-3) as TypeScript types.
  *
  * Every transport (SSE over fetch, EventSource, WebSocket) is normalised to the
  * same handlers: `onStart`, `onText`, `onUsage`, then exactly one of `onDone`,
@@ -31,10 +31,15 @@ export interface StartEvent {
   model: string;
 }
 
-/** A chunk of output. `seq` counts chunks (SSE `id:`, WebSocket `seq`). */
+/**
+ * A piece of output. `seq` numbers the pieces (SSE `id:`, WebSocket `seq`); `tokens` says how
+ * many of the stream's chunks it carries: 1 for an SSE `message`, the WebSocket `text`
+ * message's `tokens` (a message may merge several; 1 from a server that does not say).
+ */
 export interface TextEvent {
   text: string;
   seq: number;
+  tokens: number;
 }
 
 export interface UsageEvent {
@@ -69,7 +74,12 @@ export interface CancelledEvent {
  *   http_error         a non-2xx answer without TokenRelay's JSON error body
  *   bad_response       not an event stream, or an event whose data is not JSON
  *   stream_truncated   the stream ended without done / cancelled / error (retryable)
- *   connection_lost    the WebSocket dropped while the stream ran (retryable)
+ *   connection_lost    the WebSocket dropped while the stream ran, and could not be
+ *                      resumed or reconnected (retryable)
+ *   connect_failed     the WebSocket never opened: a wrong URL, the server down, or a
+ *                      handshake refused for a reason the browser cannot see (retryable)
+ *   resume_timeout     a stream resumed after a reconnect, and nothing came for it
+ *                      (its producer is gone: a restarted local stack) (retryable)
  */
 export interface ChatError {
   type: "error";
@@ -84,6 +94,18 @@ export interface ChatError {
 }
 
 export type TerminalEvent = DoneEvent | CancelledEvent | ChatError;
+
+/**
+ * Where a transport's connection stands, for a UI: `connecting` or `reconnecting` with the
+ * try under way (`attempt` of `maxAttempts`, `delayMs` after the last failure), `open`, or
+ * `closed` (given up, or closed by the client).
+ */
+export interface ConnectionState {
+  status: "connecting" | "open" | "reconnecting" | "closed";
+  attempt: number;
+  maxAttempts: number;
+  delayMs?: number;
+}
 
 export interface StreamHandlers {
   onStart?(event: StartEvent): void;

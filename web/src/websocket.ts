@@ -1,5 +1,5 @@
 /**
- * WebSocket client for TokenRelay's API Gateway WebSocket API (PROTOCOL section 3).
+ * WebSocket client for TokenRelay's API Gateway WebSocket API (docs/protocol.md section 3).
  *
  *   const socket = new TokenRelaySocket("wss://abc.execute-api.eu-west-1.amazonaws.com/prod");
  *   const chat = socket.send({ message: "Hi" }, { onText: ({ text }) => out.append(text) });
@@ -12,29 +12,28 @@
  *   `request_id`, else by `stream_id`; the rest (errors that belong to no
  *   stream, API Gateway's own `{"message": ...}` errors) go to `onError`.
  * - Messages sent while the socket is (re)connecting wait in an outbox.
- * - After an unexpected close it reconnects with exponential backoff and
- *   jitter. With a `clientId` (the owner), streams that were running on the lost
- *   connection are resumed on the new one from the last `seq` seen (PROTOCOL
- *   section 5): no part is lost or repeated. Without one (or with `resume: false`)
- *   they end with an `error` (`connection_lost`, retryable).
+ * - After an unexpected close it reconnects with exponential backoff and jitter,
+ *   within a budget (`reconnect.ts`): 3 tries for a socket that never opened, 6 after a
+ *   lost connection; then it gives up, and what waits ends with `connect_failed` or
+ *   `connection_lost`. `onStatus` reports each step ("reconnecting, attempt 2 of 6").
+ * - A browser cannot see why a handshake failed: a refused key (401) and a wrong URL both
+ *   look like a close before open. `checkRefusal` (the `ChatController` asks the HTTP API
+ *   with the same key) turns a refused key into `unauthorized` at once, with no retries.
+ * - With a `clientId` or a `token` (the owner), streams that were running on the lost
+ *   connection are resumed on the new one from the last `seq` seen (section 5): no part
+ *   is lost or repeated. A resumed stream that hears nothing for `resumeTimeoutMs` ends
+ *   with `resume_timeout` (its producer is gone). Without an owner (or with
+ *   `resume: false`) they end with `connection_lost` (retryable).
  * - `handle.cancel()` asks the server and resolves when it answers `cancelled`;
  *   an aborted `signal` also asks the server, but ends the stream here at once.
  */
 
-import {
-  type ChatRequest,
-  type ChatError,
-  type StreamHandlers,
-  type TerminalEvent,
-  clientError,
-  dispatchTerminal,
-  isObject,
-  toCancelled,
-  toDone,
-  toError,
-  toStart,
-  toUsage,
-} from "./types.js";
+import { DEFAULT_BACKOFF, DEFAULT_MAX_CONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_ATTEMPTS, Reconnects, type Backoff } from "./reconnect.js";
+import type { ChatError, ChatRequest, StreamHandlers } from "./types.js";
+import { clientError } from "./types.js";
+import { SocketStreams, type ChatHandle, type Entry, type SendOptions } from "./ws-streams.js";
+
+export type { ChatHandle, SendOptions } from "./ws-streams.js";
 
 /** The WebSocket members this client uses (the browser's, or a test double). */
 export interface WebSocketLike {
@@ -55,15 +54,19 @@ export function keyProtocols(token: string): string[] {
 
 export type SocketStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
-export interface Backoff {
-  initialMs: number;
-  maxMs: number;
-  factor: number;
-  /** 0..1: each delay is cut by up to this fraction, at random. */
-  jitter: number;
+/** What `onStatus` reports with each status. */
+export interface StatusDetail {
+  /** The try under way (1 = the first); 0 once open. */
+  attempt: number;
+  /** Tries allowed before giving up: `maxConnectAttempts` or `maxReconnectAttempts`. */
+  maxAttempts: number;
+  /** The wait before this try. */
+  delayMs?: number;
+  /** The close code of the connection that just closed (1006: it failed, or never opened). */
+  code?: number;
+  /** Why it gave up (status `closed`). */
+  error?: ChatError;
 }
-
-export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 15_000, factor: 2, jitter: 0.3 };
 
 export interface SocketOptions {
   /** Appended as `?client_id=`: the owner of this connection's streams (AUTH_MODE=off). */
@@ -76,15 +79,24 @@ export interface SocketOptions {
   /** Reconnect after an unexpected close (default true). */
   reconnect?: boolean;
   /**
-   * After a reconnect, resume the streams that were running (PROTOCOL section 5:
+   * After a reconnect, resume the streams that were running (section 5:
    * `{"type":"resume","stream_id","after_seq"}`), so they go on with no part lost or
    * repeated. Needs `clientId` or `token` (only the owner may resume); default true.
    */
   resume?: boolean;
   backoff?: Partial<Backoff>;
-  /** Give up after this many failed reconnects in a row (default: never). */
+  /** Tries to open a socket that has never opened, the first included (default 3). */
+  maxConnectAttempts?: number;
+  /** Reconnect tries in a row after an open connection was lost (default 6). */
   maxReconnectAttempts?: number;
-  onStatus?: (status: SocketStatus, detail: { attempt: number; delayMs?: number; code?: number }) => void;
+  /** A resumed stream that hears nothing for this long ends with `resume_timeout` (default 15,000 ms). */
+  resumeTimeoutMs?: number;
+  /**
+   * Asked after each failed handshake (a close before open), before the next try: an error
+   * it resolves to (a refused API key) ends every stream with it, with no more tries.
+   */
+  checkRefusal?: () => Promise<ChatError | null>;
+  onStatus?: (status: SocketStatus, detail: StatusDetail) => void;
   /** Errors that belong to no stream. */
   onError?: (error: ChatError) => void;
   WebSocket?: WebSocketFactory;
@@ -93,69 +105,43 @@ export interface SocketOptions {
   random?: () => number;
 }
 
-export interface SendOptions {
-  signal?: AbortSignal;
-  requestId?: string;
-}
-
-export interface ChatHandle {
-  readonly requestId: string;
-  /** Known once the server's `start` arrived. */
-  readonly streamId: string | null;
-  /** The terminal event; never rejects. */
-  readonly result: Promise<TerminalEvent>;
-  /** Ask the server to cancel; `result` then resolves with its `cancelled`. */
-  cancel(): void;
-}
-
 const OPEN = 1;
-const CANCEL_PREFIX = "cancel:";
-
-interface Entry {
-  requestId: string;
-  streamId: string | null;
-  handlers: StreamHandlers;
-  payload: string;
-  sent: boolean;
-  cancelRequested: boolean;
-  done: boolean;
-  /** The `seq` of the last text message handed to `onText` (a resume asks for what follows). */
-  lastSeq: number;
-  resolve(event: TerminalEvent): void;
-  signal: AbortSignal | undefined;
-  onAbort: () => void;
-}
-
-let counter = 0;
-function newRequestId(): string {
-  counter += 1;
-  const random = globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-  return `${random}-${counter}`;
-}
-
-export function backoffDelay(attempt: number, backoff: Backoff, random: () => number): number {
-  const base = Math.min(backoff.maxMs, backoff.initialMs * backoff.factor ** attempt);
-  return Math.round(base * (1 - backoff.jitter * random()));
-}
 
 export class TokenRelaySocket {
   private ws: WebSocketLike | null = null;
+  private connected = false;
   private statusValue: SocketStatus = "idle";
-  private readonly byRequest = new Map<string, Entry>();
-  private readonly byStream = new Map<string, Entry>();
   private outbox: string[] = [];
-  private attempt = 0;
   private timer: unknown = null;
+  /** A try is due: waiting for its timer, or for `checkRefusal`. */
+  private retryPending = false;
   private closedByUser = false;
-  private cancels = 0;
-  private readonly backoff: Backoff;
+  /** Bumped on close and on giving up: a refusal check that answers later is ignored. */
+  private generation = 0;
+  private readonly tries: Reconnects;
+  private readonly streams: SocketStreams;
   private readonly url: string;
 
   constructor(url: string, private readonly options: SocketOptions = {}) {
     const parsed = new URL(url);
     if (options.clientId !== undefined) parsed.searchParams.set("client_id", options.clientId);
     this.url = parsed.toString();
-    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.tries = new Reconnects(
+      options.maxConnectAttempts ?? DEFAULT_MAX_CONNECT_ATTEMPTS,
+      options.maxReconnectAttempts ?? DEFAULT_MAX_RECONNECT_ATTEMPTS,
+      { ...DEFAULT_BACKOFF, ...options.backoff },
+      options.random ?? Math.random,
+    );
+    this.streams = new SocketStreams(
+      {
+        transmit: (data, entry) => this.transmit(data, entry),
+        unqueue: (data) => void (this.outbox = this.outbox.filter((queued) => queued !== data)),
+        onError: (error) => this.options.onError?.(error),
+        setTimer: (callback, ms) => (this.options.setTimeout ?? setTimeout)(callback, ms),
+        clearTimer: (handle) => this.cancelTimer(handle),
+      },
+      options.resumeTimeoutMs ?? 15_000,
+    );
   }
 
   get status(): SocketStatus {
@@ -164,82 +150,42 @@ export class TokenRelaySocket {
 
   /** Streams started on this socket that have not ended. */
   get activeStreams(): number {
-    return this.byRequest.size;
+    return this.streams.size;
   }
 
   /** Open the connection (done by `send` too). Idempotent. */
   connect(): void {
     this.closedByUser = false;
-    if (this.ws !== null || this.timer !== null) return;
+    if (this.ws !== null || this.retryPending) return;
     this.open();
   }
 
   /** Start a stream. */
   send(request: ChatRequest, handlers: StreamHandlers = {}, options: SendOptions = {}): ChatHandle {
-    const requestId = options.requestId ?? newRequestId();
-    let resolve!: (event: TerminalEvent) => void;
-    const result = new Promise<TerminalEvent>((r) => (resolve = r));
-    const entry: Entry = {
-      requestId,
-      streamId: null,
-      handlers,
-      payload: JSON.stringify({ ...request, type: "chat", request_id: requestId }),
-      sent: false,
-      cancelRequested: false,
-      lastSeq: 0,
-      done: false,
-      resolve,
-      signal: options.signal,
-      onAbort: () => this.abortEntry(entry),
-    };
-    const handle: ChatHandle = {
-      requestId,
-      get streamId() {
-        return entry.streamId;
-      },
-      result,
-      cancel: () => this.cancelEntry(entry),
-    };
-    if (options.signal?.aborted) {
-      this.finish(entry, { type: "cancelled", stream_id: null, reason: "client" });
-      return handle;
-    }
-    options.signal?.addEventListener("abort", entry.onAbort, { once: true });
-    this.byRequest.set(requestId, entry);
-    this.transmit(entry.payload, entry);
-    return handle;
+    return this.streams.send(request, handlers, options);
   }
 
   /** Cancel one stream by id, or every active stream of this connection. */
   cancel(streamId?: string): void {
-    if (streamId !== undefined) {
-      const entry = this.byStream.get(streamId);
-      if (entry !== undefined) this.cancelEntry(entry);
-      else this.transmit(this.cancelMessage(streamId));
-      return;
-    }
-    for (const entry of [...this.byRequest.values()]) {
-      if (!entry.sent) this.finish(entry, { type: "cancelled", stream_id: null, reason: "client" });
-    }
-    this.transmit(this.cancelMessage(undefined));
+    this.streams.cancel(streamId);
   }
 
   /** Close for good: no reconnect; streams still running end as cancelled (the server cancels them too). */
   close(): void {
     this.closedByUser = true;
-    if (this.timer !== null) {
-      (this.options.clearTimeout ?? clearTimeout)(this.timer as ReturnType<typeof setTimeout>);
-      this.timer = null;
-    }
+    this.generation += 1;
+    this.clearRetry();
     const ws = this.ws;
     this.ws = null;
+    this.connected = false;
     if (ws !== null) {
       ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
       ws.close(1000, "client closed");
     }
-    this.failAll(() => ({ type: "cancelled", stream_id: null, reason: "client" }));
+    this.streams.failAll(() => ({ type: "cancelled", stream_id: null, reason: "client" }));
     this.outbox = [];
-    this.setStatus("closed", { attempt: this.attempt });
+    this.tries.reset();
+    this.setStatus("closed", { attempt: 0, maxAttempts: this.tries.current().maxAttempts });
   }
 
   // -- connection ----------------------------------------------------------------
@@ -247,65 +193,122 @@ export class TokenRelaySocket {
   private open(): void {
     const Socket = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
     if (Socket === undefined) throw new Error("WebSocket is not available here");
-    this.setStatus(this.attempt === 0 ? "connecting" : "reconnecting", { attempt: this.attempt });
+    if (this.statusValue !== "connecting" && this.statusValue !== "reconnecting") {
+      const { phase, ...detail } = this.tries.current();
+      this.setStatus(phase, detail);
+    }
     let ws: WebSocketLike;
     try {
       ws = this.options.token !== undefined ? new Socket(this.url, keyProtocols(this.options.token)) : new Socket(this.url);
     } catch (exc) {
-      this.ws = null;
-      this.options.onError?.(clientError("network_error", `cannot open ${this.url}: ${String(exc)}`, false));
-      this.closedByUser = true;
-      this.failAll(() => clientError("network_error", "the WebSocket could not be opened", false));
-      this.setStatus("closed", { attempt: this.attempt });
+      // a malformed URL or a forbidden port: no retry can help
+      this.giveUp(clientError("connect_failed", `cannot open ${this.where()}: ${String(exc)}`, false));
       return;
     }
     this.ws = ws;
     ws.onopen = () => {
-      this.attempt = 0;
-      this.setStatus("open", { attempt: 0 });
+      this.connected = true;
+      this.tries.opened();
+      this.setStatus("open", { attempt: 0, maxAttempts: this.tries.current().maxAttempts });
       const outbox = this.outbox;
       this.outbox = [];
       for (const data of outbox) ws.send(data);
-      for (const entry of this.byRequest.values()) entry.sent = true;
+      this.streams.opened();
     };
-    ws.onmessage = (event: MessageEvent) => this.receive(event.data);
+    ws.onmessage = (event: MessageEvent) => this.streams.receive(event.data);
     ws.onerror = () => undefined; // a close event follows
     ws.onclose = (event: CloseEvent) => this.onClose(ws, event.code);
+  }
+
+  /** The URL for a message: no query string (it may hold `client_id` or `access_token`). */
+  private where(): string {
+    const url = new URL(this.url);
+    return `${url.protocol}//${url.host}${url.pathname}`;
   }
 
   private onClose(ws: WebSocketLike, code: number): void {
     if (this.ws !== ws) return;
     this.ws = null;
-    // streams that reached the server are resumed on the next connection when they can be
-    // (they keep generating on the server for its grace period); otherwise they died with it
+    const wasOpen = this.connected;
+    this.connected = false;
+    // Streams that reached the server are resumed on the next connection when they can be
+    // (they keep generating on the server for its grace period); otherwise they died with it.
     // The owner of the streams survives the reconnect: the client id, or the API key.
     const resume = this.options.resume !== false && (this.options.clientId !== undefined || this.options.token !== undefined);
-    for (const entry of [...this.byRequest.values()]) {
-      if (entry.sent && resume && entry.streamId !== null) {
-        entry.sent = false;
-        entry.payload = JSON.stringify({ type: "resume", stream_id: entry.streamId, after_seq: entry.lastSeq, request_id: entry.requestId });
-        this.outbox.push(entry.payload);
-      } else if (entry.sent) {
-        this.finish(entry, clientError("connection_lost", "the WebSocket connection was lost", true, { stream_id: entry.streamId }));
-      }
-    }
-    const max = this.options.maxReconnectAttempts ?? Number.POSITIVE_INFINITY;
-    if (this.closedByUser || this.options.reconnect === false || this.attempt >= max) {
-      this.failAll(() => clientError("network_error", "the WebSocket is closed", false));
-      this.outbox = [];
-      this.setStatus("closed", { attempt: this.attempt, code });
+    this.outbox.unshift(...this.streams.lost(resume));
+    if (this.options.reconnect === false) {
+      this.giveUp(wasOpen || this.tries.everOpened ? this.lostError(0) : this.connectError(1), code);
       return;
     }
-    const delayMs = backoffDelay(this.attempt, this.backoff, this.options.random ?? Math.random);
-    this.attempt += 1;
-    this.setStatus("reconnecting", { attempt: this.attempt, delayMs, code });
-    this.timer = (this.options.setTimeout ?? setTimeout)(() => {
-      this.timer = null;
-      if (!this.closedByUser) this.open();
-    }, delayMs);
+    const retry = this.tries.closed(wasOpen);
+    if (retry === null) {
+      const { phase, maxAttempts } = this.tries.current();
+      this.giveUp(phase === "connecting" ? this.connectError(maxAttempts) : this.lostError(maxAttempts), code);
+      return;
+    }
+    const { phase, ...detail } = retry;
+    this.setStatus(phase, { ...detail, code });
+    this.retryPending = true;
+    const generation = this.generation;
+    const schedule = (): void => {
+      if (generation !== this.generation) return;
+      this.timer = (this.options.setTimeout ?? setTimeout)(() => {
+        this.timer = null;
+        this.retryPending = false;
+        if (!this.closedByUser) this.open();
+      }, retry.delayMs);
+    };
+    if (wasOpen || this.options.checkRefusal === undefined) {
+      schedule();
+      return;
+    }
+    // The handshake failed, and a browser cannot tell a refused key from an unreachable server.
+    this.options
+      .checkRefusal()
+      .catch(() => null)
+      .then((refusal) => {
+        if (generation !== this.generation) return;
+        if (refusal !== null) this.giveUp(refusal, code);
+        else schedule();
+      });
   }
 
-  private setStatus(status: SocketStatus, detail: { attempt: number; delayMs?: number; code?: number }): void {
+  private connectError(attempts: number): ChatError {
+    const tries = attempts === 1 ? "" : ` (${attempts} attempts)`;
+    return clientError("connect_failed", `could not open a WebSocket to ${this.where()}${tries}`, true);
+  }
+
+  private lostError(attempts: number): ChatError {
+    const tries = attempts === 0 ? "" : `; ${attempts} reconnect attempts failed`;
+    return clientError("connection_lost", `the WebSocket connection was lost${tries}`, true);
+  }
+
+  /** No more tries: everything waiting ends with `error`; a later `send` starts afresh. */
+  private giveUp(error: ChatError, code?: number): void {
+    this.generation += 1;
+    this.clearRetry();
+    const { maxAttempts, attempt } = this.tries.current();
+    this.tries.reset();
+    const waiting = this.streams.size;
+    this.streams.failAll(() => ({ ...error }));
+    this.outbox = [];
+    if (waiting === 0) this.options.onError?.(error);
+    this.setStatus("closed", { attempt: Math.min(attempt, maxAttempts), maxAttempts, error, ...(code !== undefined ? { code } : {}) });
+  }
+
+  private clearRetry(): void {
+    this.retryPending = false;
+    if (this.timer === null) return;
+    this.cancelTimer(this.timer);
+    this.timer = null;
+  }
+
+  private cancelTimer(handle: unknown): void {
+    if (this.options.clearTimeout !== undefined) this.options.clearTimeout(handle);
+    else clearTimeout(handle as ReturnType<typeof setTimeout>);
+  }
+
+  private setStatus(status: SocketStatus, detail: StatusDetail): void {
     this.statusValue = status;
     this.options.onStatus?.(status, detail);
   }
@@ -319,127 +322,5 @@ export class TokenRelaySocket {
     }
     this.outbox.push(data);
     this.connect();
-  }
-
-  // -- incoming ------------------------------------------------------------------
-
-  private receive(raw: unknown): void {
-    let message: unknown;
-    try {
-      message = JSON.parse(String(raw)) as unknown;
-    } catch {
-      this.options.onError?.(clientError("bad_response", "the server sent a message that is not JSON", false));
-      return;
-    }
-    if (!isObject(message)) return;
-    const type = message.type;
-    const requestId = typeof message.request_id === "string" ? message.request_id : null;
-    const streamId = typeof message.stream_id === "string" ? message.stream_id : null;
-    if (typeof type !== "string") {
-      // API Gateway's own answer when an integration fails: {"message": "Internal server error", ...}
-      const text = typeof message.message === "string" ? message.message : "unexpected message";
-      this.options.onError?.(clientError("gateway_error", text, true));
-      return;
-    }
-    if (requestId !== null && requestId.startsWith(CANCEL_PREFIX)) {
-      if (type === "error") this.options.onError?.(toError(message)); // a refused cancel (finished, unknown, forbidden)
-      return;
-    }
-    const entry = (requestId !== null ? this.byRequest.get(requestId) : undefined) ?? (streamId !== null ? this.byStream.get(streamId) : undefined);
-    if (entry === undefined) {
-      if (type === "error" && requestId === null && streamId === null) this.options.onError?.(toError(message));
-      return; // a late message for a stream already ended here
-    }
-    switch (type) {
-      case "start": {
-        const start = toStart(message);
-        entry.streamId = start.stream_id || streamId;
-        if (entry.streamId) this.byStream.set(entry.streamId, entry);
-        entry.handlers.onStart?.(start);
-        if (entry.cancelRequested && entry.streamId) this.transmit(this.cancelMessage(entry.streamId));
-        break;
-      }
-      case "text":
-        if (typeof message.content === "string") {
-          const seq = typeof message.seq === "number" ? message.seq : entry.lastSeq + 1;
-          if (seq <= entry.lastSeq) break; // already seen before a resume
-          entry.lastSeq = seq;
-          entry.handlers.onText?.({ text: message.content, seq });
-        }
-        break;
-      case "usage":
-        entry.handlers.onUsage?.(toUsage(message));
-        break;
-      case "done":
-        this.finish(entry, toDone(message));
-        break;
-      case "cancelled":
-        this.finish(entry, toCancelled(message));
-        break;
-      case "error":
-        this.finish(entry, { ...toError(message), stream_id: entry.streamId });
-        break;
-      default: // unknown message types are ignored (forward compatible)
-    }
-  }
-
-  // -- per stream ----------------------------------------------------------------
-
-  private cancelMessage(streamId: string | undefined): string {
-    this.cancels += 1;
-    const message: Record<string, string> = { type: "cancel", request_id: `${CANCEL_PREFIX}${this.cancels}` };
-    if (streamId !== undefined) message.stream_id = streamId;
-    return JSON.stringify(message);
-  }
-
-  private cancelEntry(entry: Entry): void {
-    if (entry.done) return;
-    if (!entry.sent) {
-      // never reached the server: drop it from the outbox
-      this.outbox = this.outbox.filter((data) => data !== entry.payload);
-      this.finish(entry, { type: "cancelled", stream_id: null, reason: "client" });
-      return;
-    }
-    if (entry.streamId !== null) this.transmit(this.cancelMessage(entry.streamId));
-    else entry.cancelRequested = true; // sent on `start`
-  }
-
-  private abortEntry(entry: Entry): void {
-    if (entry.done) return;
-    if (entry.sent && entry.streamId !== null) this.transmit(this.cancelMessage(entry.streamId));
-    else if (entry.sent) {
-      // the stream id is not known yet: keep routing its messages so `start` can trigger the cancel
-      entry.cancelRequested = true;
-      this.resolveOnly(entry, { type: "cancelled", stream_id: null, reason: "client" });
-      return;
-    }
-    this.outbox = this.outbox.filter((data) => data !== entry.payload);
-    this.finish(entry, { type: "cancelled", stream_id: entry.streamId, reason: "client" });
-  }
-
-  /** End the stream for its caller but keep routing, silently, until the server's terminal message. */
-  private resolveOnly(entry: Entry, event: TerminalEvent): void {
-    const handlers = entry.handlers;
-    entry.handlers = {};
-    entry.signal?.removeEventListener("abort", entry.onAbort);
-    dispatchTerminal(handlers, event);
-    entry.resolve(event);
-  }
-
-  private finish(entry: Entry, event: TerminalEvent): void {
-    if (entry.done) return;
-    entry.done = true;
-    this.byRequest.delete(entry.requestId);
-    if (entry.streamId !== null) this.byStream.delete(entry.streamId);
-    entry.signal?.removeEventListener("abort", entry.onAbort);
-    try {
-      dispatchTerminal(entry.handlers, event);
-    } finally {
-      entry.resolve(event);
-    }
-  }
-
-  private failAll(make: () => TerminalEvent): void {
-    for (const entry of [...this.byRequest.values()]) this.finish(entry, make());
   }
 }

@@ -24,6 +24,16 @@ describe("describeError", () => {
     );
   });
 
+  test("the WebSocket's failures, and a stream lost to a restart, are said in plain words", () => {
+    for (const code of ["connect_failed", "connection_lost", "resume_timeout", "stream_not_found"]) {
+      const sentence = describeError(clientError(code, "", true));
+      assert.ok(!sentence.includes(`(${code})`), `${code} falls back to the raw code`);
+    }
+    const lost = describeError(clientError("stream_not_found", "no stream with id 's-1'", false));
+    assert.match(lost, /keeps no state across a restart/);
+    assert.match(lost, /Send the message again/);
+  });
+
   test("an unknown code shows the message and the code", () => {
     assert.equal(describeError(clientError("brand_new", "something new", false)), "something new (brand_new).");
   });

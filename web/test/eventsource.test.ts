@@ -56,7 +56,7 @@ describe("streamChatEventSource", () => {
     const result = await pending;
     assert.equal(result.type, "done");
     assert.deepEqual(r.kinds(), ["start", "text", "text", "usage", "done"]);
-    assert.deepEqual(r.log[2]?.[1], { text: "lo", seq: 2 });
+    assert.deepEqual(r.log[2]?.[1], { text: "lo", seq: 2, tokens: 1 });
     assert.equal(es.closed, true);
   });
 

@@ -98,3 +98,44 @@ export const DONE =
   'event: done\ndata: {"status":"complete","stream_id":"s-1","finish_reason":"stop","ttft_ms":12,"total_time_ms":80,"completion_tokens":2}\n\n';
 
 export const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A WebSocket double: the test plays API Gateway (`open`, `receive`, `drop`). */
+export class FakeWebSocket {
+  static all: FakeWebSocket[] = [];
+  readyState = 0;
+  sent: Array<Record<string, unknown>> = [];
+  onopen: ((event: Event) => void) | null = null;
+  onmessage: ((event: MessageEvent) => void) | null = null;
+  onclose: ((event: CloseEvent) => void) | null = null;
+  onerror: ((event: Event) => void) | null = null;
+  constructor(
+    readonly url: string,
+    readonly protocols?: string[],
+  ) {
+    FakeWebSocket.all.push(this);
+  }
+  static last(): FakeWebSocket {
+    const ws = FakeWebSocket.all.at(-1);
+    if (ws === undefined) throw new Error("no socket");
+    return ws;
+  }
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.(new Event("open"));
+  }
+  receive(message: Record<string, unknown>): void {
+    this.onmessage?.(new MessageEvent("message", { data: JSON.stringify(message) }));
+  }
+  /** The connection closes (1006: dropped, or a handshake that failed before open). */
+  drop(code = 1006): void {
+    this.readyState = 3;
+    this.onclose?.({ code } as CloseEvent);
+  }
+}

@@ -21,7 +21,7 @@ describe("streamChat", () => {
     assert.equal(headers["X-Client-Id"], "me");
     assert.deepEqual(r.kinds(), ["start", "text", "text", "usage", "done"]);
     assert.equal(r.text(), "Hello");
-    assert.deepEqual(r.log[1]?.[1], { text: "Hel", seq: 1 });
+    assert.deepEqual(r.log[1]?.[1], { text: "Hel", seq: 1, tokens: 1 });
     assert.deepEqual(result, {
       type: "done",
       status: "complete",
@@ -54,8 +54,8 @@ describe("streamChat", () => {
     const r = recorder();
     await streamChat(BASE, { message: "x" }, r.handlers, { fetch });
     assert.deepEqual(r.log.slice(0, 2).map(([, e]) => e), [
-      { text: "a", seq: 1 },
-      { text: "b", seq: 2 },
+      { text: "a", seq: 1, tokens: 1 },
+      { text: "b", seq: 2, tokens: 1 },
     ]);
   });
 

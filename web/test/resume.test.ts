@@ -7,7 +7,7 @@ import { DONE, json, msg, recorder, scriptedFetch, sse, START } from "./helpers.
 
 const BASE = "https://fn.example";
 
-describe("resume after a dropped connection (PROTOCOL section 5)", () => {
+describe("resume after a dropped connection (docs/protocol.md section 5)", () => {
   test("sse: a drop mid-stream resumes with Last-Event-ID and delivers each part once", async () => {
     const { fetch, calls } = scriptedFetch(
       () => sse([START, msg(1, "a"), msg(2, "b")]), // the connection ends with no terminal event

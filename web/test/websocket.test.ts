@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { backoffDelay, DEFAULT_BACKOFF, TokenRelaySocket, type SocketStatus, type WebSocketLike } from "../src/websocket.js";
+import { backoffDelay, DEFAULT_BACKOFF } from "../src/reconnect.js";
+import { TokenRelaySocket, type SocketStatus, type StatusDetail, type WebSocketLike } from "../src/websocket.js";
 import type { ChatError } from "../src/types.js";
-import { recorder } from "./helpers.js";
+import { recorder, tick } from "./helpers.js";
 
 /** A WebSocket double: the test plays API Gateway. */
 class FakeSocket implements WebSocketLike {
@@ -44,15 +45,23 @@ class FakeSocket implements WebSocketLike {
 
 function setup(options: ConstructorParameters<typeof TokenRelaySocket>[1] = {}) {
   FakeSocket.all = [];
-  const timers: Array<{ fn: () => void; ms: number }> = [];
+  const timers: Array<{ fn: () => void; ms: number; cleared: boolean }> = [];
   const statuses: SocketStatus[] = [];
+  const details: Array<[SocketStatus, StatusDetail]> = [];
   const errors: ChatError[] = [];
   const socket = new TokenRelaySocket("wss://ws.example/prod", {
     WebSocket: FakeSocket,
-    setTimeout: (fn, ms) => timers.push({ fn, ms }),
-    clearTimeout: () => undefined,
+    setTimeout: (fn, ms) => {
+      const timer = { fn, ms, cleared: false };
+      timers.push(timer);
+      return timer;
+    },
+    clearTimeout: (timer) => void ((timer as { cleared: boolean }).cleared = true),
     random: () => 0,
-    onStatus: (s) => statuses.push(s),
+    onStatus: (s, d) => {
+      statuses.push(s);
+      details.push([s, d]);
+    },
     onError: (e) => errors.push(e),
     ...options,
   });
@@ -61,8 +70,20 @@ function setup(options: ConstructorParameters<typeof TokenRelaySocket>[1] = {}) 
     assert.ok(s, "no socket");
     return s;
   };
-  return { socket, timers, statuses, errors, ws };
+  /** Fire the next timer that is still set. */
+  const fire = (): void => {
+    const index = timers.findIndex((t) => !t.cleared);
+    assert.ok(index >= 0, "no timer set");
+    const [timer] = timers.splice(index, 1);
+    timer?.fn();
+  };
+  const pending = (): number[] => timers.filter((t) => !t.cleared).map((t) => t.ms);
+  return { socket, timers, statuses, details, errors, ws, fire, pending };
 }
+
+/** What `onStatus` said, as a UI would show it. */
+const said = (details: Array<[SocketStatus, StatusDetail]>): string[] =>
+  details.map(([s, d]) => (s === "connecting" || s === "reconnecting" ? `${s} ${d.attempt}/${d.maxAttempts}` : s));
 
 const start = (requestId: string, streamId: string) => ({ type: "start", stream_id: streamId, request_id: requestId, provider: "echo", model: "echo-1" });
 const text = (requestId: string, streamId: string, content: string, seq: number) => ({ type: "text", stream_id: streamId, request_id: requestId, content, seq });
@@ -219,7 +240,7 @@ describe("TokenRelaySocket", () => {
   });
 
   test("a dropped connection ends running streams (connection_lost) and reconnects with backoff", async () => {
-    const { socket, ws, timers, statuses } = setup({ backoff: { initialMs: 100, factor: 2, maxMs: 1000, jitter: 0 } });
+    const { socket, ws, statuses, fire, pending } = setup({ backoff: { initialMs: 100, factor: 2, maxMs: 1000, jitter: 0 } });
     const handle = socket.send({ message: "x" });
     ws().open();
     ws().receive(start(handle.requestId, "s1"));
@@ -227,30 +248,192 @@ describe("TokenRelaySocket", () => {
     const result = await handle.result;
     assert.equal(result.type === "error" && result.code, "connection_lost");
     assert.equal(result.type === "error" && result.retryable, true);
-    assert.deepEqual(timers.map((t) => t.ms), [100]);
-    timers.shift()?.fn();
+    assert.deepEqual(pending(), [100]);
+    fire();
     ws().drop(); // the reconnect fails too: the next delay doubles
-    assert.deepEqual(timers.map((t) => t.ms), [200]);
-    timers.shift()?.fn();
+    assert.deepEqual(pending(), [200]);
+    fire();
     const queued = socket.send({ message: "after" }); // waits in the outbox for the new connection
     ws().open();
     assert.deepEqual(ws().sent, [{ message: "after", type: "chat", request_id: queued.requestId }]);
-    assert.deepEqual(statuses, ["connecting", "open", "reconnecting", "reconnecting", "reconnecting", "reconnecting", "open"]);
+    assert.deepEqual(statuses, ["connecting", "open", "reconnecting", "reconnecting", "open"]);
     ws().drop(); // after a successful open the backoff starts over
-    assert.deepEqual(timers.map((t) => t.ms), [100]);
+    assert.deepEqual(pending(), [100]);
+  });
+
+  test("a socket that never opens tries 3 times, then ends what waits with connect_failed", async () => {
+    const { socket, ws, details, fire, pending } = setup({ clientId: "me" });
+    const handle = socket.send({ message: "x" });
+    ws().drop(); // a wrong URL: the handshake fails at once, every time
+    assert.deepEqual(pending(), [500]);
+    fire();
+    ws().drop();
+    assert.deepEqual(pending(), [1000]);
+    fire();
+    ws().drop();
+    assert.deepEqual(pending(), [], "no fourth try");
+    const result = await handle.result;
+    assert.equal(result.type === "error" && result.code, "connect_failed");
+    assert.equal(result.type === "error" && result.error, "could not open a WebSocket to wss://ws.example/prod (3 attempts)");
+    assert.deepEqual(said(details), ["connecting 1/3", "connecting 2/3", "connecting 3/3", "closed"]);
+    assert.equal(details.at(-1)?.[1].error?.code, "connect_failed");
+    assert.equal(socket.status, "closed");
+    // a later send starts afresh
+    socket.send({ message: "again" });
+    assert.equal(FakeSocket.all.length, 4);
+    assert.deepEqual(said(details).at(-1), "connecting 1/3");
+  });
+
+  test("a lost connection is retried maxReconnectAttempts times (6), reported as attempt n of 6", async () => {
+    const { socket, ws, details, fire, pending, errors } = setup();
+    socket.connect();
+    ws().open();
+    ws().drop();
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      assert.equal(pending().length, 1, `attempt ${attempt} is scheduled`);
+      fire();
+      ws().drop();
+    }
+    assert.deepEqual(pending(), []);
+    assert.deepEqual(said(details), ["connecting 1/3", "open", ...[1, 2, 3, 4, 5, 6].map((n) => `reconnecting ${n}/6`), "closed"]);
+    assert.deepEqual(errors.map((e) => [e.code, e.error]), [["connection_lost", "the WebSocket connection was lost; 6 reconnect attempts failed"]]);
+    // the default backoff: 0.5 s doubling to 8 s, at most 23.5 s in all before the last try
+    assert.deepEqual(
+      details.filter(([s]) => s === "reconnecting").map(([, d]) => d.delayMs),
+      [500, 1000, 2000, 4000, 8000, 8000],
+    );
   });
 
   test("maxReconnectAttempts: gives up, fails what waits, status closed", async () => {
-    const { socket, ws, timers, statuses } = setup({ maxReconnectAttempts: 1 });
+    const { socket, ws, statuses, fire, pending } = setup({ maxReconnectAttempts: 1 });
     socket.connect();
+    ws().open();
     ws().drop();
-    timers.shift()?.fn();
+    fire();
     const waiting = socket.send({ message: "x" });
     ws().drop();
-    assert.equal(timers.length, 0);
+    assert.deepEqual(pending(), []);
     assert.equal(statuses.at(-1), "closed");
     const result = await waiting.result;
-    assert.equal(result.type === "error" && result.code, "network_error");
+    assert.equal(result.type === "error" && result.code, "connection_lost");
+  });
+
+  test("checkRefusal: a refused key after a failed handshake ends everything at once, no retry", async () => {
+    const unauthorized: ChatError = { type: "error", error: "invalid API key", code: "unauthorized", retryable: false, status: 401 };
+    let asked = 0;
+    const { socket, ws, details, pending } = setup({
+      token: "trk_0123456789abcdef_wrong",
+      checkRefusal: async () => {
+        asked += 1;
+        return unauthorized;
+      },
+    });
+    const handle = socket.send({ message: "x" });
+    ws().drop();
+    assert.deepEqual(await handle.result, unauthorized);
+    assert.equal(asked, 1);
+    assert.deepEqual(pending(), []);
+    assert.equal(FakeSocket.all.length, 1, "no second handshake");
+    assert.deepEqual(said(details), ["connecting 1/3", "connecting 2/3", "closed"]);
+  });
+
+  test("checkRefusal: no refusal (the key is fine): the tries go on; not asked after a drop", async () => {
+    let asked = 0;
+    const { socket, ws, fire, pending } = setup({
+      checkRefusal: async () => {
+        asked += 1;
+        return null;
+      },
+    });
+    socket.connect();
+    ws().drop();
+    await tick();
+    assert.deepEqual(pending(), [500]);
+    fire();
+    ws().open();
+    ws().drop(); // a drop after open is not a refused handshake
+    await tick();
+    assert.equal(asked, 1);
+    assert.deepEqual(pending(), [500]);
+  });
+
+  test("checkRefusal: an answer that comes after close() changes nothing", async () => {
+    let answer!: (error: ChatError | null) => void;
+    const { socket, ws, pending, statuses } = setup({ checkRefusal: () => new Promise((r) => (answer = r)) });
+    socket.connect();
+    ws().drop();
+    socket.close();
+    answer({ type: "error", error: "no", code: "unauthorized", retryable: false });
+    await tick();
+    assert.deepEqual(pending(), []);
+    assert.equal(statuses.at(-1), "closed");
+    assert.equal(FakeSocket.all.length, 1);
+  });
+
+  test("a send while the refusal check runs waits for it (no handshake behind its back)", async () => {
+    let answer!: (error: ChatError | null) => void;
+    const { socket, ws, fire } = setup({ checkRefusal: () => new Promise((r) => (answer = r)) });
+    socket.connect();
+    ws().drop();
+    const handle = socket.send({ message: "x" });
+    assert.equal(FakeSocket.all.length, 1);
+    answer(null);
+    await tick();
+    fire();
+    ws().open();
+    assert.deepEqual(ws().sent, [{ message: "x", type: "chat", request_id: handle.requestId }]);
+  });
+
+  test("text messages hand on how many tokens they carry (1 when the server does not say)", async () => {
+    const { socket, ws } = setup();
+    const r = recorder();
+    const handle = socket.send({ message: "x" }, r.handlers);
+    ws().open();
+    ws().receive(start(handle.requestId, "s1"));
+    ws().receive({ ...text(handle.requestId, "s1", "a b c ", 1), tokens: 3 });
+    ws().receive(text(handle.requestId, "s1", "d ", 2));
+    ws().receive({ ...text(handle.requestId, "s1", "e ", 3), tokens: "many" });
+    const texts = r.log.filter(([k]) => k === "text").map(([, e]) => e);
+    assert.deepEqual(texts, [
+      { text: "a b c ", seq: 1, tokens: 3 },
+      { text: "d ", seq: 2, tokens: 1 },
+      { text: "e ", seq: 3, tokens: 1 },
+    ]);
+  });
+
+  test("a resumed stream that hears nothing within resumeTimeoutMs ends with resume_timeout, and is cancelled", async () => {
+    const { socket, ws, fire, timers } = setup({ clientId: "me", resumeTimeoutMs: 4000 });
+    const handle = socket.send({ message: "x" });
+    ws().open();
+    ws().receive(start(handle.requestId, "s1"));
+    ws().receive(text(handle.requestId, "s1", "a", 1));
+    ws().drop();
+    fire(); // reconnect
+    ws().open();
+    assert.deepEqual(ws().sent, [{ type: "resume", stream_id: "s1", after_seq: 1, request_id: handle.requestId }]);
+    const watchdog = timers.find((t) => !t.cleared);
+    assert.equal(watchdog?.ms, 4000);
+    fire();
+    const result = await handle.result;
+    assert.equal(result.type === "error" && result.code, "resume_timeout");
+    assert.equal(result.type === "error" && result.error, "the stream did not go on within 4 s of the reconnect");
+    assert.equal(ws().sent[1]?.type, "cancel");
+    assert.equal(ws().sent[1]?.stream_id, "s1");
+  });
+
+  test("a resumed stream that answers (even with an error) disarms its watchdog", async () => {
+    const { socket, ws, fire, pending } = setup({ clientId: "me" });
+    const handle = socket.send({ message: "x" });
+    ws().open();
+    ws().receive(start(handle.requestId, "s1"));
+    ws().drop();
+    fire();
+    ws().open();
+    assert.deepEqual(pending(), [15_000]);
+    ws().receive({ type: "error", request_id: handle.requestId, error: "no stream with id 's1'", code: "stream_not_found", retryable: false });
+    assert.deepEqual(pending(), []);
+    const result = await handle.result;
+    assert.equal(result.type === "error" && result.code, "stream_not_found");
   });
 
   test("close(): no reconnect; running streams end cancelled", async () => {
@@ -266,7 +449,7 @@ describe("TokenRelaySocket", () => {
 
   test("backoff grows by the factor up to the maximum, less the jitter", () => {
     const b = { ...DEFAULT_BACKOFF, jitter: 0.5 };
-    assert.deepEqual([0, 1, 2, 10].map((n) => backoffDelay(n, b, () => 0)), [500, 1000, 2000, 15000]);
+    assert.deepEqual([0, 1, 2, 10].map((n) => backoffDelay(n, b, () => 0)), [500, 1000, 2000, 8000]);
     assert.equal(backoffDelay(0, b, () => 1), 250);
   });
 });

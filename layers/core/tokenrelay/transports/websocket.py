@@ -2,8 +2,10 @@
 
 Every server -> client message is one compact JSON object with ``type`` first,
 then ``stream_id`` and ``request_id`` (when the client gave one), then the
-fields of the matching SSE event (section 2). ``text`` carries ``content`` and
-``seq``, where ``seq`` counts ``text`` messages (1, 2, 3...), not tokens.
+fields of the matching SSE event (section 2). ``text`` carries ``content``, ``seq``
+and ``tokens``: ``seq`` counts ``text`` messages (1, 2, 3...), and ``tokens`` says how
+many of the stream's text chunks (SSE ``message`` events) the message merges, so a
+client counts tokens, not frames (docs/protocol.md section 3).
 
 ``CoalescingSender`` turns a stream's events into posts on one connection:
 
@@ -48,7 +50,7 @@ __all__ = [
 log = logging.getLogger("tokenrelay.websocket")
 
 MAX_FRAME_BYTES = 32_000  # API Gateway: 32 KB per frame; keep a little slack
-_SEQ_RESERVE = 12  # room for `,"seq":` digits beyond the envelope measured with seq=0
+_SEQ_RESERVE = 24  # room for the `seq` and `tokens` digits beyond the envelope measured with 0s
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -79,16 +81,19 @@ def _envelope(kind: str, stream_id: str | None, request_id: str | None) -> dict[
     return fields
 
 
-def message_fields(event: Event, stream_id: str, request_id: str | None = None) -> dict[str, object]:
-    """The JSON object for ``event``: ``type``, ``stream_id``, ``request_id``?, then its fields."""
+def message_fields(event: Event, stream_id: str, request_id: str | None = None, tokens: int = 1) -> dict[str, object]:
+    """The JSON object for ``event``: ``type``, ``stream_id``, ``request_id``?, then its fields.
+
+    A ``text`` message built from a ``TextDelta`` carries ``tokens`` (one chunk unless the
+    caller merged several into it)."""
     if isinstance(event, TextDelta):
-        return {**_envelope("text", stream_id, request_id), "content": event.text, "seq": event.seq}
+        return {**_envelope("text", stream_id, request_id), "content": event.text, "seq": event.seq, "tokens": tokens}
     name, data = event_payload(event)
     return {**_envelope(name, stream_id, request_id), **data}
 
 
-def encode_message(event: Event, stream_id: str, request_id: str | None = None) -> bytes:
-    return _dumps(message_fields(event, stream_id, request_id)).encode()
+def encode_message(event: Event, stream_id: str, request_id: str | None = None, tokens: int = 1) -> bytes:
+    return _dumps(message_fields(event, stream_id, request_id, tokens)).encode()
 
 
 def encode_error(
@@ -128,12 +133,13 @@ def _split(text: str, room: int) -> list[tuple[str, int]]:
 class _TextRun:
     """Tokens waiting to go out as one ``text`` message."""
 
-    __slots__ = ("last_seq", "parts", "size")
+    __slots__ = ("last_seq", "parts", "size", "tokens")
 
-    def __init__(self, text: str, size: int, seq: int) -> None:
+    def __init__(self, text: str, size: int, seq: int, tokens: int = 1) -> None:
         self.parts = [text]
         self.size = size
         self.last_seq = seq  # the engine's seq of the last token in it
+        self.tokens = tokens  # how many chunks it merges (a chunk split over frames: the first piece)
 
 
 class CoalescingSender:
@@ -162,7 +168,7 @@ class CoalescingSender:
         self._clock = clock
         head = _dumps(_envelope("text", stream_id, request_id))[:-1] + ',"content":'
         self._text_head = head
-        self._room = max_frame_bytes - len(f'{head}"","seq":0}}'.encode()) - _SEQ_RESERVE
+        self._room = max_frame_bytes - len(f'{head}"","seq":0,"tokens":0}}'.encode()) - _SEQ_RESERVE
         if self._room < 64:
             raise ValueError(f"max_frame_bytes={max_frame_bytes} leaves no room for text")
         self._items: deque[bytes | _TextRun] = deque()
@@ -197,11 +203,13 @@ class CoalescingSender:
                 tail.parts.append(text)
                 tail.size += size
                 tail.last_seq = event.seq
+                tail.tokens += 1
                 return  # merged: the sender needs no wake-up for this
             if size <= self._room:
                 items.append(_TextRun(text, size, event.seq))
             else:
-                items.extend(_TextRun(piece, n, event.seq) for piece, n in _split(text, self._room))
+                pieces = _split(text, self._room)
+                items.extend(_TextRun(piece, n, event.seq, 1 if i == 0 else 0) for i, (piece, n) in enumerate(pieces))
         else:
             items.append(encode_message(event, self._stream_id, self._request_id))
         self._wake.set()
@@ -252,7 +260,8 @@ class CoalescingSender:
             if type(head) is _TextRun:
                 self.text_messages += 1
                 self._text_posted = True
-                data = f'{self._text_head}{_dumps("".join(head.parts))},"seq":{self.text_messages}}}'.encode()
+                text = _dumps("".join(head.parts))
+                data = f'{self._text_head}{text},"seq":{self.text_messages},"tokens":{head.tokens}}}'.encode()
             else:
                 assert isinstance(head, bytes)
                 data = head
