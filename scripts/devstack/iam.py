@@ -40,6 +40,7 @@ from tables import TEMPLATE, load_template, table_spec
 
 ACCOUNT_ID = "123456789012"  # moto's default account: the one its tables' ARNs carry
 FUNCTION_TYPE = "AWS::Lambda::Function"
+FUNCTION_TYPES = (FUNCTION_TYPE, "AWS::Serverless::Function")  # after and before the SAM transform
 _NO_VALUE = object()
 
 
@@ -154,7 +155,7 @@ class Resolver:
         kind = self.resources[name]["Type"]
         if kind == "AWS::DynamoDB::Table":
             return table_spec(name, self.cfn).table_name(n.env)
-        if kind == FUNCTION_TYPE:
+        if kind in FUNCTION_TYPES:
             return function_name(self.cfn, name, n.env)
         if kind == "AWS::ApiGatewayV2::Api":
             return n.api_id
@@ -163,6 +164,7 @@ class Resolver:
     def get_att(self, logical_id: str, attribute: str) -> str:
         n = self.names
         kind = self.resources[logical_id]["Type"]
+        kind = FUNCTION_TYPE if kind in FUNCTION_TYPES else kind
         name = self.ref(logical_id)
         arns = {
             "AWS::DynamoDB::Table": f"arn:{n.partition}:dynamodb:{n.region}:{n.account_id}:table/{name}",
