@@ -114,7 +114,9 @@ class ProcessEnv:
         await asyncio.gather(*self._readers, return_exceptions=True)
         if not self.stopping:
             tail = "\n".join(f"    {line}" for line in self.last_lines) or "    (no output)"
-            log.error("environment %s exited unexpectedly (%s); its last lines:\n%s", self.name, how_it_ended(code), tail)
+            log.error(
+                "environment %s exited unexpectedly (%s); its last lines:\n%s", self.name, how_it_ended(code), tail
+            )
 
     @property
     def alive(self) -> bool:

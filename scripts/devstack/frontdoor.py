@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +165,18 @@ class FrontDoor:
         url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
         client = self._client()
-        request = client.build_request(scope["method"], url, headers=headers, content=body)
+        delivered = asyncio.Event()  # an invocation, once started, gets its whole request even if the client left
+
+        async def content() -> Any:
+            yield body
+            delivered.set()
+
+        if body:  # the headers as the client sent them (a generator would otherwise be sent chunked)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        else:
+            delivered.set()
+        request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
 
         async def relay() -> None:
             response = await client.send(request, stream=True)
@@ -185,6 +195,10 @@ class FrontDoor:
 
         async def client_left() -> None:
             while (await receive())["type"] != "http.disconnect":
+                pass
+            try:
+                await asyncio.wait_for(delivered.wait(), 5.0)
+            except TimeoutError:
                 pass
 
         relaying = asyncio.ensure_future(relay())

@@ -67,7 +67,12 @@ class ManagementApi:
             )
             try:
                 self.authorizer.authorize(
-                    request.method, request_url(request), request.headers, data, "execute-api:ManageConnections", resource
+                    request.method,
+                    request_url(request),
+                    request.headers,
+                    data,
+                    "execute-api:ManageConnections",
+                    resource,
                 )
             except Denied as exc:
                 code = "ForbiddenException" if exc.code == "AccessDeniedException" else exc.code

@@ -36,10 +36,11 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from environments import LogSink, print_sink
-from functions import Function, FunctionSpec, ProcessFunction, template_functions
 from iam import LocalNames, function_policies
 from identities import Authorizer, Identity, load, provision, save
 from tables import TEMPLATE, create_tables, load_template
+
+from functions import Function, FunctionSpec, ProcessFunction, template_functions
 
 NOT_INHERITED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN")
 
@@ -186,7 +187,9 @@ def websocket_functions(
     routes = {key: function(fn, lambdas.queue_timeout_s) for key, fn in routes_by_function.items()}
     # Everything else is invoked through the Invoke API: the worker. Lambda queues async events
     # beyond the concurrency limit (up to the template's MaximumEventAgeInSeconds, 60).
-    others = [fn for fn in specs if fn not in routes_by_function.values() and fn not in ("StreamFunction", "ApiFunction")]
+    others = [
+        fn for fn in specs if fn not in routes_by_function.values() and fn not in ("StreamFunction", "ApiFunction")
+    ]
     functions = {specs[fn].name: function(fn, 60.0) for fn in others}
     return routes, functions
 
