@@ -99,7 +99,9 @@ class HandlerEnv(ProcessEnv):
             os.close(write_fd)
         loop = asyncio.get_running_loop()
         self.answers = asyncio.StreamReader(limit=64 * 1024 * 1024)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.answers), os.fdopen(read_fd, "rb"))
+        self._pipe, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(self.answers), os.fdopen(read_fd, "rb")
+        )
         try:
             first = await asyncio.wait_for(self._answer(), INIT_TIMEOUT_S)
         except TimeoutError:
@@ -107,6 +109,12 @@ class HandlerEnv(ProcessEnv):
             raise FunctionError(f"{self.name}: init did not finish within {INIT_TIMEOUT_S:.0f} s") from None
         if "init_error" in first:
             raise FunctionError(f"{self.name}: init failed: {first['init_error']['errorMessage']}")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await super().stop(grace_s)
+        pipe = getattr(self, "_pipe", None)
+        if pipe is not None:
+            pipe.close()
 
     async def _answer(self) -> dict[str, Any]:
         line = await self.answers.readline()
