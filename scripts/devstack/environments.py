@@ -89,7 +89,7 @@ class ProcessEnv:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         loop = asyncio.get_running_loop()
         self._readers = [loop.create_task(self._read(self.proc.stdout)), loop.create_task(self._read(self.proc.stderr))]
-        loop.create_task(self._watch())
+        self._watcher = loop.create_task(self._watch())
 
     def _in_child(self) -> None:
         """After fork, before exec: die with the parent (no orphans), join the CPU share cgroup."""

@@ -12,7 +12,7 @@ function's own template variables where the stack sets none (``STREAM_TIMEOUT_S`
 ``WORKER_DEADLINE_MARGIN_MS``...), and its own identity's credentials, never the admin's.
 ``TOKENRELAY_TEMPLATE`` names another template to run the stack from (the mutation test).
 
-How environments run (``LocalLambda.from_env``): ``LAMBDA_CONCURRENCY`` (10) environments per
+How environments run (``LambdaSettings.from_env``): ``LAMBDA_CONCURRENCY`` (10) environments per
 function at most; ``LAMBDA_QUEUE_S`` (10) a request waits for one before Lambda's 429;
 ``LAMBDA_IDLE_S`` (300) before an idle one retires; ``LAMBDA_CPU_SHARE=1`` holds each to
 Lambda's CPU share for its ``MemorySize`` (``cpu_share.py``).
