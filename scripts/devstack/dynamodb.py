@@ -32,7 +32,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 SETUP_REQUESTS = 3  # CreateUser, PutUserPolicy, CreateAccessKey of the admin user
@@ -76,7 +76,7 @@ def enforce_table_resources() -> None:
                     f"{who} on resource: {arn} because no identity-based policy allows the dynamodb:{operation} action",
                 ) from None
 
-    DynamoHandler._authenticate_and_authorize_normal_action = authorize
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
 
 
 def create_admin(endpoint: str, region: str) -> dict[str, str]:
@@ -110,7 +110,7 @@ def check_enforced(endpoint: str, region: str) -> None:
     raise RuntimeError("moto served a request from an unknown access key: IAM is not enforced")
 
 
-def serve(host: str, port: int, region: str) -> Iterator[dict[str, Any]]:
+def serve(host: str, port: int, region: str) -> Generator[dict[str, Any], None, None]:
     """Run moto with IAM enforced until the generator is closed; yields the ready message."""
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_REQUESTS)
     from moto import settings

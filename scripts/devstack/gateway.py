@@ -9,7 +9,7 @@ uvicorn) stands in for API Gateway and for Lambda, on one port:
   ``$request.body.type``, and are handed to the route's function: by default
   (``stack.py``) each function of ``functions/websocket`` runs in its own process
   environments, one invocation at a time, with its template environment variables and its
-  own IAM identity (``functions.py``); in the single-process mode (no functions given)
+  own IAM identity (``local_functions.py``); in the single-process mode (no functions given)
   the handlers run in threads of this process. A handler that raises, or that
   outlives the integration timeout (``INTEGRATION_TIMEOUT_S``, 29 s as in AWS),
   makes the client receive API Gateway's ``{"message": "Internal server error" |
@@ -58,7 +58,7 @@ from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route, WebSocketRoute  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
 
-from functions import Function, Handler, InProcessFunction  # noqa: E402
+from local_functions import Function, Handler, InProcessFunction  # noqa: E402
 
 log = logging.getLogger("tokenrelay.gateway")
 
@@ -213,7 +213,7 @@ class Gateway:
         if not hasattr(handler, "invoke"):  # a plain callable (a test's): run it in a thread of this process
             handler = InProcessFunction(route_key, handler, self.config.handler_timeout_s, threads=4)
         started = time.monotonic()
-        future = asyncio.ensure_future(handler.invoke(event))  # type: ignore[union-attr]
+        future = asyncio.ensure_future(handler.invoke(event))
         try:
             result = await asyncio.wait_for(asyncio.shield(future), self.config.integration_timeout_s)
         except TimeoutError:
@@ -250,7 +250,7 @@ class Gateway:
             await connection.websocket.close(1001)
         await self.wait_idle(10.0)
         await self.lambdas.aclose()
-        await asyncio.gather(*(f.close() for f in set(self.routes.values()) if hasattr(f, "close")))  # type: ignore[union-attr]
+        await asyncio.gather(*(f.close() for f in set(self.routes.values()) if hasattr(f, "close")))
         if self.in_process:
             import common
 

@@ -2,9 +2,9 @@
 
 - ``LambdaContext``: the parts of Lambda's context object the functions use
   (``get_remaining_time_in_millis`` counts down from the function's timeout), for
-  functions run in this process (``functions.InProcessFunction``).
+  functions run in this process (``local_functions.InProcessFunction``).
 - ``LocalLambda``: ``POST /2015-03-31/functions/{name}/invocations`` serves Lambda's
-  Invoke API for the functions it knows (``functions.py``: each in its own process
+  Invoke API for the functions it knows (``local_functions.py``: each in its own process
   environments, or in-process): ``Event`` answers 202 and runs the function in the
   background, ``RequestResponse`` answers its result, ``DryRun`` 204; unknown functions
   get ``ResourceNotFoundException``. With an ``Authorizer`` (``identities.py``) the caller

@@ -1,6 +1,6 @@
 """The runtime inside one local execution environment of a handler function (a child process).
 
-Started by ``functions.py`` as ``python runtime.py MODULE.FUNCTION``, with the function's
+Started by ``local_functions.py`` as ``python runtime.py MODULE.FUNCTION``, with the function's
 code directory as the working directory, its layer on ``PYTHONPATH`` and its environment
 and credentials. Like Lambda's Python runtime it imports the handler once (the init phase
 of a cold start), then serves one invocation at a time, for as long as the environment

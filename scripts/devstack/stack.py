@@ -5,7 +5,7 @@
 - ``front_door``: the StreamFunction behind its local Function URL (``frontdoor.py``).
 - ``websocket_functions``: the WebSocket API's routes and the worker, read from the
   template's ``AWS::ApiGatewayV2::Route`` → integration → function chain, each function in
-  its own process environments (``functions.py``) for the gateway (``gateway.py``).
+  its own process environments (``local_functions.py``) for the gateway (``gateway.py``).
 
 Each environment gets the stack's environment (what ``scripts/dev`` or a test sets), the
 function's own template variables where the stack sets none (``STREAM_TIMEOUT_S``,
@@ -40,7 +40,7 @@ from iam import LocalNames, function_policies
 from identities import Authorizer, Identity, load, provision, save
 from tables import TEMPLATE, create_tables, load_template
 
-from functions import Function, FunctionSpec, ProcessFunction, template_functions
+from local_functions import Function, FunctionSpec, ProcessFunction, template_functions
 
 NOT_INHERITED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN")
 
