@@ -52,13 +52,12 @@ for _path in (ROOT / "layers" / "core", ROOT / "functions" / "websocket", Path(_
 
 from apigw_events import Api, Peer, connect_event, disconnect_event, message_event, new_id, select_route  # noqa: E402
 from lambdas import LocalLambda  # noqa: E402
+from local_functions import Function, Handler, InProcessFunction  # noqa: E402
 from management import MAX_PAYLOAD, Connection, ManagementApi  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route, WebSocketRoute  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
-
-from local_functions import Function, Handler, InProcessFunction  # noqa: E402
 
 log = logging.getLogger("tokenrelay.gateway")
 

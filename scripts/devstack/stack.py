@@ -38,9 +38,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or 
 from environments import LogSink, print_sink
 from iam import LocalNames, function_policies
 from identities import Authorizer, Identity, load, provision, save
-from tables import TEMPLATE, create_tables, load_template
-
 from local_functions import Function, FunctionSpec, ProcessFunction, template_functions
+from tables import TEMPLATE, create_tables, load_template
 
 NOT_INHERITED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN")
 
