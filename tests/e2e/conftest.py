@@ -47,6 +47,9 @@ def aws() -> Iterator[LocalAws]:
     """moto in server mode, IAM enforced, with the tables of template.yaml; this process's AWS env pointed at it."""
     with local_aws() as local:
         with environ({**AWS_ENV, **local.env()}, remove=["AWS_PROFILE", "AWS_SESSION_TOKEN"]):
+            # boto3's default session keeps the credentials it first resolved (an earlier test's):
+            # a new one reads the admin key just set
+            boto3.setup_default_session()
             client = boto3.client("dynamodb", endpoint_url=local.endpoint)
             create_tables(client, env=os.environ)
             client.close()
