@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from tokenrelay.auth import ApiKey, model_pattern_ok, new_key
@@ -53,10 +54,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _local_env() -> None:
+    """The DynamoDB of scripts/dev, as its admin: moto enforces IAM, and only the admin key it
+    made at start (in .dev/admin.json) may write API keys, as only an operator may on AWS."""
     port = os.environ.get("DDB_PORT") or "8010"
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
-    os.environ["AWS_ACCESS_KEY_ID"] = os.environ.get("TOKENRELAY_LOCAL_KEY_ID") or "local"  # as scripts/dev
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
+    default = Path(__file__).resolve().parents[1] / ".dev" / "admin.json"
+    admin_file = Path(os.environ.get("TOKENRELAY_ADMIN_FILE") or default)
+    try:
+        admin = json.loads(admin_file.read_text())["admin"]
+    except (OSError, ValueError, KeyError):
+        raise SystemExit(f"keys: no local admin key in {admin_file}: start scripts/dev first") from None
+    os.environ["AWS_ACCESS_KEY_ID"] = admin["access_key_id"]
+    os.environ["AWS_SECRET_ACCESS_KEY"] = admin["secret_access_key"]
     os.environ.setdefault("AWS_REGION", "us-east-1")
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)

@@ -55,7 +55,7 @@ from tokenrelay.limits import Lease
 from tokenrelay.outcome import never_started
 from tokenrelay.providers.resilient import track_upstream, with_upstream
 from tokenrelay.telemetry.logging import bind as bind_log_context
-from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay.telemetry.metrics import CancelPollMetrics, StreamMetrics
 
 log = logging.getLogger("tokenrelay.http")
 
@@ -79,7 +79,12 @@ def create_app(
     registry = providers or ProviderRegistry(settings)
     runs: dict[str, StreamRun] = {}  # streams produced by this process: a cache, not the truth
     # One cancel watcher for all of this process's streams (a batched read per poll), when the store can.
-    poller = CancelPoller(store, settings.cancel_poll_s) if hasattr(store, "watch_many") else None
+    poll_failures = CancelPollMetrics(settings.metrics_namespace, settings.service_name).emit
+    poller = (
+        CancelPoller(store, settings.cancel_poll_s, poll_failures if settings.metrics_enabled else None)
+        if hasattr(store, "watch_many")
+        else None
+    )
     resume = ResumeServices.from_settings(settings) if settings.resume_enabled else None
     if metrics is None and settings.metrics_enabled:
         metrics = StreamMetrics(settings.metrics_namespace, settings.service_name)

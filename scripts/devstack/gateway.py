@@ -6,8 +6,11 @@ uvicorn) stands in for API Gateway and for Lambda, on one port:
 - ``ws://127.0.0.1:8001`` (``WS_PORT``): real WebSocket connections. Connecting,
   each frame and disconnecting become the events API Gateway sends (routeKey,
   eventType, connectionId, domainName, stage...; body; query string), routed by
-  ``$request.body.type``, and are handed to ``functions/websocket`` in a thread
-  pool (a thread is an execution environment). A handler that raises, or that
+  ``$request.body.type``, and are handed to the route's function: by default
+  (``stack.py``) each function of ``functions/websocket`` runs in its own process
+  environments, one invocation at a time, with its template environment variables and its
+  own IAM identity (``local_functions.py``); in the single-process mode (no functions given)
+  the handlers run in threads of this process. A handler that raises, or that
   outlives the integration timeout (``INTEGRATION_TIMEOUT_S``, 29 s as in AWS),
   makes the client receive API Gateway's ``{"message": "Internal server error" |
   "Endpoint request timed out", "connectionId", "requestId"}``. A refused
@@ -17,7 +20,9 @@ uvicorn) stands in for API Gateway and for Lambda, on one port:
 - ``/@connections/{id}`` (also under ``/{stage}/``): the management API
   (``management.py``); ``POST /2015-03-31/functions/{name}/invocations``:
   Lambda's Invoke API for the worker (``lambdas.py``), whose context counts
-  down from ``WORKER_TIMEOUT_S`` (900).
+  down from ``WORKER_TIMEOUT_S`` (900). Given an ``Authorizer`` (``identities.py``),
+  both check the caller's IAM grant, as AWS does: ``execute-api:ManageConnections`` on
+  the connection, ``lambda:InvokeFunction`` on the function.
 
 The functions reach it through boto3 unchanged: ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI``
 and ``AWS_ENDPOINT_URL_LAMBDA`` are set to this server unless already set.
@@ -46,7 +51,8 @@ for _path in (ROOT / "layers" / "core", ROOT / "functions" / "websocket", Path(_
         sys.path.insert(0, str(_path))
 
 from apigw_events import Api, Peer, connect_event, disconnect_event, message_event, new_id, select_route  # noqa: E402
-from lambdas import Handler, LocalLambda  # noqa: E402
+from lambdas import LocalLambda  # noqa: E402
+from local_functions import Function, Handler, InProcessFunction  # noqa: E402
 from management import MAX_PAYLOAD, Connection, ManagementApi  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import Response  # noqa: E402
@@ -107,21 +113,24 @@ class Stats:
     route_calls: list[tuple[str, float]] = field(default_factory=list)  # (route key, seconds)
 
 
-def default_functions(worker_name: str) -> tuple[dict[str, Handler], dict[str, Handler]]:
-    """The routes and functions of ``functions/websocket``, wired as the template wires them."""
+def default_functions(config: GatewayConfig) -> tuple[dict[str, Function], dict[str, Function]]:
+    """The single-process mode: ``functions/websocket``'s handlers in threads of this process,
+    wired as the template wires them (no IAM identity of their own: tests/load and tests/fuzz)."""
     import connect
     import disconnect
     import message
     import worker
 
-    routes: dict[str, Handler] = {
-        "$connect": connect.handler,
-        "$disconnect": disconnect.handler,
-        "$default": message.handler,
-        "chat": message.handler,
-        "cancel": message.handler,
+    on_message = InProcessFunction("tokenrelay-message", message.handler, config.handler_timeout_s)
+    routes: dict[str, Function] = {
+        "$connect": InProcessFunction("tokenrelay-connect", connect.handler, config.handler_timeout_s),
+        "$disconnect": InProcessFunction("tokenrelay-disconnect", disconnect.handler, config.handler_timeout_s),
+        "$default": on_message,
+        "chat": on_message,
+        "cancel": on_message,
     }
-    return routes, {worker_name: worker.handler}
+    name = config.worker_function_name
+    return routes, {name: InProcessFunction(name, worker.handler, config.worker_timeout_s, config.worker_concurrency)}
 
 
 class Gateway:
@@ -129,20 +138,22 @@ class Gateway:
         self,
         config: GatewayConfig | None = None,
         *,
-        routes: Mapping[str, Handler] | None = None,
-        functions: Mapping[str, Handler] | None = None,
+        routes: Mapping[str, Function | Handler] | None = None,
+        functions: Mapping[str, Function] | None = None,
+        authorizer: Any = None,
     ) -> None:
         self.config = config or GatewayConfig.from_env()
         if routes is None or functions is None:
-            default_routes, default_fns = default_functions(self.config.worker_function_name)
+            default_routes, default_fns = default_functions(self.config)
             routes, functions = routes or default_routes, functions or default_fns
-        self.routes = dict(routes)
-        self.lambdas = LocalLambda(functions, self.config.worker_timeout_s, self.config.worker_concurrency)
+        self.routes: dict[str, Function | Handler] = dict(routes)  # a test may put a plain callable here
+        self.in_process = all(isinstance(f, InProcessFunction) for f in functions.values())
+        self.lambdas = LocalLambda(dict(functions), self.config.worker_timeout_s, authorizer)
         self.api = Api(self.config.api_id, self.config.domain, self.config.stage)
         self.connections: dict[str, Connection] = {}
         self.stats = Stats()
         self._tasks: set[asyncio.Task[None]] = set()
-        manage = ManagementApi(self.connections, self.stats, self.config)
+        manage = ManagementApi(self.connections, self.stats, self.config, authorizer)
         self.app = Starlette(
             routes=[
                 Route("/@connections/{connection_id}", manage.handle, methods=["POST", "GET", "DELETE"]),
@@ -198,9 +209,10 @@ class Gateway:
         handler = self.routes.get(route_key) or self.routes.get("$default")
         if handler is None:
             return None, None
-        name = f"tokenrelay-{route_key.strip('$')}"
+        if not hasattr(handler, "invoke"):  # a plain callable (a test's): run it in a thread of this process
+            handler = InProcessFunction(route_key, handler, self.config.handler_timeout_s, threads=4)
         started = time.monotonic()
-        future = self.lambdas.call(handler, event, name, self.config.handler_timeout_s)
+        future = asyncio.ensure_future(handler.invoke(event))
         try:
             result = await asyncio.wait_for(asyncio.shield(future), self.config.integration_timeout_s)
         except TimeoutError:
@@ -236,10 +248,12 @@ class Gateway:
             connection.open = False
             await connection.websocket.close(1001)
         await self.wait_idle(10.0)
-        self.lambdas.shutdown()
-        import common
+        await self.lambdas.aclose()
+        await asyncio.gather(*(f.close() for f in set(self.routes.values()) if hasattr(f, "close")))
+        if self.in_process:
+            import common
 
-        await asyncio.to_thread(common.reset)
+            await asyncio.to_thread(common.reset)
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> Any:
@@ -284,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("WS_PORT") or 8001))
     parser.add_argument("--stage", default="local")
+    parser.add_argument("--identities", help="identities.json (stack.py): run each function in its own processes")
     args = parser.parse_args(argv)
     here = f"http://{args.host}:{args.port}"
     os.environ.setdefault("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", here)
@@ -292,7 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     import uvicorn
 
-    gateway = Gateway(GatewayConfig.from_env(host=args.host, port=args.port, stage=args.stage))
+    config = GatewayConfig.from_env(host=args.host, port=args.port, stage=args.stage)
+    if args.identities:
+        from stack import gateway_from_env
+
+        gateway = gateway_from_env(args.identities, config)
+    else:
+        gateway = Gateway(config)
     print(f"gateway: WebSocket API at ws://{args.host}:{args.port} (stage {args.stage})", file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn_config(gateway)).run()
     return 0

@@ -5,6 +5,11 @@ UTF-8), ``GET`` describes the connection, ``DELETE`` closes it (``$disconnect``
 follows). An unknown or closed connection answers 410 ``GoneException``, a body
 over 128 KB 413 ``PayloadTooLargeException``, as in AWS. ``post_delay_s`` in
 the gateway's config slows each post down, to mimic a post's cost in AWS.
+
+With an ``Authorizer`` (``identities.py``), each call must be signed by an identity whose
+policies allow ``execute-api:ManageConnections`` on
+``arn:aws:execute-api:REGION:ACCOUNT:API/STAGE/METHOD/@connections/ID``, as API Gateway
+requires; otherwise 403 ``ForbiddenException``, logged at ERROR.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apigw_events import Peer
-from lambdas import aws_error
+from lambdas import ACCOUNT_ID, REGION, aws_error, request_url
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
@@ -44,16 +49,35 @@ class Connection:
 
 
 class ManagementApi:
-    def __init__(self, connections: dict[str, Connection], stats: Any, config: Any) -> None:
+    def __init__(self, connections: dict[str, Connection], stats: Any, config: Any, authorizer: Any = None) -> None:
         self.connections = connections
         self.stats = stats  # gateway.Stats
         self.config = config  # gateway.GatewayConfig (read on every request: tests change it)
+        self.authorizer = authorizer  # identities.Authorizer, or None: anyone may call
 
     async def handle(self, request: Request) -> Response:
         connection_id = request.path_params["connection_id"]
-        data = b""
+        data = await request.body()
+        if self.authorizer is not None:
+            from identities import Denied
+
+            resource = (
+                f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.config.api_id}/{self.config.stage}"
+                f"/{request.method}/@connections/{connection_id}"
+            )
+            try:
+                self.authorizer.authorize(
+                    request.method,
+                    request_url(request),
+                    request.headers,
+                    data,
+                    "execute-api:ManageConnections",
+                    resource,
+                )
+            except Denied as exc:
+                code = "ForbiddenException" if exc.code == "AccessDeniedException" else exc.code
+                return aws_error(exc.status, code, exc.message)
         if request.method == "POST":
-            data = await request.body()
             if len(data) > MAX_PAYLOAD:
                 return aws_error(413, "PayloadTooLargeException", "Message too long")
             if self.config.post_delay_s:

@@ -103,7 +103,9 @@ async def test_stores_on_a_missing_table_raise_store_unavailable_without_secrets
         assert "nope" in caught.value.message and FAKE_SECRET not in caught.value.message
 
 
-def test_keys_script_create_list_revoke_round_trip(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_script_create_list_revoke_round_trip(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_server)
     client = boto3.client("dynamodb", endpoint_url=moto_server, region_name=REGION)
     create_table(client, table_spec("ApiKeysTable"), KEYS)
@@ -131,10 +133,13 @@ def test_keys_script_create_list_revoke_round_trip(moto_server: str, monkeypatch
     with pytest.raises(SystemExit):
         run("create", "--name", "x", "--models", "gpt-4o")  # not provider:model
 
-    # The bash wrapper, with --local: scripts/dev's DynamoDB on DDB_PORT and its fake credentials.
+    # The bash wrapper, with --local: scripts/dev's DynamoDB on DDB_PORT and the admin key it wrote.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "API_KEYS_TABLE"}
     create_table(client, table_spec("ApiKeysTable"), "tokenrelay-api-keys")
     env["DDB_PORT"] = moto_server.rsplit(":", 1)[1]
+    admin_file = tmp_path / "admin.json"
+    admin_file.write_text(json.dumps({"admin": {"access_key_id": "local", "secret_access_key": "local"}}))
+    env["TOKENRELAY_ADMIN_FILE"] = str(admin_file)
     result = subprocess.run(
         [str(ROOT / "scripts" / "keys"), "--local", "create", "--name", "wrapped"],
         env=env,

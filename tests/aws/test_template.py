@@ -121,7 +121,9 @@ def test_function_state_access_is_scoped_to_streams_table(template: dict[str, An
     assert env(template, function)["STREAMS_TABLE"] == {"Ref": "StreamsTable"}
     statements = [s for policy in props(template, function)["Policies"] for s in policy["Statement"]]
     actions = {a for s in statements for a in s["Action"]}
-    assert actions == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    # BatchGetItem is its own IAM action: the cancel poller's one read per interval needs it, or
+    # every poll is AccessDenied and no cancel from another environment is ever seen (issue 13).
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
     assert all(s["Resource"] == {"Fn::GetAtt": ["StreamsTable", "Arn"]} for s in statements)
 
 

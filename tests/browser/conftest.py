@@ -1,9 +1,10 @@
 """Browser end-to-end fixtures: the whole local stack, and headless Chromium driven by Playwright.
 
-The stack is what ``scripts/dev`` runs, in this process: moto's DynamoDB server
-(``dynamodb_endpoint`` from ``tests/e2e``), the HTTP app under uvicorn with the
-built demo page (``web/dist``) mounted at ``/demo/``, and the local API Gateway
-WebSocket emulator with the real ``functions/websocket`` handlers. The echo
+The stack is what ``scripts/dev`` runs (``tests/fakes/local_stack.py``): moto's DynamoDB
+server enforcing IAM per function (``aws`` from ``tests/e2e``), the HTTP function behind
+the local Function URL, one request per process environment, with the built demo page
+(``web/dist``) at ``/demo/``, and the local API Gateway WebSocket emulator with each
+``functions/websocket`` function and the worker in their own processes. The echo
 provider streams at ``ECHO_DELAY_MS=30``, so text grows visibly.
 
 Chromium is Debian's ``/usr/bin/chromium`` (``scripts/web --browser-deps``
@@ -25,17 +26,14 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from starlette.applications import Starlette
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from api import create_app
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from scripts.devstack.tables import create_table, load_template, table_spec
-from tests.e2e.conftest import dynamodb_endpoint  # noqa: F401  (fixture)
-from tests.fakes.environ import environ
+from scripts.devstack.gateway import Gateway
+from scripts.devstack.tables import load_template
+from tests.e2e.conftest import aws, dynamodb_endpoint  # noqa: F401  (fixtures)
+from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.servers import free_port, serve
-from tokenrelay import Settings
 from tokenrelay.stores.base import StreamRecord
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
@@ -93,6 +91,15 @@ class Stack:
     gateway: Gateway
     static: str  # web/dist on another origin, as when the page is hosted apart from the Function URL
 
+    def drop_connection(self, connection_id: str) -> None:
+        """Close a connection from the server side, as API Gateway does: DELETE @connections (signed
+        as the operator: the gateway checks execute-api:ManageConnections, as AWS does)."""
+        client = boto3.client("apigatewaymanagementapi", endpoint_url=self.ws.replace("ws://", "http://"))
+        try:
+            client.delete_connection(ConnectionId=connection_id)
+        finally:
+            client.close()
+
     def demo_url(self, **query: str) -> str:
         return f"{self.http}/demo/?{urlencode({'ws': self.ws, **query})}"
 
@@ -136,34 +143,21 @@ def function_url_cors(allow_origin: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="package")
-def stack(dynamodb_endpoint: str) -> Iterator[Stack]:  # noqa: F811
+def stack(aws: LocalAws) -> Iterator[Stack]:  # noqa: F811
     if not (WEB_DIST / "index.html").exists():
         pytest.fail(f"{WEB_DIST} has no demo page: run scripts/web first", pytrace=False)
-    port = free_port()
-    here = f"http://127.0.0.1:{port}"
-    env = {**STACK_ENV, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here, "AWS_ENDPOINT_URL_LAMBDA": here}
-    with environ(env):  # the WebSocket functions read their settings from the environment
-        spec = table_spec("ConnectionsTable")
-        client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-        create_table(client, spec, env["CONNECTIONS_TABLE"])
-        create_table(client, table_spec("OutputLogTable"), env["OUTPUT_LOG_TABLE"])
-        client.close()
-        import common  # functions/websocket, on sys.path once the gateway module is imported
-
-        common.reset()
-        settings = Settings.from_env()
-        store = DynamoStreamStore(settings.streams_table)
-        app = create_app(settings, store=store)
-        if not any(getattr(route, "path", None) == "/demo" for route in app.routes):
-            app.mount("/demo", StaticFiles(directory=WEB_DIST, html=True), name="demo")  # what DEMO_DIR will do
-        static_port = free_port()
-        static = f"http://127.0.0.1:{static_port}"
-        if not any(m.cls is CORSMiddleware for m in app.user_middleware):
-            app.add_middleware(CORSMiddleware, **function_url_cors(static))
-        pages = Starlette(routes=[Mount("/", StaticFiles(directory=WEB_DIST, html=True))])
-        gateway = Gateway(GatewayConfig.from_env(port=port))
-        with serve(app) as http, serve(pages, port=static_port), serving(gateway) as ws:
-            yield Stack(http, ws, store, gateway, static)
+    static_port = free_port()
+    static = f"http://127.0.0.1:{static_port}"
+    # The demo page at /demo/ and CORS for the page hosted on another origin: what scripts/dev
+    # sets (DEMO_DIR, CORS_ALLOW_ORIGINS with the Function URL's CORS policy, dev_extras.py).
+    env = {**STACK_ENV, "DEMO_DIR": str(WEB_DIST), "CORS_ALLOW_ORIGINS": static}
+    pages = Starlette(routes=[Mount("/", StaticFiles(directory=WEB_DIST, html=True))])
+    with function_stack(aws, env, http=True, ws=True, name="browser") as functions, serve(pages, port=static_port):
+        assert functions.gateway is not None
+        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+        yield Stack(functions.http, functions.ws, store, functions.gateway, static)
+        store.close()
+        functions.assert_no_access_denied()
 
 
 @pytest.fixture(scope="package")

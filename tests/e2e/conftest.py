@@ -1,88 +1,92 @@
-"""End-to-end fixtures: moto's DynamoDB server, the fake upstream, the app under real uvicorn."""
+"""End-to-end fixtures: the local stack as strict as AWS, the fake upstream.
+
+``local_aws``: moto's DynamoDB server enforcing IAM per access key (this process holds the
+admin key, for set-up and for reading records as an operator would). ``local_app``: the
+HTTP function behind the local Function URL, one request per process environment, each
+with the StreamFunction's own identity (``tests/fakes/local_stack.py``). Environments
+stay warm for the session; a test fails if any function was refused a call (AccessDenied).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from api import create_app
 from scripts.devstack.tables import create_tables
 from tests.fakes.environ import environ
-from tests.fakes.servers import serve
+from tests.fakes.local_stack import FunctionStack, LocalAws, LogCapture, function_stack, local_aws
 from tests.fakes.upstream import FakeUpstream
-from tokenrelay import Settings
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing-secret",
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "STREAMS_TABLE": "tokenrelay-streams-e2e",
 }
+APP_ENV = {
+    "DEFAULT_PROVIDER": "echo",
+    "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
+    "ECHO_DELAY_MS": "20",
+    "CANCEL_POLL_MS": "50",
+    "UPSTREAM_MAX_RETRIES": "0",
+    "MAX_MESSAGE_CHARS": "2000",
+    "LOG_JSON": "true",  # what Lambda ships to CloudWatch: every line the function prints
+    "METRICS_ENABLED": "true",
+    "LOG_LEVEL": "DEBUG",
+}
 
 
 @pytest.fixture(scope="session")
-def dynamodb_endpoint() -> Iterator[str]:
-    """moto in server mode, with the tables of template.yaml; AWS env pointed at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        with environ({**AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, remove=["AWS_PROFILE"]):
-            client = boto3.client("dynamodb", endpoint_url=endpoint)
+def aws() -> Iterator[LocalAws]:
+    """moto in server mode, IAM enforced, with the tables of template.yaml; this process's AWS env pointed at it."""
+    with local_aws() as local:
+        with environ({**AWS_ENV, **local.env()}, remove=["AWS_PROFILE", "AWS_SESSION_TOKEN"]):
+            # boto3's default session keeps the credentials it first resolved (an earlier test's):
+            # a new one reads the admin key just set
+            boto3.setup_default_session()
+            client = boto3.client("dynamodb", endpoint_url=local.endpoint)
             create_tables(client, env=os.environ)
             client.close()
-            yield endpoint
-    finally:
-        server.stop()
-        server._server.server_close()  # type: ignore[union-attr]
+            yield local
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(aws: LocalAws) -> str:
+    return aws.endpoint
 
 
 @dataclass
 class LocalApp:
     url: str
-    store: DynamoStreamStore
+    store: DynamoStreamStore  # the admin's view of the streams table
     upstream: FakeUpstream
+    stack: FunctionStack
+
+    @property
+    def logs(self) -> LogCapture:
+        return self.stack.logs
 
     async def record(self, stream_id: str) -> Any:
         return await self.store.get(stream_id)
 
 
 @pytest.fixture(scope="session")
-def local_app(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[LocalApp]:
-    with environ(upstream_server.env), _served_app(upstream_server) as app:
-        yield app
-
-
-@contextmanager
-def _served_app(upstream_server: FakeUpstream) -> Iterator[LocalApp]:
-    settings = Settings.from_env(
-        {
-            **os.environ,
-            "DEFAULT_PROVIDER": "echo",
-            "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
-            "ECHO_DELAY_MS": "20",
-            "CANCEL_POLL_MS": "50",
-            "UPSTREAM_MAX_RETRIES": "0",
-            "MAX_MESSAGE_CHARS": "2000",
-        }
-    )
-    store = DynamoStreamStore(settings.streams_table)
-    with serve(create_app(settings, store=store)) as url:
-        yield LocalApp(url, store, upstream_server)
+def local_app(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[LocalApp]:
+    with function_stack(aws, {**upstream_server.env, **APP_ENV}, name="e2e") as stack:
+        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+        yield LocalApp(stack.http, store, upstream_server, stack)
+        store.close()
 
 
 @pytest.fixture
-def app(local_app: LocalApp) -> LocalApp:
+def app(local_app: LocalApp) -> Iterator[LocalApp]:
     local_app.upstream.reset()
-    return local_app
+    mark = local_app.logs.mark()
+    yield local_app
+    local_app.stack.assert_no_access_denied(mark)

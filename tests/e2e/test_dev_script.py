@@ -82,3 +82,72 @@ def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
         except httpx.ConnectError:
             continue
         raise AssertionError(f"port {port} still served after Ctrl-C")
+
+
+def _start_dev() -> tuple[subprocess.Popen[str], dict[str, int], str]:
+    ports = {"HTTP_PORT": free_port(), "DDB_PORT": free_port(), "WS_PORT": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
+    env.update({k: str(v) for k, v in ports.items()})
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "dev")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    output, deadline = "", time.monotonic() + 120
+    while "Press Ctrl-C" not in output:
+        assert time.monotonic() < deadline and proc.poll() is None, output
+        output += proc.stdout.readline()
+    return proc, ports, output
+
+
+def _finish(proc: subprocess.Popen[str], ports: dict[str, int]) -> str:
+    try:
+        rest, _ = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    for port in ports.values():
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.ConnectError:
+            continue
+        raise AssertionError(f"port {port} still served after the stack stopped")
+    return rest
+
+
+def _pid_of(argument: str) -> int:
+    """The one process of this stack whose command line holds ``argument`` (its unique port)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and argument in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process with {argument!r}")
+
+
+def test_dev_script_names_a_component_that_died_and_how() -> None:
+    proc, ports, _ = _start_dev()
+    try:
+        gateway = _pid_of(f"gateway.py --port {ports['WS_PORT']} ")
+        os.kill(gateway, signal.SIGKILL)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    rest = _finish(proc, ports)
+    assert proc.returncode != 0
+    assert f"dev: the WebSocket gateway (pid {gateway}) was killed by SIGKILL; the stack stops." in rest, rest
+    assert "its last lines (.dev/gateway.log)" in rest.lower() and "gateway: WebSocket API at" in rest, rest
+
+
+def test_dev_script_on_sigterm_says_so_and_stops_everything() -> None:
+    proc, ports, _ = _start_dev()
+    proc.send_signal(signal.SIGTERM)  # to the script alone, as a service manager sends it: at once, after the banner
+    rest = _finish(proc, ports)
+    assert "dev: SIGTERM: stopping the front door" in rest and "dev: stopped" in rest, rest

@@ -15,13 +15,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from api import create_app
 from tests.e2e.conftest import LocalApp
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock_server
-from tests.fakes.environ import environ
-from tests.fakes.servers import serve
+from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay import Settings
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 __all__ = ["bedrock_server"]  # fixture
@@ -38,40 +35,34 @@ LONG = tuple(f"w{i} " for i in range(400))
 
 
 @pytest.fixture(scope="module")
-def compat_app(dynamodb_endpoint: str, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
-    env = {**upstream_server.env, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url}
-    with environ(env):  # the SDKs and boto3 read their endpoints themselves
-        yield from _served(upstream_server, bedrock_server)
-
-
-def _served(upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
-    settings = Settings.from_env(
-        {
-            **os.environ,
-            "DEFAULT_PROVIDER": "echo",
-            "ALLOWED_MODELS": (
-                f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}"
-            ),
-            "BEDROCK_ENABLED": "true",
-            "MODEL_ALIASES": f"gpt-4o-mini=openai/gpt-4o-mini,claude=bedrock/{CLAUDE_BEDROCK}",
-            "ECHO_DELAY_MS": "5",
-            "CANCEL_POLL_MS": "50",
-            "UPSTREAM_MAX_RETRIES": "0",
-            "MAX_MESSAGE_CHARS": "2000",
-        }
-    )
-    store = DynamoStreamStore(settings.streams_table)
-    with serve(create_app(settings, store=store)) as url:
-        app = LocalApp(url, store, upstream_server)
+def compat_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
+    env = {
+        **upstream_server.env,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
+        "DEFAULT_PROVIDER": "echo",
+        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}",
+        "BEDROCK_ENABLED": "true",
+        "MODEL_ALIASES": f"gpt-4o-mini=openai/gpt-4o-mini,claude=bedrock/{CLAUDE_BEDROCK}",
+        "ECHO_DELAY_MS": "5",
+        "CANCEL_POLL_MS": "50",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "MAX_MESSAGE_CHARS": "2000",
+    }
+    with function_stack(aws, env, name="openai-compat") as stack:
+        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+        app = LocalApp(stack.http, store, upstream_server, stack)
         app.bedrock = bedrock_server  # type: ignore[attr-defined]
         yield app
+        store.close()
 
 
 @pytest.fixture
-def app(compat_app: Any) -> Any:
+def app(compat_app: Any) -> Iterator[Any]:
     compat_app.upstream.reset()
     compat_app.bedrock.reset()
-    return compat_app
+    mark = compat_app.logs.mark()
+    yield compat_app
+    compat_app.stack.assert_no_access_denied(mark)
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,26 +10,27 @@ from typing import Any
 import httpx
 import pytest
 
-from api import create_app
 from tests.e2e.sse_client import iter_sse
-from tests.fakes.environ import environ
-from tests.fakes.servers import serve
+from tests.fakes.local_stack import LocalAws, LogCapture, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay import Settings
-from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.telemetry.metrics import StreamMetrics
 
 
 class Captured:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    """The EMF documents the function's environments print (what CloudWatch turns into metrics)."""
+
+    def __init__(self, logs: LogCapture) -> None:
+        self.logs = logs
+        self.start = logs.mark()
+
+    def clear(self) -> None:
+        self.start = self.logs.mark()
 
     def docs(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
+        return [d for d in self.logs.emf(self.start) if "StreamStarted" in d]
 
-    def wait(self, count: int, within_s: float = 5.0) -> list[dict[str, Any]]:
+    def wait(self, count: int, within_s: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + within_s
-        while len(self.lines) < count and time.monotonic() < deadline:
+        while len(self.docs()) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.docs()
 
@@ -41,23 +41,25 @@ def metric(doc: dict[str, Any], name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def metered(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[tuple[str, Captured]]:
-    captured = Captured()
-    env = {**os.environ, **upstream_server.env, "CANCEL_POLL_MS": "50", "UPSTREAM_MAX_RETRIES": "0"}
-    settings = Settings.from_env({**env, "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5"})
-    app = create_app(
-        settings,
-        store=DynamoStreamStore(settings.streams_table),
-        metrics=StreamMetrics("TokenRelay", "tokenrelay-e2e", sink=captured.lines.append),
-    )
-    with environ(upstream_server.env), serve(app) as url:
-        yield url, captured
+def metered(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[tuple[str, Captured]]:
+    env = {
+        **upstream_server.env,
+        "CANCEL_POLL_MS": "50",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
+        "METRICS_ENABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "TokenRelay",
+        "POWERTOOLS_SERVICE_NAME": "tokenrelay-e2e",
+    }
+    with function_stack(aws, env, name="metrics") as functions:
+        yield functions.http, Captured(functions.logs)
+        functions.assert_no_access_denied()
 
 
 @pytest.fixture
 def setup(metered: tuple[str, Captured], upstream_server: FakeUpstream) -> tuple[str, Captured, FakeUpstream]:
     upstream_server.reset()
-    metered[1].lines.clear()
+    metered[1].clear()
     return metered[0], metered[1], upstream_server
 
 
@@ -95,4 +97,5 @@ async def test_metrics_sse_complete_cancel_fail_and_disconnect(setup: tuple[str,
         gone = captured.wait(4)[3]
         assert metric(gone, "StreamCancelled") == 1 and metric(gone, "StreamDisconnected") == 1
         assert gone["CancelReason"] == "disconnect" and metric(gone, "TokensAfterDisconnect") >= 0
-    assert len(captured.lines) == 4  # exactly one document per stream
+    await asyncio.sleep(0.3)  # a second document for a stream would be a bug: give it a chance to show
+    assert len(captured.docs()) == 4  # exactly one document per stream

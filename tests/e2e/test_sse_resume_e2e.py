@@ -12,21 +12,24 @@ import pytest
 
 from tests.e2e.resume_stack import FLUSH_MS, GRACE_S, ResumeStack, resume_stack
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
+from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 
 TOKENS = tuple(f"t{i} " for i in range(300))  # 300 x 20 ms: 6 s, longer than the grace period
 
 
 @pytest.fixture(scope="module")
-def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[ResumeStack]:
-    with resume_stack(dynamodb_endpoint, upstream_server) as s:
+def stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[ResumeStack]:
+    with resume_stack(aws, upstream_server) as s:
         yield s
 
 
 @pytest.fixture
-def resume(stack: ResumeStack) -> ResumeStack:
+def resume(stack: ResumeStack) -> Iterator[ResumeStack]:
     stack.upstream.reset()
-    return stack
+    mark = stack.stack.logs.mark()
+    yield stack
+    stack.stack.assert_no_access_denied(mark)
 
 
 async def start_and_drop(url: str, k: int, body: dict[str, object]) -> tuple[str, list[SSEEvent]]:

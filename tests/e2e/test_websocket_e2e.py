@@ -16,10 +16,9 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from scripts.devstack.tables import create_table, table_spec
+from scripts.devstack.gateway import Gateway
 from tests.fakes.environ import environ
-from tests.fakes.servers import free_port
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
@@ -34,6 +33,7 @@ class Stack:
     gateway: Gateway
     store: DynamoStreamStore
     upstream: FakeUpstream
+    functions: FunctionStack
 
     async def record(self, stream_id: str, status: str, wait_s: float = 5.0) -> Any:
         deadline = time.monotonic() + wait_s
@@ -46,9 +46,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
-    port = free_port()
-    here = f"http://127.0.0.1:{port}"
+def stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[Stack]:
     env = {
         **upstream_server.env,
         "CONNECTIONS_TABLE": "tokenrelay-connections-e2e",
@@ -59,29 +57,21 @@ def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Sta
         "CANCEL_POLL_MS": "50",
         "UPSTREAM_MAX_RETRIES": "0",
         "WS_FLUSH_MS": "20",
-        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
-        "AWS_ENDPOINT_URL_LAMBDA": here,
     }
-    with environ(env):
-        yield from _stack(env, port, dynamodb_endpoint, upstream_server)
-
-
-def _stack(env: dict[str, str], port: int, dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
-    spec = table_spec("ConnectionsTable")
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    create_table(client, spec, env["CONNECTIONS_TABLE"])
-    client.close()
-    import common  # functions/websocket: on sys.path once the gateway module is imported
-
-    common.reset()  # services are read from the environment set above
-    gateway = Gateway(GatewayConfig.from_env(port=port))
-    with serving(gateway) as url:
-        yield Stack(url, gateway, DynamoStreamStore(os.environ["STREAMS_TABLE"]), upstream_server)
+    with function_stack(aws, env, http=False, ws=True, name="websocket") as functions:
+        assert functions.gateway is not None
+        here = functions.ws.replace("ws://", "http://")
+        with environ({"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here}):  # the test's own calls, as the admin
+            store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+            yield Stack(functions.ws, functions.gateway, store, upstream_server, functions)
+            store.close()
 
 
 @pytest.fixture
-def app(stack: Stack, upstream: FakeUpstream) -> Stack:
-    return stack  # ``upstream`` resets the fake for each test
+def app(stack: Stack, upstream: FakeUpstream) -> Iterator[Stack]:
+    mark = stack.functions.logs.mark()  # ``upstream`` resets the fake for each test
+    yield stack
+    stack.functions.assert_no_access_denied(mark)
 
 
 class Client:
@@ -170,7 +160,9 @@ async def test_ws_closing_the_socket_midstream_stops_the_worker_and_the_upstream
 
 
 async def test_ws_two_streams_on_one_connection_stay_separate(app: Stack) -> None:
-    app.upstream.by_model["gpt-4o-mini"] = Scenario.ok(*[f"a{i} " for i in range(30)], delay_s=0.01)
+    # A runs until cancelled, so B (whose message handler and worker may each need a cold start,
+    # seconds on a loaded machine) always overlaps it; B completes, then A is cancelled.
+    app.upstream.by_model["gpt-4o-mini"] = Scenario.ok(*[f"a{i} " for i in range(4000)], delay_s=0.01)
     app.upstream.by_model["gpt-4.1-mini"] = Scenario.ok(*[f"b{i} " for i in range(30)], delay_s=0.01)
     async with connect(app) as ws:
         client = Client(ws)
@@ -178,14 +170,19 @@ async def test_ws_two_streams_on_one_connection_stay_separate(app: Stack) -> Non
         await client.send(
             {"type": "chat", "message": "y", "provider": "openai", "model": "gpt-4.1-mini", "request_id": "B"}
         )
-        messages = await client.until_terminal(count=2)
+        messages = await client.until_terminal(count=1, wait_s=30)
+        a_start = next(m for m in messages if m.get("request_id") == "A" and m["type"] == "start")
+        await client.send({"type": "cancel", "stream_id": a_start["stream_id"]})
+        messages += await client.until_terminal(count=1)
     by_request = {rid: [m for m in messages if m.get("request_id") == rid] for rid in "AB"}
     assert len(messages) == len(by_request["A"]) + len(by_request["B"])
-    for rid, prefix in (("A", "a"), ("B", "b")):
+    for rid, end in (("A", "cancelled"), ("B", "done")):
         mine = by_request[rid]
-        assert mine[0]["type"] == "start" and mine[-1]["type"] == "done"
+        assert mine[0]["type"] == "start" and mine[-1]["type"] == end, mine[-1]
         assert len({m["stream_id"] for m in mine}) == 1
-        assert text(mine) == "".join(f"{prefix}{i} " for i in range(30))
+    assert text(by_request["B"]) == "".join(f"b{i} " for i in range(30))
+    a_text = text(by_request["A"])
+    assert a_text == "".join(f"a{i} " for i in range(a_text.count(" ")))  # its own tokens, in order, none lost
     assert by_request["A"][0]["stream_id"] != by_request["B"][0]["stream_id"]
     # they ran at the same time: each started before the other finished
     assert messages.index(by_request["B"][0]) < messages.index(by_request["A"][-1])
@@ -193,10 +190,16 @@ async def test_ws_two_streams_on_one_connection_stay_separate(app: Stack) -> Non
 
 
 async def test_ws_stream_outlasting_the_integration_timeout_completes(app: Stack) -> None:
-    # 0.3 s stands for API Gateway's 29 s: the chat handler returns at once, the worker streams on
+    # 0.3 s stands for API Gateway's 29 s: the chat handler returns at once, the worker streams on.
+    # First a chat at the normal timeout, so that the chat handler's environment is warm (a cold
+    # start alone takes longer than 0.3 s; API Gateway's 29 s covers one).
+    async with connect(app) as ws:
+        await Client(ws).send({"type": "chat", "message": "warm up"})
+        await Client(ws).until_terminal()
     app.gateway.config.integration_timeout_s = 0.3
     app.upstream.scenario = Scenario.ok(*TOKENS, delay_s=0.03)  # 1.2 s of generation
     timeouts_before = app.gateway.stats.integration_timeouts
+    calls_before = len(app.gateway.stats.route_calls)
     try:
         async with connect(app) as ws:
             client = Client(ws)
@@ -209,7 +212,8 @@ async def test_ws_stream_outlasting_the_integration_timeout_completes(app: Stack
     assert messages[-1]["type"] == "done" and text(messages) == "".join(TOKENS)
     assert elapsed > 4 * 0.3
     assert app.gateway.stats.integration_timeouts == timeouts_before
-    assert max(seconds for route, seconds in app.gateway.stats.route_calls if route == "chat") < 0.3
+    chat_calls = [seconds for route, seconds in app.gateway.stats.route_calls[calls_before:] if route == "chat"]
+    assert chat_calls and max(chat_calls) < 0.3
 
 
 async def test_gateway_handler_outliving_the_integration_timeout_answers_like_api_gateway(app: Stack) -> None:

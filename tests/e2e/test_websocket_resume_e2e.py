@@ -1,7 +1,7 @@
 """WebSocket resume end to end (PROTOCOL section 5): drop the socket, resume on a new one.
 
-The local gateway runs each handler and the worker in its own thread and event loop (one
-per execution environment); they share only DynamoDB and the @connections API.
+The local gateway runs each handler and the worker in its own process environments, each
+with its own IAM identity; they share only DynamoDB and the @connections API, as on AWS.
 """
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from scripts.devstack.tables import create_table, table_spec
-from tests.e2e.resume_stack import GRACE_S, OUTPUT_LOG_TABLE, create_output_log_table
+from tests.e2e.resume_stack import GRACE_S, OUTPUT_LOG_TABLE
 from tests.e2e.test_websocket_e2e import TERMINAL, Client, Stack, connect, text
-from tests.fakes.environ import environ
-from tests.fakes.servers import free_port
+from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
@@ -29,9 +25,7 @@ SLOW = Scenario.ok(*[f"s{i} " for i in range(4000)], delay_s=0.01)
 
 
 @pytest.fixture(scope="module")
-def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
-    port = free_port()
-    here = f"http://127.0.0.1:{port}"
+def stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[Stack]:
     env = {
         **upstream_server.env,
         "CONNECTIONS_TABLE": "tokenrelay-connections-e2e",
@@ -45,26 +39,19 @@ def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Sta
         "OUTPUT_LOG_TABLE": OUTPUT_LOG_TABLE,
         "RESUME_GRACE_S": str(GRACE_S),
         "RESUME_POLL_MS": "100",
-        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
-        "AWS_ENDPOINT_URL_LAMBDA": here,
     }
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    create_table(client, table_spec("ConnectionsTable"), env["CONNECTIONS_TABLE"])
-    create_output_log_table(client)
-    client.close()
-    with environ(env):
-        import common
-
-        common.reset()
-        gateway = Gateway(GatewayConfig.from_env(port=port))
-        with serving(gateway) as url:
-            yield Stack(url, gateway, DynamoStreamStore(os.environ["STREAMS_TABLE"]), upstream_server)
-        common.reset()
+    with function_stack(aws, env, http=False, ws=True, name="websocket-resume") as functions:
+        assert functions.gateway is not None
+        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+        yield Stack(functions.ws, functions.gateway, store, upstream_server, functions)
+        store.close()
 
 
 @pytest.fixture
-def app(stack: Stack, upstream: FakeUpstream) -> Stack:
-    return stack
+def app(stack: Stack, upstream: FakeUpstream) -> Iterator[Stack]:
+    mark = stack.functions.logs.mark()
+    yield stack
+    stack.functions.assert_no_access_denied(mark)
 
 
 async def chat_and_drop(app: Stack, k: int, owner: str = "resumer") -> tuple[str, list[dict[str, Any]]]:

@@ -1,5 +1,5 @@
 """Fuzz suites: moto's DynamoDB server from tests/e2e, the fake upstream from tests/conftest.py."""
 
-from tests.e2e.conftest import dynamodb_endpoint
+from tests.e2e.conftest import aws, dynamodb_endpoint
 
-__all__ = ["dynamodb_endpoint"]
+__all__ = ["aws", "dynamodb_endpoint"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.providers import ScriptedProvider
@@ -75,3 +78,30 @@ async def test_failed_poll_is_logged_and_the_next_one_still_cancels() -> None:
     await store.request_cancel("s-1", "client")
     assert await run.wait() == StreamCancelled("s-1", "client")
     assert store.fail == 0
+
+
+async def test_a_failing_poll_is_an_error_with_a_metric_and_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    """A poll that cannot read (AccessDenied from a missing grant) means cancels go unseen: an
+    ERROR line and a failure report, then retries at the interval, quietly until the next report."""
+    store = MemoryStreamStore()
+    reports: list[tuple[int, str]] = []
+    poller = CancelPoller(store, POLL_S, on_failure=lambda n, exc: reports.append((n, exc.message)))
+    denied = StoreUnavailable("DynamoDB BatchGetItem on 'streams' failed: AccessDeniedException")
+
+    async def refuse(stream_ids: object) -> dict[str, object]:
+        raise denied
+
+    store.watch_many = refuse  # type: ignore[method-assign]
+    run = run_on(poller, store, "s-1", ScriptedProvider(["x"] * 400, delay_s=0.002))
+    with caplog.at_level(logging.ERROR, logger="tokenrelay.cancel"):
+        await run.open()
+        await asyncio.sleep(POLL_S * 8)
+        await store.request_cancel("s-1", "client")
+        await asyncio.sleep(POLL_S * 4)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "AccessDeniedException" in errors[0].getMessage()
+    assert "cancels and resume lease expiries are not seen" in errors[0].getMessage()
+    assert reports == [(1, denied.message)]
+    assert poller.failures >= 4  # kept trying
+    del store.watch_many  # reads work again: the flag is seen
+    assert await run.wait() == StreamCancelled("s-1", "client")

@@ -25,6 +25,10 @@ is in the ``ServedBy`` property, ``provider:model``). See docs/faults.md.
 ``websocket``) is a property, not a dimension, so the dashboard reads four plain
 metrics. Emitted by ``functions/http/protect.py`` and the WebSocket handlers. A flood
 of bad keys costs one log line per request on top of the key lookup (docs/security.md).
+
+``CancelPollFailures``: failed reads of the cancel poller (``cancel_poller.py``), summed per
+report (at most one document per 10 s per process), dimension ``service``, the store's error
+in the ``Error`` property. Any at all means cancels are not being seen.
 """
 
 from __future__ import annotations
@@ -123,3 +127,24 @@ class RefusalMetrics:
             self._sink(json.dumps(self.document(reason, transport), separators=(",", ":")))
         except Exception:
             log.exception("could not emit the %s refusal metric", reason)
+
+
+class CancelPollMetrics:
+    """Emit the ``CancelPollFailures`` metric to ``sink`` (stdout by default)."""
+
+    def __init__(self, namespace: str, service: str, sink: Sink = _stdout) -> None:
+        self.namespace = namespace
+        self.service = service
+        self._sink = sink
+
+    def emit(self, failures: int, error: Exception) -> None:
+        """Never raises."""
+        try:
+            from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+            emf = AmazonCloudWatchEMFProvider(namespace=self.namespace, service=self.service)
+            emf.add_metric("CancelPollFailures", "Count", failures)
+            emf.add_metadata("Error", str(error))
+            self._sink(json.dumps(dict(emf.serialize_metric_set()), separators=(",", ":")))
+        except Exception:
+            log.exception("could not emit the cancel poll failure metric")

@@ -1,0 +1,259 @@
+"""The local Function URL: one request per execution environment of the HTTP function.
+
+On AWS each request to the StreamFunction's URL is one invocation, served by an execution
+environment that serves nothing else meanwhile; the Lambda Web Adapter in it passes the
+request to uvicorn and streams the answer back. This front door does the same on
+``HTTP_PORT``: each request takes an idle environment of the function's ``Pool``
+(``environments.py``), or starts a new one, a real cold start: ``functions/http/run.sh``
+in a child process, with the function's environment variables and its own IAM identity's
+credentials, ready once its ``/health`` answers (``AWS_LWA_READINESS_CHECK_PATH``). The
+request body is read whole (Function URLs buffer requests; over 6 MB is 413, as Lambda
+answers); the response streams through as it arrives, byte for byte, never buffered.
+
+- Concurrency: at most ``max_envs`` environments. A request beyond that waits up to
+  ``queue_timeout_s`` for one to free up, then gets Lambda's throttle, 429
+  ``TooManyRequestsException`` ``{"Message": "Rate Exceeded."}`` (AWS answers 429 at once:
+  ``LAMBDA_QUEUE_S=0``).
+- A client that leaves mid-response: the environment's connection is closed, so the app
+  sees the disconnect; the environment may go on working (the resume grace period), so it
+  is never handed another request: it retires after ``linger_s``.
+- Environments idle for ``idle_timeout_s`` retire.
+
+    python scripts/devstack/frontdoor.py --port 8000 --identities .dev/identities.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
+READY_TIMEOUT_S = 30.0
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
+NOT_FORWARDED = {"PORT", "AWS_LAMBDA_EXEC_WRAPPER"}  # the adapter's own: this front door is the adapter
+log = logging.getLogger("tokenrelay.frontdoor")
+
+
+class HttpEnv(ProcessEnv):
+    """One environment of the HTTP function: ``run.sh`` (uvicorn serving ``app:app``)."""
+
+    url = ""
+
+    async def start(self, port: int, client: httpx.AsyncClient) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        await self.spawn()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                if (await client.get(f"{self.url}/health", timeout=2)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not self.alive or time.monotonic() > deadline:
+                await self.stop(0)
+                raise RuntimeError(f"{self.name} did not become ready; its last lines: {list(self.last_lines)[-10:]}")
+            await asyncio.sleep(0.05)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FrontDoor:
+    """An ASGI app: the proxy in front of the HTTP function's environments."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        code_dir: Path = ROOT / "functions" / "http",
+        name: str = "stream",
+        sink: LogSink = print_sink,
+        max_envs: int = 10,
+        idle_timeout_s: float = 300.0,
+        queue_timeout_s: float = 10.0,
+        linger_s: float = 35.0,
+        memory_mb: int = 512,
+        cpu_share: bool = False,
+    ) -> None:
+        self.env = {k: v for k, v in env.items() if k not in NOT_FORWARDED}
+        self.code_dir, self.sink, self.linger_s = code_dir, sink, linger_s
+        self.memory_mb, self.cpu_share = memory_mb, cpu_share
+        self.client: httpx.AsyncClient | None = None
+        self.pool: Pool[HttpEnv] = Pool(
+            name, self._start, max_envs=max_envs, idle_timeout_s=idle_timeout_s, queue_timeout_s=queue_timeout_s
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        if self.client is None:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5), limits=limits)
+        return self.client
+
+    async def _start(self, name: str) -> HttpEnv:
+        port = _free_port()
+        python_dir = str(Path(sys.executable).parent)
+        env = {
+            **self.env,
+            "PORT": str(port),
+            "PATH": python_dir + os.pathsep + self.env.get("PATH", os.defpath),  # run.sh's `python`
+            "PYTHONPATH": str(ROOT / "layers" / "core"),  # the layer, /opt/python on AWS
+            "LAMBDA_TASK_ROOT": str(self.code_dir),
+        }
+        cpu = None
+        if self.cpu_share:
+            from cpu_share import CpuShare
+
+            cpu = CpuShare.for_memory(name, self.memory_mb)
+        argv = ["bash", str(self.code_dir / "run.sh")]
+        environment = HttpEnv(name, argv, env=env, cwd=str(self.code_dir), sink=self.sink, cpu=cpu)
+        await environment.start(port, self._client())
+        return environment
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_REQUEST_BYTES:
+                await _answer(send, 413, "RequestEntityTooLargeException", "Request must be smaller than 6291456 bytes")
+                return
+            if not message.get("more_body"):
+                break
+        try:
+            environment = await self.pool.acquire()
+        except Throttled:
+            await _answer(send, 429, "TooManyRequestsException", "Rate Exceeded.")
+            return
+        except Exception as exc:
+            log.error("%s: could not start an environment: %s", self.pool.name, exc)
+            await _answer(send, 502, "ServiceException", "Internal Server Error")
+            return
+        cut = False
+        try:
+            cut = await self._relay(environment, scope, bytes(body), receive, send)
+        finally:
+            await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0)
+
+    async def _relay(self, environment: HttpEnv, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> bool:
+        """Send the request to ``environment`` and stream its answer; True if the client left first."""
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        client = self._client()
+        delivered = asyncio.Event()  # an invocation, once started, gets its whole request even if the client left
+
+        async def content() -> Any:
+            yield body
+            delivered.set()
+
+        if body:  # the headers as the client sent them (a generator would otherwise be sent chunked)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        else:
+            delivered.set()
+        request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
+
+        async def relay() -> None:
+            response = await client.send(request, stream=True)
+            try:
+                out = [
+                    (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in response.headers.multi_items()
+                    if k.lower() not in HOP_BY_HOP
+                ]
+                await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                await response.aclose()
+
+        async def client_left() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            try:
+                await asyncio.wait_for(delivered.wait(), 5.0)
+            except TimeoutError:
+                pass
+
+        relaying = asyncio.ensure_future(relay())
+        watching = asyncio.ensure_future(client_left())
+        try:
+            done, _ = await asyncio.wait({relaying, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (relaying, watching):
+                task.cancel()
+            await asyncio.gather(relaying, watching, return_exceptions=True)
+        if relaying in done and relaying.exception() is not None:
+            log.error("%s: request failed: %r", environment.name, relaying.exception())
+            return True
+        return relaying not in done
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+
+async def _answer(send: Any, status: int, error_type: str, message: str) -> None:
+    body = json.dumps({"Message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"x-amzn-errortype", error_type.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HTTP_PORT") or 8000))
+    parser.add_argument("--identities", required=True, help="identities.json written by scripts/devstack/stack.py")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    from stack import front_door_from_env
+
+    front = front_door_from_env(args.identities)
+    import uvicorn
+
+    print(f"frontdoor: the HTTP function on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(front, host=args.host, port=args.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The local stack for the end-to-end and browser tests, as ``scripts/dev`` runs it.
+
+- ``local_aws()``: ``scripts/devstack/dynamodb.py`` in its own process: moto's server mode
+  enforcing IAM per access key. The tests' own clients (table set-up, reading records as an
+  operator would) use its admin key; no product code runs with it.
+- ``function_stack(aws, env, http=..., ws=...)``: one IAM identity per function with exactly
+  its ``template.yaml`` policy, the template's tables (named from ``env``), the HTTP function
+  behind the local Function URL (``frontdoor.py``: one request per process environment) and
+  the WebSocket gateway with each function and the worker in their own processes, all with
+  ``env`` on top of this process's environment. Every environment's output goes to a
+  ``LogCapture``: the EMF metrics documents and the log lines tests read, and the
+  ``AccessDenied`` lines that fail a test (``assert_no_access_denied``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.devstack import stack as devstack
+from scripts.devstack.gateway import Gateway, GatewayConfig, serving
+from scripts.devstack.stack import LambdaSettings, front_door, setup, websocket_functions
+from tests.fakes.servers import free_port, serve
+
+# The gateway imports its sibling modules by their own names: use those classes (one Denied, one Identity).
+Authorizer, Identity = devstack.Authorizer, devstack.Identity
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+# Tests reuse warm environments for the whole session; a cap that fits 2 cores and the tests' concurrency.
+TEST_LAMBDAS = LambdaSettings(max_envs=8, queue_timeout_s=60.0, idle_timeout_s=900.0)
+_stacks = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    endpoint: str
+    region: str
+    admin: dict[str, str]
+
+    def env(self) -> dict[str, str]:
+        """This process's AWS settings: the admin key, for the tests' own set-up and reads."""
+        return {
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.admin["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": self.admin["secret_access_key"],
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+@contextmanager
+def local_aws() -> Iterator[LocalAws]:
+    """moto with IAM enforced, in its own process (moto's settings are per process)."""
+    script = ROOT / "scripts" / "devstack" / "dynamodb.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        with proc.stdout:  # one line, then nothing more
+            line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"scripts/devstack/dynamodb.py exited ({proc.wait()})")
+        ready = json.loads(line)
+        yield LocalAws(ready["endpoint"], ready["region"], ready["admin"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class LogCapture:
+    """Every line the stack's environments print, in order (thread-safe); also in test-artifacts/."""
+
+    def __init__(self, name: str) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        ARTIFACTS.mkdir(exist_ok=True)
+        self._file = open(ARTIFACTS / f"stack-{name}.log", "w", encoding="utf-8")
+
+    def __call__(self, env_name: str, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+            self._file.write(f"[{env_name}] {line}\n")
+            self._file.flush()
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.lines)
+
+    def since(self, mark: int = 0) -> list[str]:
+        with self._lock:
+            return self.lines[mark:]
+
+    def emf(self, since: int = 0) -> list[dict[str, Any]]:
+        """The CloudWatch EMF documents printed since ``since``."""
+        docs = []
+        for line in self.since(since):
+            if line.startswith("{") and '"_aws"' in line:
+                docs.append(json.loads(line))
+        return docs
+
+    def access_denied(self, since: int = 0) -> list[str]:
+        return [line for line in self.since(since) if "AccessDenied" in line]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class FunctionStack:
+    http: str  # the local Function URL ("" without http)
+    ws: str  # the WebSocket API ("" without ws)
+    gateway: Gateway | None
+    front: Any  # frontdoor.FrontDoor
+    logs: LogCapture
+    identities: dict[str, Any]  # stack.Identity by function
+
+    def assert_no_access_denied(self, since: int = 0) -> None:
+        denied = self.logs.access_denied(since)
+        assert not denied, f"a function was refused a call its template role should allow: {denied[:3]}"
+
+
+class _GatewayDenials(logging.Handler):
+    """The gateway's refusals (``identities.py`` logs them at ERROR in this process), into the stack's log."""
+
+    def __init__(self, logs: LogCapture) -> None:
+        super().__init__(logging.ERROR)
+        self.logs = logs
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logs("gateway", record.getMessage())
+
+
+@contextmanager
+def function_stack(
+    aws: LocalAws,
+    env: Mapping[str, str],
+    *,
+    http: bool = True,
+    ws: bool = False,
+    name: str = "e2e",
+    lambdas: LambdaSettings = TEST_LAMBDAS,
+    template: Path | None = None,
+    linger_s: float | None = None,
+) -> Iterator[FunctionStack]:
+    full = {**os.environ, **aws.env(), **env}
+    if template is not None:
+        full["TOKENRELAY_TEMPLATE"] = str(template)
+    identities = setup(aws.endpoint, aws.admin, full, prefix=f"{name}-{next(_stacks)}-", template=template)
+    logs = LogCapture(name)
+    denials = _GatewayDenials(logs)
+    logging.getLogger("tokenrelay.iam").addHandler(denials)
+    with ExitStack() as stack:
+        stack.callback(logs.close)
+        stack.callback(logging.getLogger("tokenrelay.iam").removeHandler, denials)
+        http_url, ws_url, gateway, front = "", "", None, None
+        if http:
+            front = front_door(identities, full, lambdas=lambdas, sink=logs, template=template, linger_s=linger_s)
+            http_url = stack.enter_context(serve(front))
+        if ws:
+            port = free_port()
+            here = f"http://127.0.0.1:{port}"
+            routes, functions = websocket_functions(
+                identities, full, here, lambdas=lambdas, sink=logs, template=template
+            )
+            config = GatewayConfig.from_env(port=port)
+            config.route_keys = tuple(k for k in routes if not k.startswith("$"))
+            config.worker_function_name = next(iter(functions))
+            admin = Identity(
+                "admin", "admin", aws.admin["access_key_id"], aws.admin["secret_access_key"], (ADMIN_POLICY,)
+            )
+            authorizer = Authorizer([*identities.values(), admin])  # the tests' own calls are the operator's
+            gateway = Gateway(config, routes=routes, functions=functions, authorizer=authorizer)
+            ws_url = stack.enter_context(serving(gateway))
+        yield FunctionStack(http_url, ws_url, gateway, front, logs, identities)
