@@ -1,0 +1,312 @@
+"""A local API Gateway HTTP API: the buffered path of ``template.yaml``, as strict as AWS.
+
+``sam local start-api`` needs Docker; this needs nothing. It reads the template's
+``HttpApi`` events and answers only those routes (``httpapi_routes.py``): anything else
+gets API Gateway's ``404 {"message":"Not Found"}``, whatever the app behind it could
+serve. A matched route becomes a payload format 2.0 event for its function (the
+template's ``Handler``, ``handler.handler``: Mangum), run in a local Lambda execution
+environment, one invocation at a time per environment (``httpapi_envs.py``). The
+function's environment is this process's, plus the template's literal variables for it
+(``STREAM_TIMEOUT_S: "25"``), ``AWS_LAMBDA_FUNCTION_NAME`` and ``--env`` overrides.
+
+The limits hold as on AWS:
+
+    request body over 10 MB (HTTP API)            413 {"message":"Request Entity Too Large"}
+    event over 6 MB (Lambda's invoke payload)      413 {"message":"Request Entity Too Large"}
+    the function raised, or could not start        500 {"message":"Internal Server Error"}
+    result over 6 MB (Lambda's response payload)   500 {"message":"Internal Server Error"}
+    the function's Timeout (ApiFunction: 29 s)     500 {"message":"Internal Server Error"}
+    the integration timeout (30 s, HTTP API's max) 503 {"message":"Service Unavailable"}
+
+CORS follows the API's ``CorsConfiguration``: preflight requests are answered here, and
+responses to an allowed ``Origin`` carry the allow and expose headers.
+
+    .venv/bin/python scripts/devstack/httpapi.py [--port 8002] [--env KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from httpapi_envs import InitError, Pool  # noqa: E402
+from httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
+from tables import load_template  # noqa: E402
+
+log = logging.getLogger("tokenrelay.httpapi")
+MAX_BODY = 10 * 1024 * 1024  # HTTP API's request payload
+MAX_INVOKE_PAYLOAD = 6_291_556  # Lambda's synchronous request and response payload
+INTEGRATION_TIMEOUT_S = 30.0  # an HTTP API integration's maximum
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def gateway_error(status: int, message: str) -> Answer:
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()
+    return status, [("content-type", "application/json")], body
+
+
+@dataclass
+class Function:
+    name: str
+    timeout_s: float
+    pool: Pool
+
+
+@dataclass(frozen=True)
+class Cors:
+    origins: Sequence[str]
+    methods: Sequence[str]
+    headers: Sequence[str]
+    expose: Sequence[str]
+    max_age: int | None
+
+    def origin_header(self, origin: str | None) -> list[tuple[str, str]]:
+        if origin is None or not (origin in self.origins or "*" in self.origins):
+            return []
+        allow = "*" if "*" in self.origins else origin
+        out = [("access-control-allow-origin", allow)]
+        if self.expose:
+            out.append(("access-control-expose-headers", ",".join(self.expose)))
+        return out
+
+    def preflight(self, origin: str | None) -> Answer:
+        headers = self.origin_header(origin)
+        if headers:
+            headers = [
+                headers[0],
+                ("access-control-allow-methods", ",".join(self.methods)),
+                ("access-control-allow-headers", ",".join(self.headers)),
+            ]
+            if self.max_age is not None:
+                headers.append(("access-control-max-age", str(self.max_age)))
+        return 204, headers, b""
+
+
+@dataclass
+class HttpApi:
+    """The ASGI app: route, invoke, answer."""
+
+    routes: list[HttpRoute]
+    functions: dict[str, Function]
+    api_id: str = "local"
+    cors: Cors | None = None
+    integration_timeout_s: float = INTEGRATION_TIMEOUT_S
+    max_body: int = MAX_BODY
+    max_payload: int = MAX_INVOKE_PAYLOAD
+    invocations: int = field(default=0)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        status, headers, body = await self.answer(scope, receive)
+        headers = [h for h in headers if h[0] not in ("content-length", "transfer-encoding", "connection")]
+        headers += [("content-length", str(len(body))), ("apigw-requestid", os.urandom(8).hex())]
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope: dict[str, Any], receive: Any) -> Answer:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        lower = {k.lower(): v for k, v in headers}
+        method = scope["method"]
+        if self.cors is not None and method == "OPTIONS" and "access-control-request-method" in lower:
+            return self.cors.preflight(lower.get("origin"))
+        body = await self._body(receive, lower.get("content-length"))
+        if body is None:
+            return gateway_error(413, "Request Entity Too Large")
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        found = select(self.routes, method, _decoded(path))
+        if found is None:
+            return gateway_error(404, "Not Found")
+        route, params = found
+        client = scope.get("client") or ("127.0.0.1", 0)
+        request = Request(method, path, scope.get("query_string", b"").decode("latin-1"), headers, body, client[0])
+        answer = await self._invoke(route, event(route, params, request, self.api_id))
+        if self.cors is not None:
+            origin = self.cors.origin_header(lower.get("origin"))
+            names = {name for name, _ in origin}
+            answer = answer[0], [h for h in answer[1] if h[0] not in names] + origin, answer[2]
+        return answer
+
+    async def _invoke(self, route: HttpRoute, payload: dict[str, Any]) -> Answer:
+        if len(json.dumps(payload).encode()) > self.max_payload:
+            return gateway_error(413, "Request Entity Too Large")
+        function = self.functions[route.function]
+        timeout_s = min(function.timeout_s, self.integration_timeout_s)
+        self.invocations += 1
+        try:
+            outcome = await function.pool.invoke(payload, timeout_s)
+        except InitError as exc:
+            log.error("%s: %s", route.function, exc)
+            return gateway_error(500, "Internal Server Error")
+        if outcome.timed_out:
+            log.error("%s: %s timed out after %.0f s", route.function, route.key, timeout_s)
+            if function.timeout_s <= self.integration_timeout_s:
+                return gateway_error(500, "Internal Server Error")  # Lambda's timeout came first
+            return gateway_error(503, "Service Unavailable")
+        if outcome.error is not None:
+            log.error("%s: %s: %s", route.function, outcome.error["errorType"], outcome.error["errorMessage"])
+            return gateway_error(500, "Internal Server Error")
+        if outcome.size > self.max_payload:
+            log.error("%s: response of %d bytes is over Lambda's %d", route.function, outcome.size, self.max_payload)
+            return gateway_error(500, "Internal Server Error")
+        try:
+            return response(outcome.result)
+        except (TypeError, ValueError) as exc:  # API Gateway cannot read the result
+            log.error("%s: malformed result: %s", route.function, exc)
+            return gateway_error(500, "Internal Server Error")
+
+    async def _body(self, receive: Any, declared: str | None) -> bytes | None:
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return None
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def close(self) -> None:
+        for function in self.functions.values():
+            await function.pool.close()
+
+
+def _decoded(path: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(path)
+
+
+def _parameter(template: Mapping[str, Any], value: Any) -> Any:
+    """A literal, or a ``!Ref`` to a parameter (its default); anything else is None."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        spec = template.get("Parameters", {}).get(value["Ref"])
+        if spec is None or "Default" not in spec:
+            return None
+        default = spec["Default"]
+        return [v.strip() for v in str(default).split(",")] if spec["Type"] == "CommaDelimitedList" else default
+    return None if isinstance(value, dict) else value
+
+
+def cors_of(template: Mapping[str, Any], api_id: str) -> Cors | None:
+    config = template["Resources"][api_id].get("Properties", {}).get("CorsConfiguration")
+    if not config:
+        return None
+    value = {k: _parameter(template, v) for k, v in config.items()}
+    return Cors(
+        origins=list(value.get("AllowOrigins") or []),
+        methods=list(value.get("AllowMethods") or []),
+        headers=list(value.get("AllowHeaders") or []),
+        expose=list(value.get("ExposeHeaders") or []),
+        max_age=value.get("MaxAge"),
+    )
+
+
+def function_env(
+    template: Mapping[str, Any], name: str, base: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``name``'s execution environments: ``base`` (the local stack's tables,
+    endpoints and credentials), the template's literal variables for it (Globals, then its own:
+    an intrinsic such as ``!Ref StreamsTable`` is the local stack's to fill), what Lambda sets,
+    then ``overrides``."""
+    props = template["Resources"][name]["Properties"]
+    glob = template.get("Globals", {}).get("Function", {})
+    env = dict(base)
+    for source in (glob, props):
+        for key, value in (source.get("Environment", {}).get("Variables") or {}).items():
+            if not isinstance(value, dict) and value != "":
+                env[key] = str(value)
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
+    env.update(
+        AWS_LAMBDA_FUNCTION_NAME=name,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(props.get("MemorySize", glob.get("MemorySize", 128))),
+        AWS_LAMBDA_FUNCTION_TIMEOUT=str(props.get("Timeout", glob.get("Timeout", 3))),
+    )
+    paths = [str(ROOT / props["CodeUri"])]
+    for layer in props.get("Layers", []):
+        if isinstance(layer, dict) and set(layer) == {"Ref"}:
+            paths.append(str(ROOT / template["Resources"][layer["Ref"]]["Properties"]["ContentUri"]))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(overrides or {})
+    return env
+
+
+def build(
+    template: Mapping[str, Any],
+    base_env: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+    max_envs: int = 10,
+    idle_s: float = 300.0,
+    api_id: str = "HttpApi",
+) -> HttpApi:
+    routes = routes_from_template(template, api_id)
+    functions = {}
+    glob = template.get("Globals", {}).get("Function", {})
+    for name in sorted({r.function for r in routes}):
+        props = template["Resources"][name]["Properties"]
+        argv = [python, str(HERE / "lambda_runtime.py"), props["Handler"]]
+        pool = Pool(argv, function_env(template, name, base_env, overrides), max_envs=max_envs, idle_s=idle_s)
+        functions[name] = Function(name, float(props.get("Timeout", glob.get("Timeout", 3))), pool)
+    return HttpApi(routes, functions, cors=cors_of(template, api_id))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HTTPAPI_PORT", "8002")))
+    parser.add_argument("--template", default=str(ROOT / "template.yaml"))
+    parser.add_argument("--max-envs", type=int, default=10, help="execution environments per function")
+    parser.add_argument("--idle-s", type=float, default=300.0, help="retire an environment idle this long")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set in every function")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s httpapi %(levelname)s %(message)s")
+    overrides = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--env {item!r}: expected KEY=VALUE")
+        overrides[key] = value
+    template = load_template(args.template)
+    app = build(template, os.environ, overrides, max_envs=args.max_envs, idle_s=args.idle_s)
+    for route in app.routes:
+        log.info("route %s -> %s", route.key, route.function)
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
