@@ -54,7 +54,8 @@ def test_routes_from_template_are_the_api_functions_http_api_events() -> None:
     template = load_template()
     routes = routes_from_template(template, "HttpApi")
     events = template["Resources"]["ApiFunction"]["Properties"]["Events"]
-    assert {r.key for r in routes} == {f"{e['Properties']['Method']} {e['Properties']['Path']}" for e in events.values()}
+    declared = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
+    assert {(r.method, r.path) for r in routes} == declared
     assert {r.function for r in routes} == {"ApiFunction"}
     assert routes_from_template(template, "NoSuchApi") == []
 
