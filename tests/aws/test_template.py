@@ -99,7 +99,11 @@ def test_functions_arm64_python_matches_core_layer(template: dict[str, Any]) -> 
     layer = props(template, "CoreLayer")
     assert function_globals["Architectures"] == layer["CompatibleArchitectures"] == ["arm64"]
     assert [function_globals["Runtime"]] == layer["CompatibleRuntimes"] == ["python3.12"]
-    assert template["Resources"]["CoreLayer"]["Metadata"]["BuildMethod"] == "python3.12"
+    # make (layers/core/Makefile), so botocore stays out: it installs python3.12 wheels for arm64.
+    assert template["Resources"]["CoreLayer"]["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    makefile = (ROOT / props(template, "CoreLayer")["ContentUri"] / "Makefile").read_text()
+    assert "build-CoreLayer:" in makefile and "--python-version 3.12" in makefile
+    assert "$(or $(TOKENRELAY_LAYER_ARCH),arm64)" in makefile
 
 
 def test_streams_table_key_schema_matches_store_key(template: dict[str, Any]) -> None:
