@@ -5,7 +5,8 @@
 gets API Gateway's ``404 {"message":"Not Found"}``, whatever the app behind it could
 serve. A matched route becomes a payload format 2.0 event for its function (the
 template's ``Handler``, ``handler.handler``: Mangum), run in a local Lambda execution
-environment, one invocation at a time per environment (``httpapi_envs.py``). The
+environment, one invocation at a time per environment (any ``Invocable``: ``httpapi_envs.py``
+has the thinnest, the local stack's process functions fit as they are). The
 function's environment is this process's, plus the template's literal variables for it
 (``STREAM_TIMEOUT_S: "25"``), ``AWS_LAMBDA_FUNCTION_NAME`` and ``--env`` overrides.
 
@@ -27,6 +28,7 @@ responses to an allowed ``Origin`` carry the allow and expose headers.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -34,14 +36,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from httpapi_envs import InitError, Pool  # noqa: E402
+from httpapi_envs import LocalFunction  # noqa: E402
 from httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
 from tables import load_template  # noqa: E402
 
@@ -57,11 +59,20 @@ def gateway_error(status: int, message: str) -> Answer:
     return status, [("content-type", "application/json")], body
 
 
+class Invocable(Protocol):
+    """A function: ``invoke`` returns the handler's result, or raises if it raised, timed out
+    (its environment then stopped) or could not start; one invocation per environment."""
+
+    async def invoke(self, event: Mapping[str, Any], timeout_s: float) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Function:
     name: str
-    timeout_s: float
-    pool: Pool
+    timeout_s: float  # the template's Timeout
+    target: Invocable
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class HttpApi:
     max_body: int = MAX_BODY
     max_payload: int = MAX_INVOKE_PAYLOAD
     invocations: int = field(default=0)
+    _running: set[asyncio.Future[Any]] = field(default_factory=set)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -148,26 +160,25 @@ class HttpApi:
         if len(json.dumps(payload).encode()) > self.max_payload:
             return gateway_error(413, "Request Entity Too Large")
         function = self.functions[route.function]
-        timeout_s = min(function.timeout_s, self.integration_timeout_s)
         self.invocations += 1
-        try:
-            outcome = await function.pool.invoke(payload, timeout_s)
-        except InitError as exc:
-            log.error("%s: %s", route.function, exc)
-            return gateway_error(500, "Internal Server Error")
-        if outcome.timed_out:
-            log.error("%s: %s timed out after %.0f s", route.function, route.key, timeout_s)
-            if function.timeout_s <= self.integration_timeout_s:
-                return gateway_error(500, "Internal Server Error")  # Lambda's timeout came first
+        call = asyncio.ensure_future(function.target.invoke(payload, function.timeout_s))
+        done, _ = await asyncio.wait({call}, timeout=self.integration_timeout_s)
+        if not done:  # API Gateway stops waiting; the invocation runs on to its own timeout
+            log.error("%s: %s: no answer within the integration timeout", route.function, route.key)
+            self._running.add(call)
+            call.add_done_callback(_forget(self._running))
             return gateway_error(503, "Service Unavailable")
-        if outcome.error is not None:
-            log.error("%s: %s: %s", route.function, outcome.error["errorType"], outcome.error["errorMessage"])
+        try:
+            result = call.result()
+        except Exception as exc:  # raised, timed out (Lambda's timeout came first), or could not start
+            log.error("%s: %s: %s", route.function, route.key, exc)
             return gateway_error(500, "Internal Server Error")
-        if outcome.size > self.max_payload:
-            log.error("%s: response of %d bytes is over Lambda's %d", route.function, outcome.size, self.max_payload)
+        size = len(json.dumps(result).encode())
+        if size > self.max_payload:
+            log.error("%s: response of %d bytes is over Lambda's %d", route.function, size, self.max_payload)
             return gateway_error(500, "Internal Server Error")
         try:
-            return response(outcome.result)
+            return response(result)
         except (TypeError, ValueError) as exc:  # API Gateway cannot read the result
             log.error("%s: malformed result: %s", route.function, exc)
             return gateway_error(500, "Internal Server Error")
@@ -200,7 +211,16 @@ class HttpApi:
 
     async def close(self) -> None:
         for function in self.functions.values():
-            await function.pool.close()
+            await function.target.close()
+
+
+def _forget(running: set[asyncio.Future[Any]]) -> Any:
+    def done(call: asyncio.Future[Any]) -> None:
+        running.discard(call)
+        if not call.cancelled() and call.exception() is not None:
+            log.error("an invocation API Gateway stopped waiting for failed: %s", call.exception())
+
+    return done
 
 
 def _decoded(path: str) -> str:
@@ -269,7 +289,6 @@ def build(
     overrides: Mapping[str, str] | None = None,
     python: str = sys.executable,
     max_envs: int = 10,
-    idle_s: float = 300.0,
     api_id: str = "HttpApi",
 ) -> HttpApi:
     routes = routes_from_template(template, api_id)
@@ -278,8 +297,8 @@ def build(
     for name in sorted({r.function for r in routes}):
         props = template["Resources"][name]["Properties"]
         argv = [python, str(HERE / "lambda_runtime.py"), props["Handler"]]
-        pool = Pool(argv, function_env(template, name, base_env, overrides), max_envs=max_envs, idle_s=idle_s)
-        functions[name] = Function(name, float(props.get("Timeout", glob.get("Timeout", 3))), pool)
+        target = LocalFunction(name, argv, function_env(template, name, base_env, overrides), max_envs=max_envs)
+        functions[name] = Function(name, float(props.get("Timeout", glob.get("Timeout", 3))), target)
     return HttpApi(routes, functions, cors=cors_of(template, api_id))
 
 
@@ -288,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("HTTPAPI_PORT", "8002")))
     parser.add_argument("--template", default=str(ROOT / "template.yaml"))
     parser.add_argument("--max-envs", type=int, default=10, help="execution environments per function")
-    parser.add_argument("--idle-s", type=float, default=300.0, help="retire an environment idle this long")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set in every function")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s httpapi %(levelname)s %(message)s")
@@ -299,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--env {item!r}: expected KEY=VALUE")
         overrides[key] = value
     template = load_template(args.template)
-    app = build(template, os.environ, overrides, max_envs=args.max_envs, idle_s=args.idle_s)
+    app = build(template, os.environ, overrides, max_envs=args.max_envs)
     for route in app.routes:
         log.info("route %s -> %s", route.key, route.function)
     import uvicorn

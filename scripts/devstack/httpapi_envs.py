@@ -1,10 +1,14 @@
-"""Local Lambda execution environments for one function: processes, one invocation at a time.
+"""A function for the local HTTP API: invocations in processes running ``lambda_runtime.py``.
 
-``Pool.invoke`` hands an event to an idle environment or starts a new one (a real cold
-start: a fresh process imports the function, ``lambda_runtime.py``), up to ``max_envs``
-at once; past that, invocations wait for one to be free (Lambda would throttle). An
-environment that outlives the invocation's timeout is killed, as Lambda stops a timed-out
-one, and the next invocation gets a new one; environments idle for ``idle_s`` are retired.
+What the HTTP API (``httpapi.py``) needs of a function is only this: ``await invoke(event,
+timeout_s)`` returns the handler's result or raises (the handler raised, timed out, or its
+environment died or could not start), one invocation at a time per execution environment;
+and ``close()``. ``LocalFunction`` is the thinnest such function: an environment is a child
+process speaking ``lambda_runtime.py``'s JSON lines; an idle one is reused (warm, module
+state kept), else a new one starts (a cold start), up to ``max_envs``, past which an
+invocation waits. A timed-out invocation's environment is killed, as Lambda stops it.
+Idle environments are not retired and nothing is throttled: the local stack's environment
+pool (``environments.py``) does that, and can stand in for this class unchanged.
 """
 
 from __future__ import annotations
@@ -12,161 +16,140 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("tokenrelay.httpapi")
-MAX_LINE = 16 * 1024 * 1024  # results up to Lambda's 6 MB, JSON-escaped
+MAX_ANSWER = 64 * 1024 * 1024  # an answer line: Lambda's 6 MB result, JSON-escaped
+INIT_TIMEOUT_S = 60.0  # Lambda allows 10 s of init; a loaded 2-core machine needs more
 
 
-class InitError(Exception):
-    """The function could not be imported (Lambda: an init error)."""
+class FunctionError(Exception):
+    """The invocation failed: the handler raised, timed out, or its environment died."""
 
 
-@dataclass
-class Outcome:
-    result: Any = None
-    error: dict[str, Any] | None = None  # the function raised
-    timed_out: bool = False
-    size: int = 0  # bytes of the serialized result, as Lambda counts its response payload
+class HandlerProcess:
+    """One execution environment: ``lambda_runtime.py`` in a child process."""
 
-
-class Environment:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.idle_since = time.monotonic()
+    def __init__(
+        self, proc: asyncio.subprocess.Process, answers: asyncio.StreamReader, pipe: asyncio.BaseTransport
+    ) -> None:
+        self.proc, self.answers, self.pipe = proc, answers, pipe
 
     @classmethod
-    async def start(cls, argv: Sequence[str], env: Mapping[str, str], init_timeout_s: float) -> Environment:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=dict(env), limit=MAX_LINE
-        )
-        self = cls(proc)
+    async def start(cls, argv: Sequence[str], env: Mapping[str, str]) -> HandlerProcess:
+        read_fd, write_fd = os.pipe()
         try:
-            first = await asyncio.wait_for(self._read(), init_timeout_s)
-        except (TimeoutError, EOFError) as exc:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                env={**env, "TOKENRELAY_RUNTIME_FD": str(write_fd)},
+                pass_fds=(write_fd,),
+            )
+        finally:
+            os.close(write_fd)
+        answers = asyncio.StreamReader(limit=MAX_ANSWER)
+        pipe = os.fdopen(read_fd, "rb")
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(answers), pipe)
+        self = cls(proc, answers, transport)
+        try:
+            first = await asyncio.wait_for(self._answer(), INIT_TIMEOUT_S)
+        except (TimeoutError, FunctionError) as exc:
             await self.stop()
-            raise InitError(f"the environment did not start ({type(exc).__name__})") from None
+            raise FunctionError(f"init failed: {exc or 'timed out'}") from None
         if "init_error" in first:
             await self.stop()
-            raise InitError(f"{first['init_error']['errorType']}: {first['init_error']['errorMessage']}")
+            raise FunctionError(f"init failed: {first['init_error']['errorMessage']}")
         return self
 
     @property
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
+    async def _answer(self) -> dict[str, Any]:
+        line = await self.answers.readline()
         if not line:
-            raise EOFError("the environment exited")
-        message: dict[str, Any] = json.loads(line)
-        message["_size"] = len(line)
-        return message
+            raise FunctionError(f"the environment exited ({await self.proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
-    async def invoke(self, event: Mapping[str, Any], timeout_s: float) -> Outcome:
+    async def invoke(self, event: Mapping[str, Any], timeout_s: float, env: Mapping[str, str]) -> Any:
         assert self.proc.stdin is not None
-        deadline_ms = int((time.time() + timeout_s) * 1000)
-        request = {"event": event, "request_id": str(uuid.uuid4()), "deadline_ms": deadline_ms}
-        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        name = env.get("AWS_LAMBDA_FUNCTION_NAME", "function")
+        invocation = {
+            "event": event,
+            "request_id": str(uuid.uuid4()),
+            "deadline_ms": int((time.time() + timeout_s) * 1000),
+            "function_name": name,
+            "arn": f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+            "memory_mb": int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
+        }
+        self.proc.stdin.write(json.dumps(invocation).encode() + b"\n")
         try:
             await self.proc.stdin.drain()
-            reply = await asyncio.wait_for(self._read(), timeout_s)
+            answer = await asyncio.wait_for(self._answer(), timeout_s)
         except TimeoutError:
-            await self.stop()  # Lambda stops a timed-out environment
-            return Outcome(timed_out=True)
-        except (EOFError, ConnectionError):
+            await self.stop()  # Lambda stops the environment of a timed-out invocation
+            raise FunctionError(f"{name}: Task timed out after {timeout_s:.2f} seconds") from None
+        except (ConnectionError, FunctionError) as exc:
             await self.stop()
-            return Outcome(error={"errorType": "Runtime.ExitError", "errorMessage": "the environment exited"})
-        if "error" in reply:
-            return Outcome(error=reply["error"])
-        return Outcome(result=reply["result"], size=reply["_size"])
+            raise FunctionError(f"{name}: {exc}") from None
+        if "error" in answer:
+            raise FunctionError(f"{name}: {answer['error']['errorType']}: {answer['error']['errorMessage']}")
+        return answer.get("result")
 
     async def stop(self) -> None:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.proc.wait()
+        self.pipe.close()
 
 
-class Pool:
-    def __init__(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        max_envs: int = 10,
-        idle_s: float = 300.0,
-        init_timeout_s: float = 60.0,
-    ) -> None:
-        self.argv, self.env = list(argv), dict(env)
-        self.max_envs, self.idle_s, self.init_timeout_s = max_envs, idle_s, init_timeout_s
-        self.idle: list[Environment] = []
-        self.every: set[Environment] = set()
-        self.running = 0  # environments alive, idle or busy
+class LocalFunction:
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], max_envs: int = 10) -> None:
+        self.name, self.argv, self.env, self.max_envs = name, list(argv), dict(env), max_envs
+        self.idle: list[HandlerProcess] = []
+        self.every: set[HandlerProcess] = set()
         self.cold_starts = 0
+        self._starting = 0
         self._free = asyncio.Condition()
-        self._reaper: asyncio.Task[None] | None = None
 
-    async def invoke(self, event: Mapping[str, Any], timeout_s: float) -> Outcome:
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap())
+    async def invoke(self, event: Mapping[str, Any], timeout_s: float) -> Any:
         env = await self._acquire()
         try:
-            return await env.invoke(event, timeout_s)
+            return await env.invoke(event, timeout_s, self.env)
         finally:
-            await self._release(env)
+            async with self._free:
+                if env.alive:
+                    self.idle.append(env)
+                else:
+                    self.every.discard(env)
+                self._free.notify()
 
-    async def _acquire(self) -> Environment:
+    async def _acquire(self) -> HandlerProcess:
         async with self._free:
-            while not self.idle and self.running >= self.max_envs:
+            while not self.idle and len(self.every) + self._starting >= self.max_envs:
                 await self._free.wait()
             if self.idle:
-                return self.idle.pop()  # the most recently used: warm
-            self.running += 1
+                return self.idle.pop()  # the most recently used: the warmest
+            self._starting += 1
+        env = None
         try:
-            env = await Environment.start(self.argv, self.env, self.init_timeout_s)
-        except BaseException:
+            env = await HandlerProcess.start(self.argv, self.env)
+            self.cold_starts += 1
+            return env
+        finally:
             async with self._free:
-                self.running -= 1
+                self._starting -= 1
+                if env is not None:
+                    self.every.add(env)
                 self._free.notify()
-            raise
-        self.cold_starts += 1
-        self.every.add(env)
-        return env
-
-    async def _release(self, env: Environment) -> None:
-        async with self._free:
-            if env.alive:
-                env.idle_since = time.monotonic()
-                self.idle.append(env)
-            else:
-                self.running -= 1
-                self.every.discard(env)
-            self._free.notify()
-
-    async def _reap(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.idle_s, 5.0))
-            now = time.monotonic()
-            async with self._free:
-                old = [e for e in self.idle if now - e.idle_since >= self.idle_s]
-                self.idle = [e for e in self.idle if e not in old]
-                self.running -= len(old)
-            for env in old:
-                self.every.discard(env)
-                await env.stop()
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-        async with self._free:
-            every, self.every, self.idle, self.running = self.every, set(), [], 0
-        for env in every:  # busy ones too: the server is going away
+        every, self.every, self.idle = self.every, set(), []
+        for env in every:
             await env.stop()

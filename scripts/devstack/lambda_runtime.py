@@ -1,19 +1,19 @@
 """The runtime loop of one local Lambda execution environment (a process). Standard library only.
 
-    python [-S] lambda_runtime.py MODULE.HANDLER
+    python [-S] lambda_runtime.py MODULE.HANDLER     (TOKENRELAY_RUNTIME_FD=<fd> in its environment)
 
 runs as Lambda's Python runtime does: imports the handler once (the init phase), then
-handles one invocation at a time, in order, keeping its module state between them.
-It speaks JSON lines with whoever started it (``httpapi_envs.py``; the SAM CLI tests):
+handles one invocation at a time, in order, keeping its module state between them. The
+protocol is JSON lines, the same as ``runtime.py`` of the local stack's process functions:
 
-    stdin    {"event": {...}, "request_id": "...", "deadline_ms": <epoch ms>}
-    results  {"ready": true} once, then per invocation {"result": ...} or
-             {"error": {"errorType": "...", "errorMessage": "..."}}
+    stdin                    {"event": {...}, "request_id": "...", "deadline_ms": <epoch ms>,
+                              "function_name": "...", "arn": "...", "memory_mb": 512}
+    TOKENRELAY_RUNTIME_FD    {"ready": <pid>} once, or {"init_error": {...}} and exit; then per
+                             invocation {"result": ...} or {"error": {"errorType", "errorMessage",
+                             "stackTrace"}} (``Runtime.MarshalError`` for a result JSON cannot hold)
 
-The results travel on the process's original stdout; the function's own stdout and stderr
-(its logs, its EMF metrics) both go to stderr, as Lambda sends both to the log stream.
-``AWS_LAMBDA_FUNCTION_NAME``, ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` and ``AWS_REGION`` come
-from the environment the process was started with.
+The answers have a descriptor of their own: stdout and stderr stay the function's log (its
+logs, its EMF metrics), as in Lambda, and a ``print`` can never corrupt an answer.
 """
 
 from __future__ import annotations
@@ -30,59 +30,62 @@ from typing import Any, TextIO
 class LambdaContext:
     """The parts of Lambda's context object a Python function reads."""
 
-    def __init__(self, request_id: str, deadline_ms: int) -> None:
-        name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function")
-        region = os.environ.get("AWS_REGION", "us-east-1")
-        self.function_name = name
+    def __init__(self, invocation: dict[str, Any]) -> None:
+        self.function_name: str = invocation["function_name"]
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:123456789012:function:{name}"
-        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-        self._deadline_ms = deadline_ms
+        self.invoked_function_arn: str = invocation["arn"]
+        self.memory_limit_in_mb: int = invocation["memory_mb"]
+        self.aws_request_id: str = invocation["request_id"]
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"local/{os.getpid()}"
+        self._deadline_ms: int = invocation["deadline_ms"]  # epoch ms, as Lambda-Runtime-Deadline-Ms
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self._deadline_ms - time.time() * 1000))
+        return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
-def _error(exc: BaseException) -> dict[str, Any]:
-    return {"error": {"errorType": type(exc).__name__, "errorMessage": str(exc)}}
+def _error(exc: BaseException, kind: str | None = None) -> dict[str, Any]:
+    return {
+        "errorType": kind or type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_exception(exc),
+    }
 
 
-def _reply(results: TextIO, message: dict[str, Any]) -> None:
+def _answer(out: TextIO, message: dict[str, Any]) -> None:
     try:
         line = json.dumps(message)
-    except (TypeError, ValueError) as exc:  # Lambda: Runtime.MarshalError
-        line = json.dumps({"error": {"errorType": "Runtime.MarshalError", "errorMessage": str(exc)}})
-    results.write(line + "\n")
-    results.flush()
+    except (TypeError, ValueError) as exc:  # the handler returned what JSON cannot hold
+        line = json.dumps({"error": _error(exc, "Runtime.MarshalError")})
+    out.write(line + "\n")
+    out.flush()
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or "." not in argv[1]:
-        print("usage: lambda_runtime.py MODULE.HANDLER", file=sys.stderr)
+    if len(argv) != 2 or "." not in argv[1] or "TOKENRELAY_RUNTIME_FD" not in os.environ:
+        print("usage: TOKENRELAY_RUNTIME_FD=<fd> lambda_runtime.py MODULE.HANDLER", file=sys.stderr)
         return 2
-    results = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)  # the function's prints and logs: to the log stream, never into the results
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    out = os.fdopen(int(os.environ["TOKENRELAY_RUNTIME_FD"]), "w", encoding="utf-8")
     module_name, attr = argv[1].rsplit(".", 1)
     try:
         handler = getattr(importlib.import_module(module_name), attr)
-    except Exception as exc:  # Lambda: Runtime.ImportModuleError / an init error
+    except Exception as exc:  # Lambda: Runtime.ImportModuleError, or an error in the init code
         traceback.print_exc()
-        _reply(results, {"init_error": _error(exc)["error"]})
+        _answer(out, {"init_error": _error(exc)})
         return 1
-    _reply(results, {"ready": True})
+    _answer(out, {"ready": os.getpid()})
     for line in sys.stdin:
-        request = json.loads(line)
-        context = LambdaContext(request["request_id"], request["deadline_ms"])
+        invocation = json.loads(line)
         try:
-            message = {"result": handler(request["event"], context)}
+            message = {"result": handler(invocation["event"], LambdaContext(invocation))}
         except Exception as exc:
-            traceback.print_exc()
-            message = _error(exc)
-        _reply(results, message)
+            traceback.print_exc()  # the function's log, as Lambda prints an unhandled error
+            message = {"error": _error(exc)}
+        sys.stdout.flush()
+        try:
+            _answer(out, message)
+        except BrokenPipeError:
+            return 0
     return 0
 
 
