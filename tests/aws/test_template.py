@@ -180,3 +180,12 @@ def test_output_log_grants_follow_the_code_paths(template: dict[str, Any]) -> No
 def test_dynamodb_endpoint_is_declared_empty_for_sam_local(template: dict[str, Any]) -> None:
     """`sam local --env-vars` sets only declared variables; on AWS an empty endpoint is ignored."""
     assert template["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL_DYNAMODB"] == ""
+
+
+@pytest.mark.parametrize("path", ["functions/http/run.sh", "scripts/dev", "layers/core/Makefile"])
+def test_what_linux_executes_keeps_lf_line_endings(path: str) -> None:
+    """The Web Adapter runs run.sh with /bin/sh: a CR (a Windows checkout) fails it."""
+    assert b"\r" not in (ROOT / path).read_bytes()
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        attrs = subprocess.run(["git", "check-attr", "eol", "--", path], cwd=ROOT, capture_output=True, text=True)
+        assert attrs.stdout.strip().endswith("eol: lf"), attrs.stdout + attrs.stderr
