@@ -25,6 +25,7 @@ from scripts.devstack.httpapi import build
 from scripts.devstack.httpapi_routes import routes_from_template
 from scripts.devstack.tables import load_template
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
+from tests.fakes.route_samples import sample_request
 from tests.fakes.servers import serve
 from tokenrelay import Settings
 
@@ -90,21 +91,6 @@ async def post_stream(url: str, body: dict[str, Any]) -> list[SSEEvent]:
     async with httpx.AsyncClient(timeout=40) as client, client.stream("POST", f"{url}/chat/stream", json=body) as r:
         assert r.status_code == 200, await r.aread()
         return [e async for e in iter_sse(r)]
-
-
-def sample_request(method: str, path: str, stream_id: str) -> dict[str, Any]:
-    """One request each route answers with a success or a 4xx of its own (never a routing 404)."""
-    url = path.replace("{stream_id}", stream_id).replace("{model+}", "echo/echo-1")
-    bodies: dict[str, Any] = {
-        "/chat/stream": {"message": "hi"},
-        "/chat/stream-simple": {"message": "hi"},
-        "/v1/chat/completions": {"model": "echo/echo-1", "messages": [{"role": "user", "content": "hi"}]},
-        f"/chat/stream/{stream_id}/cancel": None,  # a finished stream: 409, from the app
-    }
-    if method == "POST":
-        assert url in bodies, f"no sample request for POST {path}: add one here"
-        return {"method": method, "url": url, "json": bodies[url]}
-    return {"method": method, "url": url, "params": {"message": "hi"} if url == "/chat/stream" else None}
 
 
 async def test_every_app_route_is_reachable_on_each_path_the_docs_promise(paths: Paths) -> None:
