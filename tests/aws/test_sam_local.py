@@ -193,3 +193,18 @@ def test_sam_local_invoke_with_the_shipped_events(
         assert proc.returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])
         assert result["statusCode"] == 200 and check in result["body"], result
+
+
+def test_guided_deploy_asks_about_authentication_as_often_as_the_guide_says() -> None:
+    """`sam deploy --guided` asks once per endpoint without an authorizer; docs/deploy.md says how often."""
+    code = (
+        "from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider;"
+        "from samcli.commands.deploy.auth_utils import auth_per_resource;"
+        "stacks, _ = SamLocalStackProvider.get_stacks('template.yaml');"
+        "print(sum(not required for _, required in auth_per_resource(stacks)))"
+    )
+    asked = subprocess.run([str(PYTHON), "-c", code], cwd=ROOT, env=driver_env(), capture_output=True, text=True)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    said = re.search(r"\((\d+) times in all\)", guide)
+    assert said and int(said[1]) == int(asked.stdout.strip().splitlines()[-1])
