@@ -143,7 +143,7 @@ class HttpApi:
             return gateway_error(413, "Request Entity Too Large")
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
-        found = select(self.routes, method, _decoded(path))
+        found = select(self.routes, method, path)  # the raw path: %2F stays inside its segment
         if found is None:
             return gateway_error(404, "Not Found")
         route, params = found
@@ -221,12 +221,6 @@ def _forget(running: set[asyncio.Future[Any]]) -> Any:
             log.error("an invocation API Gateway stopped waiting for failed: %s", call.exception())
 
     return done
-
-
-def _decoded(path: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(path)
 
 
 def _parameter(template: Mapping[str, Any], value: Any) -> Any:

@@ -125,3 +125,10 @@ def test_response_without_status_code_is_a_200_json_body() -> None:
     status, headers, body = response({"hello": "world"})
     assert status == 200 and ("content-type", "application/json") in headers
     assert json.loads(body) == {"hello": "world"}
+
+
+def test_an_encoded_slash_stays_inside_its_segment_and_is_decoded_once() -> None:
+    found = select(ROUTES, "GET", "/items/a%2Fb%2520")
+    assert found is not None and found[0].key == "GET /items/{id}"
+    e = event(found[0], found[1], request(raw_path="/items/a%2Fb%2520"), "api")
+    assert e["pathParameters"] == {"id": "a/b%20"} and e["rawPath"] == "/items/a%2Fb%2520"
