@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +43,7 @@ ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from httpapi_config import Cors, cors_of, function_env  # noqa: E402
 from httpapi_envs import LocalFunction  # noqa: E402
 from httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
 from tables import load_template  # noqa: E402
@@ -73,36 +74,6 @@ class Function:
     name: str
     timeout_s: float  # the template's Timeout
     target: Invocable
-
-
-@dataclass(frozen=True)
-class Cors:
-    origins: Sequence[str]
-    methods: Sequence[str]
-    headers: Sequence[str]
-    expose: Sequence[str]
-    max_age: int | None
-
-    def origin_header(self, origin: str | None) -> list[tuple[str, str]]:
-        if origin is None or not (origin in self.origins or "*" in self.origins):
-            return []
-        allow = "*" if "*" in self.origins else origin
-        out = [("access-control-allow-origin", allow)]
-        if self.expose:
-            out.append(("access-control-expose-headers", ",".join(self.expose)))
-        return out
-
-    def preflight(self, origin: str | None) -> Answer:
-        headers = self.origin_header(origin)
-        if headers:
-            headers = [
-                headers[0],
-                ("access-control-allow-methods", ",".join(self.methods)),
-                ("access-control-allow-headers", ",".join(self.headers)),
-            ]
-            if self.max_age is not None:
-                headers.append(("access-control-max-age", str(self.max_age)))
-        return 204, headers, b""
 
 
 @dataclass
@@ -221,60 +192,6 @@ def _forget(running: set[asyncio.Future[Any]]) -> Any:
             log.error("an invocation API Gateway stopped waiting for failed: %s", call.exception())
 
     return done
-
-
-def _parameter(template: Mapping[str, Any], value: Any) -> Any:
-    """A literal, or a ``!Ref`` to a parameter (its default); anything else is None."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        spec = template.get("Parameters", {}).get(value["Ref"])
-        if spec is None or "Default" not in spec:
-            return None
-        default = spec["Default"]
-        return [v.strip() for v in str(default).split(",")] if spec["Type"] == "CommaDelimitedList" else default
-    return None if isinstance(value, dict) else value
-
-
-def cors_of(template: Mapping[str, Any], api_id: str) -> Cors | None:
-    config = template["Resources"][api_id].get("Properties", {}).get("CorsConfiguration")
-    if not config:
-        return None
-    value = {k: _parameter(template, v) for k, v in config.items()}
-    return Cors(
-        origins=list(value.get("AllowOrigins") or []),
-        methods=list(value.get("AllowMethods") or []),
-        headers=list(value.get("AllowHeaders") or []),
-        expose=list(value.get("ExposeHeaders") or []),
-        max_age=value.get("MaxAge"),
-    )
-
-
-def function_env(
-    template: Mapping[str, Any], name: str, base: Mapping[str, str], overrides: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of ``name``'s execution environments: ``base`` (the local stack's tables,
-    endpoints and credentials), the template's literal variables for it (Globals, then its own:
-    an intrinsic such as ``!Ref StreamsTable`` is the local stack's to fill), what Lambda sets,
-    then ``overrides``."""
-    props = template["Resources"][name]["Properties"]
-    glob = template.get("Globals", {}).get("Function", {})
-    env = dict(base)
-    for source in (glob, props):
-        for key, value in (source.get("Environment", {}).get("Variables") or {}).items():
-            if not isinstance(value, dict) and value != "":
-                env[key] = str(value)
-    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
-    env.update(
-        AWS_LAMBDA_FUNCTION_NAME=name,
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(props.get("MemorySize", glob.get("MemorySize", 128))),
-        AWS_LAMBDA_FUNCTION_TIMEOUT=str(props.get("Timeout", glob.get("Timeout", 3))),
-    )
-    paths = [str(ROOT / props["CodeUri"])]
-    for layer in props.get("Layers", []):
-        if isinstance(layer, dict) and set(layer) == {"Ref"}:
-            paths.append(str(ROOT / template["Resources"][layer["Ref"]]["Properties"]["ContentUri"]))
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.update(overrides or {})
-    return env
 
 
 def build(

@@ -164,3 +164,19 @@ async def test_a_route_missing_from_the_template_is_a_404_on_the_http_api_only(p
             on_url = await client.get(f"{paths.function_url}/chat/stream/{stream_id}")
     assert (on_api.status_code, on_api.json()) == (404, GATEWAY_404)
     assert on_url.status_code == 200 and "event: done" in on_url.text
+
+
+async def test_http_api_cors_follows_the_templates_cors_configuration(paths: Paths) -> None:
+    cors = load_template()["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    origin = {"Origin": "https://app.example"}
+    async with httpx.AsyncClient(timeout=40) as client:
+        preflight = await client.options(
+            f"{paths.http_api}/chat/stream", headers={**origin, "Access-Control-Request-Method": "POST"}
+        )
+        health = await client.get(f"{paths.http_api}/health", headers=origin)
+    assert preflight.status_code == 204  # answered by API Gateway: no invocation
+    assert preflight.headers["access-control-allow-origin"] == "*"  # CorsAllowOrigins' default
+    assert preflight.headers["access-control-allow-methods"] == ",".join(cors["AllowMethods"])
+    assert preflight.headers["access-control-max-age"] == str(cors["MaxAge"])
+    assert health.status_code == 200 and health.headers["access-control-allow-origin"] == "*"
+    assert set(health.headers["access-control-expose-headers"].split(",")) == set(cors["ExposeHeaders"])
