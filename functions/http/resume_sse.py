@@ -7,6 +7,12 @@ elsewhere. While its client is connected the reader refreshes the stream's lease
 (``attached_until``), so the producer keeps generating past its grace period; when the
 client leaves, the lease is ended at once. No ``start`` event: the client has it.
 
+In Lambda the response ends at the invocation's deadline less ``DEADLINE_MARGIN_S``
+(``deadline.py``) if the stream has not ended by then: without a terminal event, so the
+client resumes again from its last id (``EventSource`` does by itself). That is what a
+buffered resume through the HTTP API (29 s) returns for a live stream: what the log
+holds up to then, in one piece; a finished stream is replayed whole, with its end.
+
     404 stream_not_found   unknown id
     403 forbidden          the caller (the API key; with AUTH_MODE=off, X-Client-Id, else
                            "anonymous") is not the owner
@@ -24,6 +30,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from deadline import stream_deadline_s
 from protect import Guard, principal_of
 from tokenrelay import (
     RequestInvalid,
@@ -121,7 +128,8 @@ def add_resume_routes(
         if record is None:
             raise StreamNotFound(stream_id)
         guard.check_owner(principal_of(request), record.owner, stream_id)  # the API key, or X-Client-Id
-        return ResumeResponse(record, after, settings, store, output_log, attachments)
+        deadline_s = stream_deadline_s(request.scope, settings.deadline_margin_s)  # None outside Lambda
+        return ResumeResponse(record, after, settings, store, output_log, attachments, deadline_s)
 
 
 class ResumeResponse(Response):
@@ -138,8 +146,10 @@ class ResumeResponse(Response):
         store: StreamStore,
         output_log: OutputLogStore,
         attachments: AttachmentStore,
+        deadline_s: float | None = None,
     ) -> None:
         self.record, self.after_seq, self.settings = record, after_seq, settings
+        self.deadline_s = deadline_s
         self.store, self.output_log, self.attachments = store, output_log, attachments
         self.status_code = 200
         self.background = None
@@ -194,10 +204,19 @@ class ResumeResponse(Response):
                 poll_s=self.settings.resume_poll_s,
                 fallback=self._fallback,
             )
-            async for event in events:
-                async with lock:
-                    await send({"type": "http.response.body", "body": encode_sse(event), "more_body": True})
-                    last_write = loop.time()
+            limit = asyncio.timeout(self.deadline_s)
+            try:
+                async with limit:
+                    async for event in events:
+                        async with lock:
+                            await send({"type": "http.response.body", "body": encode_sse(event), "more_body": True})
+                            last_write = loop.time()
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+                log.info("stream %s: resume ends at the invocation's deadline; the client resumes", stream_id)
+            finally:
+                await events.aclose()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         active = self.record.status == "active"

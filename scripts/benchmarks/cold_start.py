@@ -70,6 +70,7 @@ def build() -> Path:
     out = VENV / "build" / "host"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(PATH=f"{VENV / 'bin'}:{env['PATH']}", AWS_EC2_METADATA_DISABLED="true", SAM_CLI_TELEMETRY="0")
+    env["TOKENRELAY_LAYER_ARCH"] = arch  # the core layer's Makefile builds for arm64 unless told otherwise
     cmd = [str(VENV / "bin" / "sam"), "build", "--template-file", str(template), "--build-dir", str(out)]
     cmd += ["--cache-dir", str(VENV / "cache" / "host"), "--cached", "--parallel"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)

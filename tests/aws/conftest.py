@@ -73,3 +73,15 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sam_builds() -> dict[str, Any]:
+    """``sam build`` of template.yaml, once per session: ``{"arm64": dir, "host": dir}`` (tests/aws/sam_build.py)."""
+    from tests.aws import sam_build
+
+    if not sam_build.AVAILABLE:
+        pytest.skip(sam_build.SKIP_REASON)
+    if sam_build.HOST_ARCH is None:
+        pytest.skip("unknown machine architecture")
+    return sam_build.build_all()

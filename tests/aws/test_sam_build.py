@@ -1,97 +1,48 @@
-"""``sam validate --lint`` and ``sam build``, offline, with the SAM CLI of ``scripts/bootstrap-sam``.
+"""``sam validate --lint`` and ``sam build``, offline, and what the build holds.
 
-The template builds for arm64 (what deploys: its layer must hold aarch64 wheels).
-That build cannot be imported on an x86_64 machine, so the same template is also
-built for this machine's architecture, and each built function is imported from
-the build directory in a fresh Python 3.12 process with no site-packages: the
-layer (``/opt/python``) and the function (``/var/task``) are all it sees, as in Lambda.
-Builds are cached in ``.venv-sam/`` (a first build downloads the wheels: ~30 s).
+Each built function is imported from the build directory in a fresh Python 3.12 process with
+no site-packages: the function (``/var/task``), the layer (``/opt/python``) and the runtime's
+boto3 are all it sees, as in Lambda. The build is the session's (``sam_builds``).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import re
 import subprocess
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.aws.schema import ROOT, TEMPLATE, load_template
+from tests.aws import sam_build
+from tests.aws.sam_build import PYTHON, runtime_path, sam
+from tests.aws.schema import ROOT, load_template
 from tests.aws.test_template_deploy import fake_env, functions, wait_all
 
-pytestmark = pytest.mark.sam
+pytestmark = [pytest.mark.sam, pytest.mark.skipif(not sam_build.AVAILABLE, reason=sam_build.SKIP_REASON)]
 
-VENV = ROOT / ".venv-sam"
-SAM = VENV / "bin" / "sam"
-PYTHON = VENV / "bin" / "python3.12"
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+# The runtime's own packages: a copy in the layer would come first on sys.path and shadow them.
+RUNTIME_ONLY = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six.py")
+LAYER_PACKAGES = (
+    "pydantic", "aws_lambda_powertools", "aws_xray_sdk", "wrapt", "openai", "anthropic",
+    "fastapi", "starlette", "sse_starlette", "uvicorn", "mangum", "uvloop", "httptools",
+)  # fmt: skip
 
-if not SAM.exists() or not PYTHON.exists():
-    pytest.skip("no .venv-sam (scripts/bootstrap-sam found no Python 3.12): sam tests skipped", allow_module_level=True)
 
-
-def sam_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(
-        PATH=f"{VENV / 'bin'}:{env.get('PATH', '')}",  # sam's builder looks for python3.12 on PATH
-        AWS_EC2_METADATA_DISABLED="true",
-        SAM_CLI_TELEMETRY="0",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+def fresh_python(code: str, pythonpath: list[Path | str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``code`` in Python 3.12 with -S: nothing but ``pythonpath`` and the runtime's boto3."""
+    full = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": ":".join([*map(str, pythonpath), runtime_path()]),
+        "PYTHONNOUSERSITE": "1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [str(PYTHON), "-S", "-c", code], env=full, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    return env
-
-
-def sam(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SAM), *args], cwd=cwd, env=sam_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def host_template() -> Path:
-    """The template for this machine's architecture, code paths made absolute."""
-    text = TEMPLATE.read_text()
-    text = re.sub(r"Architectures: \[arm64\]", f"Architectures: [{HOST_ARCH}]", text)
-    text = text.replace("BuildArchitecture: arm64", f"BuildArchitecture: {HOST_ARCH}")
-    text = re.sub(r"(CodeUri|ContentUri): (\S+)", lambda m: f"{m[1]}: {ROOT / m[2]}", text)
-    out = VENV / "host" / "template.yaml"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
-    return out
-
-
-def build(template: Path, name: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    build_dir = VENV / "build" / name
-    # sam keeps downloaded dependencies in .aws-sam/deps/ under its working directory, named
-    # by resource, not by build: two builds running at once in one directory overwrite each other.
-    workdir = VENV / "work" / name
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = ["build", "--template-file", str(template), "--build-dir", str(build_dir)]
-    args += ["--cache-dir", str(VENV / "cache" / name), "--cached", "--parallel"]
-    result = sam(*args, cwd=workdir)
-    return build_dir, result
-
-
-@pytest.fixture(scope="module")
-def builds() -> Iterator[dict[str, Path]]:
-    if HOST_ARCH is None:
-        pytest.skip(f"unknown machine architecture {platform.machine()!r}")
-    jobs = {"arm64": TEMPLATE}
-    if HOST_ARCH != "arm64":
-        jobs["host"] = host_template()
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        done = dict(zip(jobs, pool.map(lambda item: build(item[1], item[0]), jobs.items()), strict=True))
-    for name, (_, result) in done.items():
-        assert result.returncode == 0, f"sam build ({name}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    dirs = {name: path for name, (path, _) in done.items()}
-    dirs.setdefault("host", dirs["arm64"])
-    yield dirs
 
 
 def test_sam_validate_lint_passes_offline() -> None:
@@ -99,69 +50,60 @@ def test_sam_validate_lint_passes_offline() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_sam_build_ships_layer_and_functions_for_arm64(builds: dict[str, Path]) -> None:
-    built = builds["arm64"]
-    template = load_template()
-    for lid in functions(template):
+def test_sam_build_ships_layer_and_functions_for_arm64(sam_builds: dict[str, Path]) -> None:
+    built = sam_builds["arm64"]
+    for lid in functions(load_template()):
         assert (built / lid).is_dir(), lid
     layer = built / "CoreLayer" / "python"
     assert (layer / "tokenrelay" / "engine.py").is_file()
-    for package in ("pydantic", "aws_lambda_powertools", "openai", "anthropic"):
+    for package in LAYER_PACKAGES:
         assert (layer / package).is_dir(), package
-    native = list(layer.glob("pydantic_core/*.so"))
-    assert native and all("aarch64" in p.name for p in native), native
-    assert (built / "StreamFunction" / "fastapi").is_dir() and (built / "StreamFunction" / "run.sh").is_file()
+    for native in ("pydantic_core", "uvloop"):
+        libs = list(layer.glob(f"{native}/*.so"))
+        assert libs and all("aarch64" in p.name for p in libs), libs
+    assert not list(layer.rglob("__pycache__")), "the layer ships sources; scripts/compile-bytecode adds .pyc"
+    assert (built / "StreamFunction" / "run.sh").is_file()
 
 
-def test_built_functions_import_in_fresh_python312(builds: dict[str, Path]) -> None:
-    built = builds["host"]
+@pytest.mark.parametrize("arch", ["arm64", "host"])
+def test_built_layer_leaves_botocore_to_the_runtime(sam_builds: dict[str, Path], arch: str) -> None:
+    layer = sam_builds[arch] / "CoreLayer" / "python"
+    assert (layer / "aws_xray_sdk").is_dir()
+    shipped = [name for name in RUNTIME_ONLY if (layer / name).exists() or list(layer.glob(f"{name}-*.dist-info"))]
+    assert not shipped, f"the layer would shadow the runtime's {shipped}"
+    if arch == "host":  # the X-Ray SDK and the Tracer run on the runtime's botocore
+        code = (
+            "import aws_xray_sdk.core, botocore; from aws_lambda_powertools import Tracer;"
+            f"assert botocore.__file__.startswith({runtime_path()!r}), botocore.__file__;"
+            "Tracer(service='t', disabled=True)"
+        )
+        proc = fresh_python(code, [layer])
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0, out.decode()
+
+
+def test_functions_ship_their_own_code_and_nothing_of_the_layer(sam_builds: dict[str, Path]) -> None:
+    built = sam_builds["arm64"]
+    layer = {p.name for p in (built / "CoreLayer" / "python").iterdir()}
+    for lid, props in functions(load_template()).items():
+        source = {p.name for p in (ROOT / props["CodeUri"]).iterdir() if p.name != "__pycache__"}
+        shipped = {p.name for p in (built / lid).iterdir()}
+        assert shipped == source, f"{lid} ships {shipped - source or 'less than its code'}"
+        assert not shipped & layer, f"{lid} ships again what the layer has: {shipped & layer}"
+
+
+def test_built_functions_import_in_fresh_python312(sam_builds: dict[str, Path]) -> None:
+    built = sam_builds["host"]
     template = load_template()
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    runtime = _runtime_boto3_path()
     for lid, props in functions(template).items():
         module, attr = ("app", "app") if props["Handler"] == "run.sh" else props["Handler"].rsplit(".", 1)
-        env: dict[str, Any] = {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": f"{built / lid}:{built / 'CoreLayer' / 'python'}",
-            "PYTHONNOUSERSITE": "1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_LAMBDA_FUNCTION_NAME": lid,
-            **fake_env(template, lid),
-        }
-        # -S: no site-packages, so the build is all there is (plus boto3, which the runtime has).
-        env["PYTHONPATH"] += f":{runtime}"
+        env: dict[str, Any] = {"AWS_LAMBDA_FUNCTION_NAME": lid, **fake_env(template, lid)}
         code = (
             f"import {module}; assert callable(getattr({module}, {attr!r}));"
             f"assert '{built}' in {module}.__file__, {module}.__file__;"
             "import tokenrelay; assert '/CoreLayer/python/' in tokenrelay.__file__, tokenrelay.__file__"
         )
-        procs[lid] = subprocess.Popen(
-            [str(PYTHON), "-S", "-c", code], env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        procs[lid] = fresh_python(code, [built / lid, built / "CoreLayer" / "python"], env)
     failures = wait_all(procs, timeout_s=90)
     assert not failures, "\n".join(f"{lid}: {out}" for lid, out in failures.items())
-
-
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
-
-
-def _runtime_boto3_path() -> str:
-    """A directory holding only what the Lambda Python runtime adds: boto3 and its dependencies
-    (links into .venv-sam), so a package missing from the build cannot be found elsewhere."""
-    result = subprocess.run(
-        [str(PYTHON), "-c", "import boto3, os; print(os.path.dirname(os.path.dirname(boto3.__file__)))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    site = Path(result.stdout.strip())
-    runtime = VENV / "runtime"
-    runtime.mkdir(exist_ok=True)
-    for name in RUNTIME_PACKAGES:
-        link = runtime / name
-        if not link.exists() and (site / name).exists():
-            link.symlink_to(site / name)
-    return str(runtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import pytest
 from tests.aws.schema import ROOT, TEMPLATE, load_template, table_spec, table_specs
 from tokenrelay.stores.dynamodb import PARTITION_KEY, TTL_ATTRIBUTE
 
-LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:"
+LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:25"
 PROTOCOL_ROUTES = {
     ("POST", "/chat/stream"),
     ("GET", "/chat/stream"),
+    ("GET", "/chat/stream/{stream_id}"),
     ("POST", "/chat/stream/{stream_id}/cancel"),
     ("POST", "/chat/stream-simple"),
     ("GET", "/health"),
@@ -70,9 +72,26 @@ def test_stream_function_env_enables_web_adapter_streaming(template: dict[str, A
     assert p["Handler"] == "run.sh"
     assert (ROOT / p["CodeUri"] / "run.sh").exists()
     layers = p["Layers"]
-    assert {"Ref": "CoreLayer"} in layers
-    adapter = [layer["Fn::Sub"] for layer in layers if isinstance(layer, dict) and "Fn::Sub" in layer]
-    assert len(adapter) == 1 and adapter[0].startswith(LWA_LAYER)
+    assert layers[0] == {"Ref": "CoreLayer"} and len(layers) == 2
+    # The adapter's ARN is a parameter; empty means 0.9.1 (:25) in the stack's own region.
+    assert layers[1] == {"Fn::If": ["WebAdapterLayerSet", {"Ref": "WebAdapterLayerArn"}, {"Fn::Sub": LWA_LAYER}]}
+
+
+def test_web_adapter_layer_parameter_takes_any_partition_and_defaults_to_empty(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["WebAdapterLayerArn"]
+    assert param["Default"] == ""
+    unset = {"Fn::Equals": [{"Ref": "WebAdapterLayerArn"}, ""]}
+    assert template["Conditions"]["WebAdapterLayerSet"] == {"Fn::Not": [unset]}
+    pattern = re.compile(param["AllowedPattern"])
+    for good in (
+        "",
+        "arn:aws:lambda:ap-southeast-5:753240598075:layer:LambdaAdapterLayerArm64:3",
+        "arn:aws-cn:lambda:cn-north-1:123456789012:layer:my-adapter:1",
+        "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:layer:LambdaAdapterLayerArm64:1",
+    ):
+        assert pattern.fullmatch(good), good
+    for bad in ("arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerArm64", "LambdaAdapterLayerArm64:25"):
+        assert not pattern.fullmatch(bad), bad
 
 
 def test_functions_arm64_python_matches_core_layer(template: dict[str, Any]) -> None:
@@ -80,7 +99,11 @@ def test_functions_arm64_python_matches_core_layer(template: dict[str, Any]) -> 
     layer = props(template, "CoreLayer")
     assert function_globals["Architectures"] == layer["CompatibleArchitectures"] == ["arm64"]
     assert [function_globals["Runtime"]] == layer["CompatibleRuntimes"] == ["python3.12"]
-    assert template["Resources"]["CoreLayer"]["Metadata"]["BuildMethod"] == "python3.12"
+    # make (layers/core/Makefile), so botocore stays out: it installs python3.12 wheels for arm64.
+    assert template["Resources"]["CoreLayer"]["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    makefile = (ROOT / props(template, "CoreLayer")["ContentUri"] / "Makefile").read_text()
+    assert "build-CoreLayer:" in makefile and "--python-version 3.12" in makefile
+    assert "$(or $(TOKENRELAY_LAYER_ARCH),arm64)" in makefile
 
 
 def test_streams_table_key_schema_matches_store_key(template: dict[str, Any]) -> None:
@@ -140,3 +163,30 @@ def test_function_log_group_has_retention(template: dict[str, Any], function: st
 def test_template_outputs_name_endpoints_and_table(template: dict[str, Any]) -> None:
     assert {"StreamFunctionUrl", "HttpApiUrl", "StreamsTableName"} <= set(template["Outputs"])
     assert template["Outputs"]["StreamFunctionUrl"]["Value"] == {"Fn::GetAtt": ["StreamFunctionUrl", "FunctionUrl"]}
+
+
+def test_output_log_grants_follow_the_code_paths(template: dict[str, Any]) -> None:
+    """Producers write the log (PutItem: OutputLogWriter), resume routes read it (Query: follow).
+    The HTTP app does both; the WebSocket worker only produces; the message function only replays."""
+    from tests.aws.test_template_protection import statements_on
+
+    assert statements_on(template, "OutputLogTable") == {
+        "StreamFunction": {"dynamodb:PutItem", "dynamodb:Query"},
+        "ApiFunction": {"dynamodb:PutItem", "dynamodb:Query"},
+        "WorkerFunction": {"dynamodb:PutItem"},
+        "MessageFunction": {"dynamodb:Query"},
+    }
+
+
+def test_dynamodb_endpoint_is_declared_empty_for_sam_local(template: dict[str, Any]) -> None:
+    """`sam local --env-vars` sets only declared variables; on AWS an empty endpoint is ignored."""
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL_DYNAMODB"] == ""
+
+
+@pytest.mark.parametrize("path", ["functions/http/run.sh", "scripts/dev", "layers/core/Makefile"])
+def test_what_linux_executes_keeps_lf_line_endings(path: str) -> None:
+    """The Web Adapter runs run.sh with /bin/sh: a CR (a Windows checkout) fails it."""
+    assert b"\r" not in (ROOT / path).read_bytes()
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        attrs = subprocess.run(["git", "check-attr", "eol", "--", path], cwd=ROOT, capture_output=True, text=True)
+        assert attrs.stdout.strip().endswith("eol: lf"), attrs.stdout + attrs.stderr
