@@ -38,7 +38,8 @@ from tokenrelay import (
     encode_comment,
     encode_sse,
 )
-from tokenrelay.output_log import OutputLogStore, OutputLogWriter, follow
+from tokenrelay.output_log import OutputLogStore, follow
+from tokenrelay.output_log_writer import OutputLogWriter
 from tokenrelay.resume import AttachmentStore, Resumable, heartbeat_s
 from tokenrelay.stores.base import StreamRecord
 
