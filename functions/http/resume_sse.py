@@ -10,13 +10,14 @@ client leaves, the lease is ended at once. No ``start`` event: the client has it
     404 stream_not_found   unknown id
     403 forbidden          the caller (the API key; with AUTH_MODE=off, X-Client-Id, else
                            "anonymous") is not the owner
-    400 invalid_request    a Last-Event-ID that is not a non-negative integer
+    400 invalid_request    a Last-Event-ID (or last_event_id) that is not plain ASCII digits
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,8 @@ log = logging.getLogger("tokenrelay.http.resume")
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _PING = encode_comment("ping")
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+LOST_AFTER_S = 60.0  # past its end (or its timeout) and the log still lacks it: the producer died
 
 
 @dataclass(frozen=True)
@@ -75,17 +78,16 @@ class ResumeServices:
 
 
 def last_event_id(request: Request) -> int:
+    """``Last-Event-ID`` (else ``?last_event_id``, else 0): the seq of the last message the client
+    has, exactly as the server sent it in ``id:``: plain ASCII digits, nothing else (``int()``
+    alone would read ``1_0`` as 10 and take ``+5``, `` 5`` or Unicode digits)."""
     raw = request.headers.get("last-event-id")
     field = "Last-Event-ID"
-    if raw is None or raw.strip() == "":
+    if not raw:
         raw, field = request.query_params.get("last_event_id", "0"), "last_event_id"
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise RequestInvalid(field, "expected a non-negative integer") from None
-    if value < 0:
-        raise RequestInvalid(field, "expected a non-negative integer")
-    return value
+    if not _EVENT_ID.fullmatch(raw):
+        raise RequestInvalid(field, "expected the id of a message: ASCII digits only, at most 18")
+    return int(raw)
 
 
 def terminal_from_record(record: StreamRecord) -> Terminal | None:
@@ -146,14 +148,25 @@ class ResumeResponse(Response):
         self.background = None
         self.init_headers({**STREAM_HEADERS, "X-Stream-Id": record.stream_id})
 
-    async def _fallback(self) -> Terminal | None:
+    async def _fallback(self, last_seq: int) -> Terminal | None:
+        """The log has no final item yet: the record's terminal event, once it is sure the
+        log's text is complete (its ``last_seq`` read); None to keep polling."""
         record = await self.store.get(self.record.stream_id)
         if record is None:
             return StreamError("the stream is gone", "stream_not_found", False)
         terminal = terminal_from_record(record)
-        if terminal is None and time.time() > record.created_at + self.settings.stream_timeout_s + 60:
-            return StreamError("the stream was lost", "stream_lost", True)  # its producer died
-        return terminal
+        now = time.time()
+        if terminal is None:
+            if now > record.created_at + self.settings.stream_timeout_s + LOST_AFTER_S:
+                return StreamError("the stream was lost", "stream_lost", True)  # its producer died
+            return None
+        if record.last_seq is None or last_seq >= record.last_seq:
+            return terminal
+        # Ended, but its last texts are not in the log yet: its writes may still be landing.
+        if now > record.updated_at + self.settings.finish_timeout_s + LOST_AFTER_S:
+            log.error("stream %s: output log ends at %d of %d", record.stream_id, last_seq, record.last_seq)
+            return StreamError("the stream's output log is incomplete", "stream_lost", False)
+        return None
 
     async def _lease(self) -> None:
         interval = heartbeat_s(self.settings.resume_grace_s)

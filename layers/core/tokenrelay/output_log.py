@@ -94,7 +94,7 @@ class OutputLogStore(Protocol):
         ...
 
 
-Fallback = Callable[[], Awaitable[Terminal | None]]
+Fallback = Callable[[int], Awaitable[Terminal | None]]  # given the last seq read
 
 
 async def follow(
@@ -110,8 +110,8 @@ async def follow(
     """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
 
     Polls every ``poll_s`` until the final item. When nothing new has arrived for
-    ``stall_s``, ``fallback`` (if given) may end the replay with a terminal event of its
-    own (the producer died without writing its final item).
+    ``stall_s``, ``fallback`` (if given, called with the last seq read) may end the replay
+    with a terminal event of its own (the producer died without writing its final item).
     """
     after_batch, next_seq, idle_since = 0, 1, clock()
     while True:
@@ -134,7 +134,7 @@ async def follow(
             idle_since = clock()
         elif fallback is not None and clock() - idle_since >= stall_s:
             idle_since = clock()
-            terminal = await fallback()
+            terminal = await fallback(next_seq - 1)
             if terminal is not None:
                 yield terminal
                 return
