@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from body_limit import BodyLimitMiddleware
-from deadline import stream_deadline_s
+from deadline import remaining_s, stream_deadline_s
 from dev_extras import add_dev_extras
 from errors_http import add_error_handlers, error_body
 from openai_compat import add_openai_routes
@@ -36,7 +36,7 @@ from openapi_doc import document_api
 from protect import AuthMiddleware, Guard, principal_of
 from request_body import json_body, query_body
 from resume_sse import ResumeServices, add_resume_routes
-from sse_response import STREAM_HEADERS, SSEStreamResponse, finish_after_reader_left, text_body
+from sse_response import STREAM_HEADERS, SSEStreamResponse, TextStreamResponse, finish_after_reader_left, text_body
 from tokenrelay import (
     ChatRequest,
     ProviderRegistry,
@@ -59,6 +59,12 @@ from tokenrelay.telemetry.metrics import StreamMetrics
 log = logging.getLogger("tokenrelay.http")
 
 CANCEL_LOOKUP_WAITS_S = (0.05, 0.15, 0.3)
+FINISH_MARGIN_S = 1.0  # a run's last writes end this long before the Lambda invocation does
+
+
+def _finish_by_s(request: Request) -> float | None:
+    remaining = remaining_s(request.scope)
+    return None if remaining is None else max(remaining - FINISH_MARGIN_S, 0.1)
 
 
 def create_app(
@@ -101,7 +107,8 @@ def create_app(
         await registry.aclose()
 
     app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)  # 413 while reading, never after (body_limit.py)
+    # 413 while reading, never after; 408 for a body that does not arrive in time (body_limit.py)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body, read_timeout_s=settings.body_read_timeout_s)
     app.state.settings, app.state.store, app.state.runs = settings, store, runs
     app.state.guard = guard
     app.add_middleware(AuthMiddleware, guard=guard)  # inside CORS (added next), so a 401 carries CORS headers
@@ -127,6 +134,7 @@ def create_app(
             resume=resume.for_stream(stream_id) if resume is not None and resumable else None,
             poller=poller,
             deadline_s=stream_deadline_s(request.scope, settings.deadline_margin_s),  # Lambda's, less a margin
+            finish_by_s=_finish_by_s(request),  # the last writes of its end, before the invocation's end
         )
         lease = await guard.admit(principal, chat.provider, chat.model, stream_id)  # 403 / 429 before any work
         runs[run.stream_id] = run
@@ -147,7 +155,7 @@ def create_app(
         return run
 
     def sse_response(run: StreamRun) -> SSEStreamResponse:
-        return SSEStreamResponse(run, ping_s=settings.ping_s)
+        return SSEStreamResponse(run, ping_s=settings.ping_s, write_timeout_s=settings.sse_write_timeout_s)
 
     @app.post("/chat/stream")
     async def chat_stream(request: Request) -> SSEStreamResponse:
@@ -196,8 +204,9 @@ def create_app(
             await events.aclose()
             body = error_body(first.error, first.code, retryable=first.retryable)
             return JSONResponse(body, status_code=status_for(first.code))  # as /v1 answers it (openai_wire)
-        return StreamingResponse(
+        return TextStreamResponse(
             text_body(run, first, events),
+            write_timeout_s=settings.sse_write_timeout_s,
             media_type="text/plain; charset=utf-8",
             headers={**STREAM_HEADERS, "X-Stream-Id": run.stream_id},
         )

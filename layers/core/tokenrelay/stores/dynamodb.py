@@ -53,7 +53,7 @@ CLIENT_CONFIG = Config(
 )
 
 _STRING_FIELDS = ("owner", "transport", "provider", "model", "status", "cancel_reason", "finish_reason", "error_code")
-_INT_FIELDS = ("expires_at", "prompt_tokens", "completion_tokens", "ttft_ms", "total_time_ms")
+_INT_FIELDS = ("expires_at", "prompt_tokens", "completion_tokens", "ttft_ms", "total_time_ms", "last_seq")
 _OUTCOME_FIELDS = (
     "completion_tokens",
     "prompt_tokens",
@@ -62,6 +62,7 @@ _OUTCOME_FIELDS = (
     "error_code",
     "ttft_ms",
     "total_time_ms",
+    "last_seq",
 )
 
 # What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
@@ -136,6 +137,7 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> StreamRecord:
         error_code=s("error_code"),
         ttft_ms=n_int("ttft_ms"),
         total_time_ms=n_int("total_time_ms"),
+        last_seq=n_int("last_seq"),
     )
 
 
@@ -273,6 +275,14 @@ class DynamoStreamStore:
 
     async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
         """Move an active stream to ``outcome.status``; False if it had already ended."""
+        return await self._finish(stream_id, outcome, unless_cancelled=False) is None
+
+    async def finish_unless_cancelled(self, stream_id: str, outcome: StreamOutcome) -> WatchState | None:
+        """``finish``, unless a cancel was accepted first: None once written; otherwise nothing
+        is written and the record's state says why (ended already, or ``cancel_requested``)."""
+        return await self._finish(stream_id, outcome, unless_cancelled=True)
+
+    async def _finish(self, stream_id: str, outcome: StreamOutcome, *, unless_cancelled: bool) -> WatchState | None:
         if outcome.status not in FINAL_STATUSES:
             raise ValueError(f"finish: {outcome.status!r} is not a final status")
         fields: dict[str, str | int | float] = {"updated_at": time.time()}
@@ -282,20 +292,27 @@ class DynamoStreamStore:
                 fields[name] = value
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":f{i}": _attr(value) for i, value in enumerate(fields.values())}
+        update = "SET #status = :final, " + ", ".join(f"{n} = :{n[1:]}" for n in names)
+        condition = "#status = :active"  # false for a missing item too
+        if unless_cancelled:  # the one conditional write that decides a race with a cancel (docs/faults.md)
+            condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+            names["#cancel"] = "cancel_requested"
+            values[":false"] = _attr(False)
         try:
             await self._call(
                 "UpdateItem",
                 self._client.update_item,
                 TableName=self.table_name,
                 Key={PARTITION_KEY: _attr(stream_id)},
-                UpdateExpression="SET #status = :final, " + ", ".join(f"{n} = :{n[1:]}" for n in names),
-                ConditionExpression="#status = :active",  # false for a missing item too
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={**names, "#status": "status"},
                 ExpressionAttributeValues={**values, ":final": _attr(outcome.status), ":active": _attr("active")},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except _ConditionFailed:
-            return False
-        return True
+        except _ConditionFailed as failed:
+            return watch_state(failed.item) if failed.item else WatchState(status="missing")
+        return None
 
     async def _call(self, operation: str, method: Callable[..., T], **kwargs: Any) -> T:
         try:
