@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import TokenRelayError
 from .events import Event, StreamCancelled, StreamDone, StreamError, Terminal, TextDelta, Usage
 
 log = logging.getLogger("tokenrelay.output_log")
@@ -95,6 +96,7 @@ class OutputLogStore(Protocol):
 
 
 Fallback = Callable[[int], Awaitable[Terminal | None]]  # given the last seq read
+UNAVAILABLE_S = 30.0  # a replay whose reads keep failing this long ends (retryable error)
 
 
 async def follow(
@@ -105,6 +107,7 @@ async def follow(
     poll_s: float,
     fallback: Fallback | None = None,
     stall_s: float = 5.0,
+    unavailable_s: float = UNAVAILABLE_S,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Event]:
     """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
@@ -112,10 +115,26 @@ async def follow(
     Polls every ``poll_s`` until the final item. When nothing new has arrived for
     ``stall_s``, ``fallback`` (if given, called with the last seq read) may end the replay
     with a terminal event of its own (the producer died without writing its final item).
+    A read that fails is retried with backoff; after ``unavailable_s`` of failures the
+    replay ends with a retryable ``store_unavailable`` error (resume again later).
     """
     after_batch, next_seq, idle_since = 0, 1, clock()
+    failing_since: float | None = None
+    failures = 0
     while True:
-        items = await store.read(stream_id, after_batch)
+        try:
+            items = await store.read(stream_id, after_batch)
+        except TokenRelayError as exc:
+            now, failures = clock(), failures + 1
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= unavailable_s:
+                log.error("stream %s: output log unreadable for %.0f s: %s", stream_id, now - failing_since, exc)
+                yield StreamError("the stream's output log cannot be read now", "store_unavailable", True)
+                return
+            log.warning("stream %s: output log read failed, retrying: %s", stream_id, exc)
+            await asyncio.sleep(min(poll_s * 2**failures, 2.0))
+            continue
+        failing_since, failures = None, 0
         for item in items:
             after_batch = item.batch
             if isinstance(item, LogEnd):
@@ -134,7 +153,11 @@ async def follow(
             idle_since = clock()
         elif fallback is not None and clock() - idle_since >= stall_s:
             idle_since = clock()
-            terminal = await fallback(next_seq - 1)
+            try:
+                terminal = await fallback(next_seq - 1)
+            except TokenRelayError as exc:  # the record cannot be read now: poll on
+                log.warning("stream %s: record read failed: %s", stream_id, exc)
+                terminal = None
             if terminal is not None:
                 yield terminal
                 return
