@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -35,7 +36,7 @@ from openai_wire import status_for
 from openapi_doc import document_api
 from protect import AuthMiddleware, Guard, principal_of
 from request_body import json_body, query_body
-from resume_sse import ResumeServices, add_resume_routes
+from resume_sse import LOOKUP_WAITS_S, ResumeServices, add_resume_routes
 from sse_response import STREAM_HEADERS, SSEStreamResponse, TextStreamResponse, finish_after_reader_left, text_body
 from tokenrelay import (
     ChatRequest,
@@ -58,8 +59,8 @@ from tokenrelay.telemetry.metrics import StreamMetrics
 
 log = logging.getLogger("tokenrelay.http")
 
-CANCEL_LOOKUP_WAITS_S = (0.05, 0.15, 0.3)
 FINISH_MARGIN_S = 1.0  # a run's last writes end this long before the Lambda invocation does
+IO_THREADS = 64  # worker threads for boto3 calls (the stores' connection pools hold 50)
 
 
 def _finish_by_s(request: Request) -> float | None:
@@ -99,6 +100,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Every DynamoDB call runs in a worker thread (asyncio.to_thread). The default pool has
+        # cpu_count + 4 threads (6 in a 2-vCPU Lambda): a few slow or throttled calls (botocore
+        # sleeps between its retries in the thread) then queued every stream's cancel poll,
+        # terminal write and log write behind them. The calls wait on the network, not the CPU.
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="tokenrelay-io"))
         yield
         for run in list(runs.values()):
             run.stop("disconnect")
@@ -171,8 +178,8 @@ def create_app(
     async def cancel_stream(stream_id: str, request: Request) -> dict[str, str]:
         # The record is created concurrently with the first token (engine.open), so a cancel sent
         # the moment `start` arrives can land on another instance before the record exists: an
-        # unknown id is looked up again a few times (~0.5 s in all) before it is a 404.
-        for wait_s in (*CANCEL_LOOKUP_WAITS_S, None):
+        # unknown id is looked up again a few times (~3 s in all, as a resume) before it is a 404.
+        for wait_s in (*LOOKUP_WAITS_S, None):
             try:
                 await cancel_once(stream_id, request)
                 break

@@ -7,7 +7,7 @@ elsewhere. While its client is connected the reader refreshes the stream's lease
 (``attached_until``), so the producer keeps generating past its grace period; when the
 client leaves, the lease is ended at once. No ``start`` event: the client has it.
 
-    404 stream_not_found   unknown id
+    404 stream_not_found   unknown id (after looking again for ~3 s: ``find_record``)
     403 forbidden          the caller (the API key; with AUTH_MODE=off, X-Client-Id, else
                            "anonymous") is not the owner
     400 invalid_request    a Last-Event-ID (or last_event_id) that is not plain ASCII digits
@@ -50,6 +50,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Conne
 _PING = encode_comment("ping")
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 LOST_AFTER_S = 60.0  # past its end (or its timeout) and the log still lacks it: the producer died
+LOOKUP_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)  # ~3 s in all before an unknown id is a 404
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,20 @@ def last_event_id(request: Request) -> int:
     return int(raw)
 
 
+async def find_record(store: StreamStore, stream_id: str) -> StreamRecord:
+    """The stream's record, looked up again for a while before it is a 404: the record is
+    written concurrently with the first token (engine.open), so a client that drops at once
+    and reconnects, or cancels, may come before a slow DynamoDB has it."""
+    for wait_s in (*LOOKUP_WAITS_S, None):
+        record = await store.get(stream_id)
+        if record is not None:
+            return record
+        if wait_s is None:
+            raise StreamNotFound(stream_id)
+        await asyncio.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
 def terminal_from_record(record: StreamRecord) -> Terminal | None:
     """The terminal event a finished record implies (the producer died before logging its own)."""
     if record.status == "complete":
@@ -120,9 +135,7 @@ def add_resume_routes(
     @app.get("/chat/stream/{stream_id}")
     async def resume_stream(stream_id: str, request: Request) -> ResumeResponse:
         after = last_event_id(request)
-        record = await store.get(stream_id)
-        if record is None:
-            raise StreamNotFound(stream_id)
+        record = await find_record(store, stream_id)
         guard.check_owner(principal_of(request), record.owner, stream_id)  # the API key, or X-Client-Id
         return ResumeResponse(record, after, settings, store, output_log, attachments)
 
