@@ -91,6 +91,7 @@ class TerminalWrite:
             await asyncio.wait_for(asyncio.shield(self._decided), wait_s)
         except TimeoutError:
             self.forced = True
+            log.warning("stream %s: terminal event sent before DynamoDB confirmed it (%g s)", self.stream_id, wait_s)
         return self.outcome
 
     async def landed(self) -> None:

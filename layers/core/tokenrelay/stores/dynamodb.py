@@ -68,6 +68,15 @@ _OUTCOME_FIELDS = (
 # What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
 WATCH_PROJECTION = "#pk, cancel_requested, cancel_reason, attached_until, #status, connection_id, resume_after, moves"
 WATCH_NAMES = {"#pk": PARTITION_KEY, "#status": "status"}
+# The terminal write and the cancel watch fail fast instead (one attempt, short timeouts): the
+# engine retries the one with its own short backoff within FINISH_WAIT_S, the poller the other at
+# its next interval. botocore's own retries would back off up to 3 s inside a single call.
+FAST_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": 1},
+    max_pool_connections=50,
+)
 BATCH_GET_MAX_KEYS = 100  # DynamoDB's limit per BatchGetItem
 BATCH_GET_ATTEMPTS = 3  # for keys DynamoDB returns as unprocessed (throttling); the rest wait for the next poll
 
@@ -145,11 +154,11 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code") or "unknown error")
 
 
-def _new_client() -> Any:
+def _new_client(config: Config = CLIENT_CONFIG) -> Any:
     # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore reads only the
     # latter, so honour AWS_REGION the way the other AWS SDKs do.
     region = os.environ.get("AWS_REGION") or None
-    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+    return boto3.client("dynamodb", region_name=region, config=config)
 
 
 class DynamoStreamStore:
@@ -161,10 +170,24 @@ class DynamoStreamStore:
         # Created once, here, on the caller's thread: creating a client is not
         # thread-safe and costs tens of milliseconds; using one is thread-safe.
         self._client = client if client is not None else _new_client()
+        self._fast_client: Any = client  # FAST_CONFIG's, made on first use (on the loop's thread)
+
+    @property
+    def _fast(self) -> Any:
+        if self._fast_client is None:
+            self._fast_client = _new_client(FAST_CONFIG)
+        return self._fast_client
+
+    @property
+    def clients(self) -> tuple[Any, ...]:
+        """Its boto3 clients (tests attach fault injection to every one)."""
+        return (self._client,) if self._fast is self._client else (self._client, self._fast)
 
     def close(self) -> None:
-        """Close the client's connection pool (tests and local tools; Lambda never needs it)."""
+        """Close the clients' connection pools (tests and local tools; Lambda never needs it)."""
         self._client.close()
+        if self._fast_client is not None and self._fast_client is not self._client:
+            self._fast_client.close()
 
     async def create(self, record: StreamRecord) -> None:
         """Insert a new active record.
@@ -231,7 +254,7 @@ class DynamoStreamStore:
         for attempt in range(BATCH_GET_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.02 * 2**attempt)
-            response = await self._call("BatchGetItem", self._client.batch_get_item, RequestItems=request)
+            response = await self._call("BatchGetItem", self._fast.batch_get_item, RequestItems=request)
             for item in response.get("Responses", {}).get(self.table_name, []):
                 found[item[PARTITION_KEY]["S"]] = watch_state(item)
             request = response.get("UnprocessedKeys") or {}
@@ -301,7 +324,7 @@ class DynamoStreamStore:
         try:
             await self._call(
                 "UpdateItem",
-                self._client.update_item,
+                self._fast.update_item,
                 TableName=self.table_name,
                 Key={PARTITION_KEY: _attr(stream_id)},
                 UpdateExpression=update,
