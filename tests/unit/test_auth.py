@@ -97,6 +97,25 @@ async def test_authenticate_caches_valid_keys_within_bound_and_sees_revocation_a
     assert store.gets == 3
 
 
+async def test_key_rejection_known_id_wrong_secret_and_unknown_id_do_the_same_work() -> None:
+    """Each refusal costs exactly one read of the table, whatever the cache holds (timing tells nothing)."""
+    store = MemoryKeyStore()
+    token, key = new_key("alice")
+    store.add(key)
+    auth = Authenticator(store, cache_s=10)
+    assert await auth.authenticate(token) == key  # the key id is now cached
+    wrong = f"trk_{key.key_id}_{'x' * 43}"
+    unknown = f"trk_{'0' * 16}_{'x' * 43}"
+    for attempt in range(3):
+        for refused in (wrong, unknown):
+            before = store.gets
+            with pytest.raises(Unauthorized):
+                await auth.authenticate(refused)
+            assert store.gets - before == 1, (attempt, refused[:20])
+    before = store.gets
+    assert await auth.authenticate(token) == key and store.gets - before <= 1  # the right secret still works
+
+
 async def test_authenticate_without_cache_reads_the_store_every_time() -> None:
     store = MemoryKeyStore()
     token, key = new_key("alice")
