@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 
 from tests.fakes.protection import MemoryKeyStore
 from tokenrelay import ModelNotAllowed, Settings, Unauthorized
-from tokenrelay.auth import MAX_CACHE_S, Authenticator, Principal, hash_secret, new_key, parse_token
+from tokenrelay.auth import MAX_CACHE_S, REFUSAL_FLOOR_S, Authenticator, Principal, hash_secret, new_key, parse_token
 
 
 class Clock:
@@ -108,10 +109,11 @@ async def test_key_rejection_known_id_wrong_secret_and_unknown_id_do_the_same_wo
     unknown = f"trk_{'0' * 16}_{'x' * 43}"
     for attempt in range(3):
         for refused in (wrong, unknown):
-            before = store.gets
+            before, started = store.gets, time.monotonic()
             with pytest.raises(Unauthorized):
                 await auth.authenticate(refused)
             assert store.gets - before == 1, (attempt, refused[:20])
+            assert time.monotonic() - started >= REFUSAL_FLOOR_S * 0.99  # and never sooner than the floor
     before = store.gets
     assert await auth.authenticate(token) == key and store.gets - before <= 1  # the right secret still works
 
