@@ -52,7 +52,7 @@ def pct(values: list[float], q: float) -> float:
 def measure(url: str, tokens: dict[str, str], requests: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in tokens}
     with httpx.Client(base_url=url, timeout=30) as client:
-        for name, token in tokens.items():  # warm every path once (connection, imports, cache)
+        for token in tokens.values():  # warm every path once (connection, imports, cache)
             client.post("/chat/stream-simple", json={"message": "hi"}, headers={"Authorization": f"Bearer {token}"})
         for _ in range(requests):
             for name, token in tokens.items():
