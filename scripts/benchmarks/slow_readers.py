@@ -159,10 +159,9 @@ def main() -> int:
     create_table(ddb, table_spec("StreamsTable"), "tokenrelay-streams")
     create_table(ddb, table_spec("OutputLogTable"), "tokenrelay-output-log")
     upstream_port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "benchmarks" / "upstream.py"), "--port", str(upstream_port)]
-        + ["--tokens", str(args.tokens), "--interval-ms", "0"]
-    )
+    script = str(ROOT / "scripts" / "benchmarks" / "upstream.py")
+    command = [sys.executable, script, "--port", str(upstream_port), "--tokens", str(args.tokens), "--interval-ms", "0"]
+    upstream = subprocess.Popen(command)
     env = {
         **aws,
         "DEFAULT_PROVIDER": "openai",
@@ -191,9 +190,7 @@ def main() -> int:
         f"slow readers, {args.seconds:g} s:    idle {slow['idle']:6.1f} MiB  peak {slow['peak']:6.1f} MiB"
         f"  at the end {slow['end']:6.1f} MiB  5 s after they closed {slow['after']:6.1f} MiB"
     )
-    print(
-        f"growth over idle, slow / fast: {slow['peak'] - slow['idle']:.1f} / {fast['peak'] - fast['idle']:.1f} MiB"
-    )
+    print(f"growth over idle, slow / fast: {slow['peak'] - slow['idle']:.1f} / {fast['peak'] - fast['idle']:.1f} MiB")
     return 0
 
 
