@@ -10,11 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from api import create_app
 from scripts.devstack.tables import create_tables
 from tests.fakes.environ import environ
+from tests.fakes.moto_atomic import AtomicMotoServer
 from tests.fakes.servers import serve
 from tests.fakes.upstream import FakeUpstream
 from tokenrelay import Settings
@@ -32,8 +32,9 @@ AWS_ENV = {
 
 @pytest.fixture(scope="session")
 def dynamodb_endpoint() -> Iterator[str]:
-    """moto in server mode, with the tables of template.yaml; AWS env pointed at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    """moto in server mode (its writes atomic, as DynamoDB's: tests/fakes/moto_atomic.py), with the
+    tables of template.yaml; AWS env pointed at it."""
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"

@@ -196,6 +196,7 @@ class Exchange:
     finished: threading.Event = field(default_factory=threading.Event)
     closed_early: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
+    ended_at: float = 0.0  # time.monotonic() when ``ended`` was set
 
     @property
     def model(self) -> str | None:
@@ -336,6 +337,7 @@ class FakeUpstream:
                 exchange.finished.set()
             if closed_early:
                 exchange.closed_early.set()
+            exchange.ended_at = time.monotonic()
             exchange.ended.set()
             self._changed.notify_all()
 
