@@ -44,6 +44,7 @@ from tokenrelay import (
     Settings,
     StoreUnavailable,
     StreamError,
+    StreamFinished,
     StreamNotFound,
     StreamRun,
     StreamStore,
@@ -60,6 +61,8 @@ from tokenrelay.telemetry.metrics import StreamMetrics
 log = logging.getLogger("tokenrelay.http")
 
 FINISH_MARGIN_S = 1.0  # a run's last writes end this long before the Lambda invocation does
+CONFIRM_MARGIN_S = 1.0
+CONFIRM_POLL_S = 0.1  # a cancel on another instance reads the record after 0.1, 0.2, 0.4... s until it ended
 IO_THREADS = 64  # worker threads for boto3 calls (the stores' connection pools hold 50)
 
 
@@ -97,6 +100,9 @@ def create_app(
             metrics.emit(with_upstream(run.summary()))  # called in the run's task: its context has the report
 
     max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
+    # A cancel's answer waits for the stream's end: its producer sees the flag within a poll or
+    # two, closes the upstream and records the end within FINISH_WAIT_S.
+    confirm_s = 2 * settings.cancel_poll_s + settings.finish_wait_s + CONFIRM_MARGIN_S
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -175,7 +181,10 @@ def create_app(
         return sse_response(await start_run(request, chat, resumable=True))
 
     @app.post("/chat/stream/{stream_id}/cancel")
-    async def cancel_stream(stream_id: str, request: Request) -> dict[str, str]:
+    async def cancel_stream(stream_id: str, request: Request) -> JSONResponse:
+        """The answer says how the stream ended (docs/faults.md, "Cancel and completion"): 200
+        ``cancelled``; 409 with the status it ended with (it finished first); 202 ``cancelling``
+        if it has not ended within ``confirm_s`` (DynamoDB or its producer is not answering)."""
         # The record is created concurrently with the first token (engine.open), so a cancel sent
         # the moment `start` arrives can land on another instance before the record exists: an
         # unknown id is looked up again a few times (~3 s in all, as a resume) before it is a 404.
@@ -187,10 +196,35 @@ def create_app(
                 if wait_s is None:
                     raise
                 await asyncio.sleep(wait_s)
+        status = await ended_as(stream_id)
+        if status == "cancelled":
+            return JSONResponse({"status": "cancelled", "stream_id": stream_id})
+        if status is None:
+            return JSONResponse({"status": "cancelling", "stream_id": stream_id}, status_code=202)
+        raise StreamFinished(stream_id, status)  # ended otherwise before the cancel could count
+
+    async def ended_as(stream_id: str) -> str | None:
+        """How the stream ended, once it has (None: not within ``confirm_s``)."""
         local = runs.get(stream_id)
         if local is not None:  # same process: stop now instead of at the next poll
             local.stop("client")
-        return {"status": "cancelled", "stream_id": stream_id}
+            try:
+                await asyncio.wait_for(local.ended(), confirm_s)
+            except TimeoutError:
+                return None
+            return local.outcome.status if local.outcome is not None else None
+        deadline, delay = time.monotonic() + confirm_s, CONFIRM_POLL_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            try:
+                record = await store.get(stream_id)
+            except StoreUnavailable:
+                record = None
+            if record is not None and record.status != "active":
+                return record.status
+            if time.monotonic() >= deadline:
+                return None
 
     async def cancel_once(stream_id: str, request: Request) -> None:
         if settings.auth_enabled:  # only the key that started a stream may cancel it (403 otherwise)

@@ -111,6 +111,7 @@ class StreamRun:
         self._pump: asyncio.Task[Terminal] | None = None
         self._created: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._ended = asyncio.Event()  # set once the terminal event is queued
         self._text_ready: asyncio.Future[None] | None = None  # done once the provider has the first text
         self._failure: StreamError | None = None  # ends the run if set before a stop reason
         self.started_at = 0.0
@@ -209,6 +210,11 @@ class StreamRun:
     @property
     def done(self) -> bool:
         return self.terminal is not None
+
+    async def ended(self) -> None:
+        """Wait until the terminal event is queued (``outcome`` says how it ended); ``wait()``
+        also waits for the last writes."""
+        await self._ended.wait()
 
     async def wait(self) -> Terminal:
         """Wait until the terminal state is written and the terminal event queued."""
@@ -342,9 +348,9 @@ class StreamRun:
             completion_tokens=self.completion_tokens,
             usage=self.usage,
             ttft_ms=self.ttft_ms,
-            total_time_ms=self._elapsed_ms(),
+            total_time_ms=terminal.total_time_ms if isinstance(terminal, StreamDone) else self._elapsed_ms(),
             last_seq=self.text_chunks,
-        )
+        )  # a done's record says what its event says (a resume may rebuild the event from it)
         give_up_at = self._clock() + self._settings.finish_timeout_s
         if self._finish_by is not None:
             give_up_at = min(give_up_at, self._finish_by)
@@ -357,6 +363,7 @@ class StreamRun:
             terminal = StreamCancelled(self.stream_id, cancel_reason(told.cancel_reason))  # the cancel won
         self.terminal = terminal
         self._live.put(terminal)
+        self._ended.set()
         if self.resume is not None:  # after the local reader has its terminal event
             await self.resume.log.close(terminal, self.usage, give_up_at)
         await write.landed()
