@@ -49,7 +49,8 @@ log = logging.getLogger("tokenrelay.http.resume")
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _PING = encode_comment("ping")
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
-LOST_AFTER_S = 60.0  # past its end (or its timeout) and the log still lacks it: the producer died
+LOST_AFTER_S = 60.0  # past its timeout and still active: its producer died
+LOG_SLACK_S = 5.0  # past the producer's last write attempts (FINISH_TIMEOUT_S after its end)
 LOOKUP_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)  # ~3 s in all before an unknown id is a 404
 
 
@@ -162,8 +163,10 @@ class ResumeResponse(Response):
         self.init_headers({**STREAM_HEADERS, "X-Stream-Id": record.stream_id})
 
     async def _fallback(self, last_seq: int) -> Terminal | None:
-        """The log has no final item yet: the record's terminal event, once it is sure the
-        log's text is complete (its ``last_seq`` read); None to keep polling."""
+        """The log has no final item yet: the record's terminal event once the producer has
+        surely stopped writing the log (its last writes give up ``FINISH_TIMEOUT_S`` after the
+        record's end); None to keep polling. A log that ends short of the record's ``last_seq``
+        is an error, never a ``done`` after a truncated text."""
         record = await self.store.get(self.record.stream_id)
         if record is None:
             return StreamError("the stream is gone", "stream_not_found", False)
@@ -173,13 +176,12 @@ class ResumeResponse(Response):
             if now > record.created_at + self.settings.stream_timeout_s + LOST_AFTER_S:
                 return StreamError("the stream was lost", "stream_lost", True)  # its producer died
             return None
-        if record.last_seq is None or last_seq >= record.last_seq:
-            return terminal
-        # Ended, but its last texts are not in the log yet: its writes may still be landing.
-        if now > record.updated_at + self.settings.finish_timeout_s + LOST_AFTER_S:
+        if now < record.updated_at + self.settings.finish_timeout_s + LOG_SLACK_S:
+            return None  # ended, and its log's last items may still be landing (a slow DynamoDB)
+        if record.last_seq is not None and last_seq < record.last_seq:
             log.error("stream %s: output log ends at %d of %d", record.stream_id, last_seq, record.last_seq)
             return StreamError("the stream's output log is incomplete", "stream_lost", False)
-        return None
+        return terminal
 
     async def _lease(self) -> None:
         interval = heartbeat_s(self.settings.resume_grace_s)

@@ -32,7 +32,7 @@ from tests.fakes.upstream import FakeUpstream
 from tests.stress.stack import Instances
 
 STATUS_OF = {"done": "complete", "cancelled": "cancelled", "error": "failed"}
-START_ATTEMPTS = 5
+START_ATTEMPTS = 20  # a 503 (DynamoDB too slow to answer) is retried, as a client would
 
 
 def words(tag: str, count: int) -> list[str]:
@@ -84,7 +84,7 @@ def plans(count: int, tokens: int, rng: random.Random, kinds: tuple[str, ...]) -
         if kind in ("drop", "drop2", "late"):
             drops = 2 if kind == "drop2" else 1
             plan.drop_after = sorted(rng.randint(1, tokens - 5) for _ in range(drops))
-            plan.pause_s = 6.0 if kind == "late" else rng.uniform(0.0, 1.0)
+            plan.pause_s = 4.0 if kind == "late" else rng.uniform(0.0, 1.0)
         if kind == "cancel":
             plan.cancel_after = rng.randint(1, tokens - 1)
         out.append(plan)
@@ -98,7 +98,7 @@ async def run(plan: Plan, stack: Instances, producer: httpx.AsyncClient, other: 
         async with producer.stream("POST", "/chat/stream", json=body) as response:
             if response.status_code == 503 and attempt < START_ATTEMPTS - 1:
                 await response.aread()
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
                 continue
             assert response.status_code == 200, (plan.tag, response.status_code, await response.aread())
             seen.stream_id = response.headers["x-stream-id"]
@@ -116,7 +116,7 @@ async def run(plan: Plan, stack: Instances, producer: httpx.AsyncClient, other: 
             async with other.stream("GET", f"/chat/stream/{seen.stream_id}", headers=headers) as response:
                 if response.status_code == 503 and attempt < START_ATTEMPTS - 1:  # the record could not be read
                     await response.aread()
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.5)
                     continue
                 assert response.status_code == 200, (plan.tag, response.status_code, await response.aread())
                 seen.connections += 1
@@ -146,7 +146,7 @@ async def replay(seen: Seen, other: httpx.AsyncClient) -> None:
     for _ in range(START_ATTEMPTS):
         async with other.stream("GET", f"/chat/stream/{seen.stream_id}", headers={"Last-Event-ID": "0"}) as response:
             if response.status_code == 503:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
                 continue
             assert response.status_code == 200, (seen.plan.tag, response.status_code)
             seen.replay = [e async for e in iter_sse(response)]
@@ -183,7 +183,8 @@ def problems(seen: Seen, record: dict[str, Any], upstream: FakeUpstream) -> list
     if replayed != text:
         out.append(f"the log's replay has {len(replayed)} chars, the client saw {len(text)}")
     if [(e.event, e.data) for e in replay_ends] != [(terminal.event, terminal.data)]:
-        out.append(f"the log's replay ends {[(e.event, e.data) for e in replay_ends]}, the client saw {terminal.data}")
+        ends = [(e.event, e.data) for e in replay_ends]
+        out.append(f"the log's replay ends {ends}, the client saw {(terminal.event, terminal.data)}")
     status = record.get("status", {}).get("S")
     if status != STATUS_OF[terminal.event]:
         out.append(f"record {status}, client saw {terminal.event}")
@@ -195,7 +196,7 @@ def problems(seen: Seen, record: dict[str, Any], upstream: FakeUpstream) -> list
             )
         if seen.cancel.status_code == 409 and seen.cancel.json().get("status") != status:
             out.append(f"cancel answered 409 {seen.cancel.json()}, record {status}")
-        if seen.cancel.status_code not in (200, 409):
+        if seen.cancel.status_code not in (200, 202, 409):
             out.append(f"cancel answered {seen.cancel.status_code}")
     exchanges = [x for x in upstream.requests if prompt_of(x.json).startswith(f"{plan.tag}.0 ")]
     if len(exchanges) != 1 or not exchanges[0].ended.wait(10):

@@ -1,6 +1,7 @@
 """The stress suite's stack, every part a separate process as it is in AWS:
 
-- DynamoDB: moto's server (``moto_server``) with the tables of ``template.yaml``;
+- DynamoDB: moto's server with the tables of ``template.yaml``, its writes atomic as
+  DynamoDB's are (``tests/fakes/moto_atomic.py``);
 - the HTTP app: ``tests.stress.chaos_app`` under uvicorn, twice (``producer``, where streams
   start, and ``other``, where resumes, cancels and replays land, as a second Lambda
   instance), each with the DynamoDB faults of its phase (``TOKENRELAY_DDB_CHAOS``);
@@ -48,9 +49,7 @@ APP_ENV = {
     "DEFAULT_PROVIDER": "openai",
     "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
     "UPSTREAM_MAX_RETRIES": "0",
-    "CANCEL_POLL_MS": "100",
     "RESUME_GRACE_S": "15",
-    "RESUME_POLL_MS": "100",
     "LOG_LEVEL": "WARNING",
     "METRICS_ENABLED": "false",
     "AUTH_MODE": "off",
@@ -65,7 +64,7 @@ FAILING = "throttle_rate=0.25,error_rate=0.1,spare=PutItem@tokenrelay-streams"
 @contextmanager
 def process(command: list[str], log: Path, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ))
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(env or os.environ), cwd=ROOT)
     try:
         yield proc
     finally:
@@ -92,7 +91,7 @@ def cpu_hogs(count: int = HOGS) -> Iterator[list[int]]:
 def dynamodb(log_dir: Path) -> Iterator[str]:
     """moto's server in its own process, with the template's tables; its endpoint."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    command = [sys.executable, "-m", "tests.fakes.moto_atomic", "-H", "127.0.0.1", "-p", str(port)]
     endpoint = f"http://127.0.0.1:{port}"
     with process(command, log_dir / "dynamodb.log"):
         deadline = time.monotonic() + 30
