@@ -1,5 +1,6 @@
 """The stress suite (``TOKENRELAY_HEAVY=1``; a full ``scripts/test`` runs it): its stack is in
-``stack.py``. Seeds are printed; ``TOKENRELAY_STRESS_SEED=<n>`` replays a run's choices."""
+``stack.py``. Seeds are printed; ``TOKENRELAY_STRESS_SEED=<n>`` replays a run's choices;
+``TOKENRELAY_STRESS_APP_ROOT=<checkout>`` runs another tree's app (to see what it loses)."""
 
 from __future__ import annotations
 

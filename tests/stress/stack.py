@@ -31,6 +31,8 @@ from tests.fakes.stacks import app_process
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
+# The checkout whose app runs: this one, or (to measure what an older tree loses) another.
+APP_ROOT = Path(os.environ.get("TOKENRELAY_STRESS_APP_ROOT") or ROOT)
 HOGS = 2
 TABLES = {
     "STREAMS_TABLE": "tokenrelay-streams",
@@ -145,7 +147,7 @@ def instances(endpoint: str, upstream: FakeUpstream, log_dir: Path, chaos: str, 
             spec = f"{chaos},seed={seed}" if chaos else ""
             app_env = {**base, "TOKENRELAY_DDB_CHAOS": spec}
             urls[name] = stack.enter_context(
-                app_process(app_env, logs[name], module="tests.stress.chaos_app:app", on_start=procs)
+                app_process(app_env, logs[name], module="tests.stress.chaos_app:app", on_start=procs, root=APP_ROOT)
             )
         ddb = boto3.client("dynamodb", endpoint_url=endpoint, **_credentials())
         stack.callback(ddb.close)
