@@ -36,7 +36,7 @@ from openai_wire import status_for
 from openapi_doc import document_api
 from protect import AuthMiddleware, Guard, principal_of
 from request_body import json_body, query_body
-from resume_sse import LOOKUP_WAITS_S, ResumeServices, add_resume_routes
+from resume_sse import ResumeServices, add_resume_routes, lookup_waits
 from sse_response import STREAM_HEADERS, SSEStreamResponse, TextStreamResponse, finish_after_reader_left, text_body
 from tokenrelay import (
     ChatRequest,
@@ -187,8 +187,9 @@ def create_app(
         if it has not ended within ``confirm_s`` (DynamoDB or its producer is not answering)."""
         # The record is created concurrently with the first token (engine.open), so a cancel sent
         # the moment `start` arrives can land on another instance before the record exists: an
-        # unknown id is looked up again a few times (~3 s in all, as a resume) before it is a 404.
-        for wait_s in (*LOOKUP_WAITS_S, None):
+        # unknown id is looked up again a few times (~3 s in all, as a resume) before it is a 404
+        # (at once for an id that is not a uuid4: it was never ours).
+        for wait_s in (*lookup_waits(stream_id), None):
             try:
                 await cancel_once(stream_id, request)
                 break

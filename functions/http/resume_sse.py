@@ -52,6 +52,12 @@ _EVENT_ID = re.compile(r"[0-9]{1,18}")
 LOST_AFTER_S = 60.0  # past its timeout and still active: its producer died
 LOG_SLACK_S = 5.0  # past the producer's last write attempts (FINISH_TIMEOUT_S after its end)
 LOOKUP_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)  # ~3 s in all before an unknown id is a 404
+_STREAM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # uuid4, as made
+
+
+def lookup_waits(stream_id: str) -> tuple[float, ...]:
+    """How long to look again for a missing record: ~3 s for an id as TokenRelay makes them."""
+    return LOOKUP_WAITS_S if _STREAM_ID.fullmatch(stream_id) else ()
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,9 @@ def last_event_id(request: Request) -> int:
 async def find_record(store: StreamStore, stream_id: str) -> StreamRecord:
     """The stream's record, looked up again for a while before it is a 404: the record is
     written concurrently with the first token (engine.open), so a client that drops at once
-    and reconnects, or cancels, may come before a slow DynamoDB has it."""
-    for wait_s in (*LOOKUP_WAITS_S, None):
+    and reconnects, or cancels, may come before a slow DynamoDB has it. An id that is not a
+    uuid4 (as stream ids are made) is not waited for."""
+    for wait_s in (*lookup_waits(stream_id), None):
         record = await store.get(stream_id)
         if record is not None:
             return record

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from starlette.requests import Request
 
-from resume_sse import last_event_id
+from resume_sse import last_event_id, lookup_waits
 from tokenrelay import RequestInvalid
 
 
@@ -39,3 +41,9 @@ def test_last_event_id_query_param_is_held_to_the_same_rule(raw: str) -> None:
 
 def test_last_event_id_absent_or_empty_header_is_zero() -> None:
     assert last_event_id(request()) == 0 and last_event_id(request("")) == 0
+
+
+def test_missing_record_is_looked_for_again_only_for_an_id_tokenrelay_could_have_made() -> None:
+    assert sum(lookup_waits(str(uuid.uuid4()))) > 2.5  # written with the first token: may come later
+    for other in ("no-such-stream", "F" * 36, str(uuid.uuid4()).upper(), str(uuid.uuid1())):
+        assert lookup_waits(other) == ()  # never one of ours: a 404 at once
