@@ -137,7 +137,11 @@ async def _read(response: httpx.Response, seen: Seen, drop_at: int | None, other
             return  # the client goes away: leaving the block closes the connection
         if plan.kind == "cancel" and seen.cancel is None and len(seen.ids) >= plan.cancel_after:
             seen.cancel_sent_at = time.monotonic()
-            seen.cancel = await other.post(f"/chat/stream/{seen.stream_id}/cancel")
+            for _ in range(START_ATTEMPTS):  # a 503 (DynamoDB failing past its retries) is retried
+                seen.cancel = await other.post(f"/chat/stream/{seen.stream_id}/cancel")
+                if seen.cancel.status_code != 503:
+                    break
+                await asyncio.sleep(0.5)
             seen.cancel_at = time.monotonic()
 
 

@@ -162,11 +162,14 @@ async def test_stress_cancels_mid_stream_from_another_instance_close_the_upstrea
 
             await asyncio.gather(*(one(r) for r in streams))
     closed_after, early = [], 0
-    answers = Counter(r.cancel.status_code if r.cancel else 0 for r in streams)
+    answers = Counter((r.cancel.status_code if r.cancel else 0, r.terminals[-1].event) for r in streams)
     for r in streams:
-        # 200 (ended cancelled) or, when the stream took longer than the cancel waits, 202 (cancelling)
-        assert r.cancel is not None and r.cancel.status_code in (200, 202), r.cancel
-        assert [t.event for t in r.terminals] == ["cancelled"], (r.tag, r.terminals)
+        # 200: ended cancelled. 202: not ended within the cancel's wait (a loaded machine: the
+        # producer may then have told its client done, the record following it). Never a 409:
+        # the stream was still sending.
+        assert r.cancel is not None and r.cancel.status_code in (200, 202), (r.tag, r.cancel)
+        assert len(r.terminals) == 1, (r.tag, r.terminals)
+        assert r.cancel.status_code == 202 or r.terminals[0].event == "cancelled", (r.tag, r.terminals)
         exchange = [x for x in upstream_server.requests if prompt_of(x.json).startswith(f"{r.tag}.0 ")]
         assert len(exchange) == 1 and exchange[0].ended.wait(10), f"{r.tag}: upstream not closed"
         closed_after.append(exchange_closed_s(exchange[0], r.cancelled_at))
