@@ -68,12 +68,13 @@ _OUTCOME_FIELDS = (
 # What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
 WATCH_PROJECTION = "#pk, cancel_requested, cancel_reason, attached_until, #status, connection_id, resume_after, moves"
 WATCH_NAMES = {"#pk": PARTITION_KEY, "#status": "status"}
-# The terminal write and the cancel watch fail fast instead (one attempt, short timeouts): the
-# engine retries the one with its own short backoff within FINISH_WAIT_S, the poller the other at
-# its next interval. botocore's own retries would back off up to 3 s inside a single call.
+# The terminal write and the cancel watch fail fast instead (one attempt): the engine retries the
+# one with its own short backoff, the poller the other at its next interval. botocore's own retries
+# would back off up to 3 s inside a single call. The timeouts stay: a shorter read timeout only
+# turns a slow answer into a retry that adds to what made it slow.
 FAST_CONFIG = Config(
-    connect_timeout=1,
-    read_timeout=2,
+    connect_timeout=2,
+    read_timeout=5,
     retries={"mode": "standard", "total_max_attempts": 1},
     max_pool_connections=50,
 )
