@@ -19,7 +19,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -63,7 +62,6 @@ log = logging.getLogger("tokenrelay.http")
 FINISH_MARGIN_S = 1.0  # a run's last writes end this long before the Lambda invocation does
 CONFIRM_MARGIN_S = 1.0
 CONFIRM_POLL_S = 0.1  # a cancel on another instance reads the record after 0.1, 0.2, 0.4... s until it ended
-IO_THREADS = 64  # worker threads for boto3 calls (the stores' connection pools hold 50)
 
 
 def _finish_by_s(request: Request) -> float | None:
@@ -106,12 +104,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Every DynamoDB call runs in a worker thread (asyncio.to_thread). The default pool has
-        # cpu_count + 4 threads (6 in a 2-vCPU Lambda): a few slow or throttled calls (botocore
-        # sleeps between its retries in the thread) then queued every stream's cancel poll,
-        # terminal write and log write behind them. The calls wait on the network, not the CPU.
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="tokenrelay-io"))
         yield
         for run in list(runs.values()):
             run.stop("disconnect")

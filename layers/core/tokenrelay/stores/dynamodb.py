@@ -24,7 +24,9 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
@@ -78,6 +80,7 @@ FAST_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1},
     max_pool_connections=50,
 )
+FAST_THREADS = 8  # threads for those calls alone (a poll per interval, a write per stream's end)
 BATCH_GET_MAX_KEYS = 100  # DynamoDB's limit per BatchGetItem
 BATCH_GET_ATTEMPTS = 3  # for keys DynamoDB returns as unprocessed (throttling); the rest wait for the next poll
 
@@ -172,6 +175,7 @@ class DynamoStreamStore:
         # thread-safe and costs tens of milliseconds; using one is thread-safe.
         self._client = client if client is not None else _new_client()
         self._fast_client: Any = client  # FAST_CONFIG's, made on first use (on the loop's thread)
+        self._fast_pool: ThreadPoolExecutor | None = None
 
     @property
     def _fast(self) -> Any:
@@ -189,6 +193,8 @@ class DynamoStreamStore:
         self._client.close()
         if self._fast_client is not None and self._fast_client is not self._client:
             self._fast_client.close()
+        if self._fast_pool is not None:
+            self._fast_pool.shutdown(wait=False)
 
     async def create(self, record: StreamRecord) -> None:
         """Insert a new active record.
@@ -340,6 +346,14 @@ class DynamoStreamStore:
 
     async def _call(self, operation: str, method: Callable[..., T], **kwargs: Any) -> T:
         try:
+            if getattr(method, "__self__", None) is self._fast_client is not self._client:
+                # The cancel watch and the terminal write get threads of their own: in the
+                # default pool (cpu_count + 4 threads: 6 in a 2-vCPU Lambda) slow calls queued
+                # them for seconds, and a cancel went unseen until its stream had completed.
+                pool = self._fast_pool
+                if pool is None:
+                    pool = self._fast_pool = ThreadPoolExecutor(FAST_THREADS, thread_name_prefix="tokenrelay-ddb")
+                return await asyncio.get_running_loop().run_in_executor(pool, partial(method, **kwargs))
             return await asyncio.to_thread(method, **kwargs)
         except ClientError as exc:
             code = _error_code(exc)
