@@ -219,14 +219,16 @@ def _stack(
     faults = DynamoFaults(settings.streams_table)
     metrics = Metrics()
     store = DynamoStreamStore(settings.streams_table)
-    faults.attach(store._client)
+    for client in store.clients:
+        faults.attach(client)
     app = create_app(settings, store=store, metrics=StreamMetrics("TokenRelay", "faults", sink=metrics.sink))
     import common  # functions/websocket
 
     common.reset()
     svc = common.services()
     svc.metrics = StreamMetrics("TokenRelay", "faults", sink=metrics.sink)
-    faults.attach(svc.streams._client)  # type: ignore[attr-defined]
+    for client in svc.streams.clients:  # type: ignore[attr-defined]
+        faults.attach(client)
     gateway = Gateway(GatewayConfig.from_env(port=port))
     records = DynamoStreamStore(settings.streams_table)
     with serve(app) as sse_url, serving(gateway) as ws_url:
