@@ -32,7 +32,6 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
-from api import create_app
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
 from scripts.devstack.tables import create_table, table_spec
 from tests.fakes.chaos import ChaosProxy
@@ -40,9 +39,10 @@ from tests.fakes.environ import environ
 from tests.fakes.servers import free_port, serve
 from tests.fakes.upstream import FakeUpstream
 from tokenrelay import Settings
-from tokenrelay.stores.base import StreamRecord
+from tokenrelay.stores import StreamRecord
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay_http import create_app
 
 FIRST_CHUNK_S = 1.5  # long enough that a busy machine never trips it by accident
 WORKER_MARGIN_S = 1.0
@@ -222,7 +222,7 @@ def _stack(
     for client in store.clients:
         faults.attach(client)
     app = create_app(settings, store=store, metrics=StreamMetrics("TokenRelay", "faults", sink=metrics.sink))
-    import common  # functions/websocket
+    from tokenrelay_ws import environment as common  # functions/websocket
 
     common.reset()
     svc = common.services()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import httpx
 
-from api import create_app
 from tests.e2e.sse_client import TERMINALS, iter_sse
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.servers import serve
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 SETTINGS = Settings(echo_delay_s=0.02, cancel_poll_s=0.02)
 

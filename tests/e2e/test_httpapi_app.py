@@ -20,7 +20,6 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import create_app
 from scripts.devstack.httpapi import build
 from scripts.devstack.httpapi_routes import routes_from_template
 from scripts.devstack.tables import load_template
@@ -28,6 +27,7 @@ from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
 from tests.fakes.route_samples import sample_request
 from tests.fakes.servers import serve
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "deploy.md")
 ROW = re.compile(r"^\| `([A-Z]+) (/\S*)` \| ([^|]+) \| ([^|]+) \|$")

@@ -17,20 +17,16 @@ import openai
 import pytest
 from botocore.config import Config
 
-from api import create_app
-from protect import Guard
 from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
 from tests.e2e.sse_client import iter_sse
 from tests.fakes.environ import environ
 from tests.fakes.servers import serve
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay import Settings
-from tokenrelay.auth import Authenticator
-from tokenrelay.limits import RateLimiter
-from tokenrelay.stores.api_keys import DynamoApiKeyStore
-from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+from tokenrelay.protection import Authenticator, Guard, RateLimiter
+from tokenrelay.stores.dynamodb import DynamoApiKeyStore, DynamoRateLimitStore, DynamoStreamStore
 from tokenrelay.telemetry.metrics import RefusalMetrics
+from tokenrelay_http import create_app
 
 STREAMS = "tokenrelay-streams-protect-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped

@@ -19,9 +19,8 @@ from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
 from tests.fakes.environ import environ
 from tests.fakes.servers import free_port
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay.limits import RateLimiter
-from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+from tokenrelay.protection import RateLimiter
+from tokenrelay.stores.dynamodb import DynamoRateLimitStore, DynamoStreamStore
 from tokenrelay.telemetry.metrics import RefusalMetrics
 
 STREAMS = "tokenrelay-streams-protect-ws-e2e"
@@ -66,7 +65,7 @@ def ws_stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[
         from scripts.devstack.tables import create_table, table_spec
 
         create_table(tables.client, table_spec("ConnectionsTable"), CONNECTIONS)
-        import common
+        from tokenrelay_ws import environment as common
 
         common.reset()  # services from the environment above
         svc = common.services()

@@ -27,9 +27,8 @@ from tests.fakes.servers import free_port
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tests.stress.sse_streams import final_record, prompt_of, words
 from tests.stress.stack import APP_ENV, AWS, SLOW, TABLES
-from tokenrelay.output_log import follow
-from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.stores.output_log_dynamodb import DynamoOutputLog
+from tokenrelay.resume import follow
+from tokenrelay.stores.dynamodb import DynamoOutputLog, DynamoStreamStore
 
 pytestmark = pytest.mark.heavy
 
@@ -52,8 +51,8 @@ def ws_stack(endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
         "AWS_ENDPOINT_URL_LAMBDA": here,
     }
     with environ(env):
-        import common  # functions/websocket
-        import resume_ws
+        from tokenrelay_ws import environment as common  # functions/websocket
+        from tokenrelay_ws import resume as resume_ws
 
         common.reset()
         chaos = Chaos.from_spec(f"{SLOW},seed=7")

@@ -17,6 +17,7 @@ from tokenrelay import (
     StreamError,
     StreamRecord,
     StreamRun,
+    StreamServices,
     StreamStart,
     TextDelta,
     Usage,
@@ -28,12 +29,14 @@ REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model=
 def make_run(provider: ScriptedProvider, store: MemoryStreamStore | None = None, **settings: object) -> StreamRun:
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(
+            Settings(**{"cancel_poll_s": 0.02, **settings}),  # type: ignore[arg-type]
+            store or MemoryStreamStore(),
+        ),
         stream_id="s-1",
         owner="tester",
         transport="sse",
-        provider=provider,
-        store=store or MemoryStreamStore(),
-        settings=Settings(**{"cancel_poll_s": 0.02, **settings}),  # type: ignore[arg-type]
     )
 
 
@@ -202,12 +205,11 @@ async def test_run_empty_text_chunks_are_dropped_and_seq_has_no_gaps() -> None:
 async def test_run_summary_after_disconnect_counts_tokens_not_delivered() -> None:
     provider = ScriptedProvider(["x"] * 1000, delay_s=0.002)
     run = make_run(provider)
-    await run.open()
-    async for event in run.events():
-        if isinstance(event, TextDelta):
-            if event.seq == 5:
-                run.delivered = 3  # the transport got only three to its client
-                run.stop("disconnect")
+    async with run.session() as events:  # a transport: the reader leaves while writing the fourth
+        async for event in events:
+            if isinstance(event, TextDelta) and event.seq == 4:
+                await asyncio.sleep(0.05)  # writing the fourth when the client leaves: more were made
+                break  # the transport got only three to its client
     s = run.summary()
     assert (s.status, s.cancel_reason, s.client_gone) == ("cancelled", "disconnect", True)
     assert s.tokens_after_disconnect == s.completion_tokens - 3 >= 2

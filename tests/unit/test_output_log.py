@@ -19,13 +19,13 @@ from tokenrelay import (
     StreamDone,
     StreamError,
     StreamRun,
+    StreamServices,
     Terminal,
     TextDelta,
     Usage,
 )
-from tokenrelay.output_log import LogBatch, LogEnd, decode_end, encode_end, follow
-from tokenrelay.output_log_writer import OutputLogWriter
-from tokenrelay.resume import Resumable, WatchState
+from tokenrelay.resume import OutputLogWriter, Resumable, follow
+from tokenrelay.stores import LogBatch, LogEnd, WatchState, decode_end, encode_end
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
 
@@ -107,12 +107,11 @@ def resumable_run(
     writer = OutputLogWriter(log, "s-1", expires_at=1, flush_s=0.02)
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(Settings(cancel_poll_s=0.02), MemoryStreamStore()),
         stream_id="s-1",
         owner="t",
         transport="sse",
-        provider=provider,
-        store=MemoryStreamStore(),
-        settings=Settings(cancel_poll_s=0.02),
         resume=Resumable(writer, att, grace_s),
     )
 

@@ -7,10 +7,37 @@ Encoding them for a transport is a pure function (see ``tokenrelay.transports``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from .errors import TokenRelayError
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "CancelReason",
+    "Event",
+    "StreamCancelled",
+    "StreamDone",
+    "StreamError",
+    "StreamStart",
+    "StreamSummary",
+    "Terminal",
+    "TextDelta",
+    "Usage",
+    "cancel_reason",
+    "is_terminal",
+]
+
 CancelReason: TypeAlias = Literal["client", "disconnect", "timeout"]
+
+
+def cancel_reason(value: str | None) -> CancelReason:
+    """A cancel reason as a record keeps it (any string) -> one the protocol names (default ``client``)."""
+    if value == "disconnect":
+        return "disconnect"
+    if value == "timeout":
+        return "timeout"
+    return "client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +83,14 @@ class StreamError:
     error: str
     code: str
     retryable: bool
+    # "provider" for the provider's rate limit (docs/protocol.md §7): a qualifier of the code, not
+    # part of the event's identity (two errors that differ only in it are the same ending)
+    limited_by: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, exc: TokenRelayError) -> StreamError:
+        """The terminal event of a stream that ``exc`` ended."""
+        return cls(exc.message, exc.code, exc.retryable, exc.fields().get("limited_by"))
 
 
 Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError
