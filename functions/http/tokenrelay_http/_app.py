@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 
 from tokenrelay import ProviderRegistry, Settings, StreamServices, StreamStore
 from tokenrelay.protection import Guard
+from tokenrelay.stores import BatchWatchStore
 from tokenrelay.stream import CancelPoller
 from tokenrelay.telemetry.metrics import CancelPollMetrics, StreamMetrics
 from tokenrelay.wiring import Deployment
@@ -48,7 +49,7 @@ def create_app(
     store = deployment.store
     # One cancel watcher for all of this process's streams (a batched read per poll), when the store can.
     poller = None
-    if hasattr(store, "watch_many"):
+    if isinstance(store, BatchWatchStore):
         on_failure = CancelPollMetrics(settings.metrics_namespace, settings.service_name).emit
         poller = CancelPoller(store, settings.cancel_poll_s, on_failure if settings.metrics_enabled else None)
     services = StreamServices(settings, store, poller=poller, metrics=deployment.metrics)

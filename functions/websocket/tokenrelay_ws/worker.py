@@ -101,6 +101,7 @@ async def _produce(
     # the time left before Lambda stops this invocation (the margin), not a fixed budget.
     flush_until = time.monotonic() + max(deadline_s, 0.0) + config.deadline_margin_s - FLUSH_SAFETY_S
     resume = svc.resume  # None: RESUME_GRACE_S=0 or no output log, stop on disconnect
+    run: StreamRun  # made below, with the sender as its handover
     sender = (CoalescingSender if resume is None else ResumableSender)(
         poster,
         job.connection_id,

@@ -28,54 +28,22 @@
 ``status_code``, ``code`` and ``retryable`` are class attributes: one place decides each.
 ``fields()`` is what an error adds to the wire beyond its message and code; each wire
 format renders them once (``transports.sse.error_body`` for JSON bodies and SSE,
-``transports.websocket.encode_error``, ``transports.openai.openai_error``).
+``transports.websocket.error_message``, ``transports.openai.openai_error``).
 
 ``rate_limited`` names two different refusals, kept for the clients that depend on the
 code: the caller's own per-key limit (``LimitExceeded``: always with ``retry_after``) and
 the provider's rate limit (``RateLimited``: ``limited_by: "provider"``). docs/protocol.md §7.
 
-Not kinds of error, and so outside the tree: a cancel, a client gone or a deadline is
-control flow (``StreamRun.stop``), ending the stream with ``StreamCancelled``
-(``tokenrelay.events``); ``ConnectionGone`` below is the WebSocket poster's way of saying
-the client left; ``transports.openai.OpenAIError`` is an error already rendered in
-OpenAI's shape, which ``/v1`` also raises for its own refusals in OpenAI's words.
-
-Messages are written for the client: never put a raw upstream body, a key or a header
-value in one.
+Outside the tree: a cancel, a client gone or a deadline is control flow (``StreamRun.stop``,
+ending with ``StreamCancelled``); ``ConnectionGone`` is the WebSocket poster's "the client
+left"; ``transports.openai.OpenAIError`` is an error already in OpenAI's shape (``/v1``'s own
+refusals, in OpenAI's words). Messages are written for the client: never a raw upstream
+body, a key or a header value.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-__all__ = [
-    "BadMessage",
-    "ConnectionGone",
-    "ConnectionNotFound",
-    "Forbidden",
-    "LimitExceeded",
-    "MethodNotAllowed",
-    "ModelNotAllowed",
-    "NotFound",
-    "PayloadTooLarge",
-    "ProviderError",
-    "RateLimited",
-    "Rejected",
-    "RequestInvalid",
-    "RequestTimeout",
-    "ResumeUnavailable",
-    "StoreUnavailable",
-    "StreamFinished",
-    "StreamNotFound",
-    "TokenRelayError",
-    "TooManyStreams",
-    "Unauthorized",
-    "Unavailable",
-    "UnsupportedMediaType",
-    "UpstreamTimeout",
-    "WorkerUnavailable",
-]
-
 
 class TokenRelayError(Exception):
     status_code = 500
@@ -117,8 +85,6 @@ class UnsupportedMediaType(TokenRelayError):
 
 
 class PayloadTooLarge(TokenRelayError):
-    """The body is over the app's cap, refused while it is read (or from its Content-Length)."""
-
     status_code = 413
     code = "payload_too_large"
 
@@ -131,8 +97,6 @@ class PayloadTooLarge(TokenRelayError):
 
 
 class RequestTimeout(TokenRelayError):
-    """The body did not arrive within ``BODY_READ_TIMEOUT_S``: the rest may never come."""
-
     status_code = 408
     code = "request_timeout"
 
@@ -160,11 +124,8 @@ class BadMessage(TokenRelayError):
 
 
 class Unauthorized(TokenRelayError):
-    """No API key, or one that is malformed, unknown, wrong or revoked.
-
-    Every invalid key gets the same message, so a caller learns nothing about which
-    part was wrong. ``headers`` is what an HTTP answer adds (RFC 6750).
-    """
+    """No API key, or a malformed, unknown, wrong or revoked one: every invalid key gets the same
+    message, so a caller learns nothing about which part was wrong. Headers: RFC 6750."""
 
     status_code = 401
     code = "unauthorized"
@@ -278,8 +239,6 @@ class ConnectionNotFound(TokenRelayError):
 
 
 class StoreUnavailable(TokenRelayError):
-    """The state store could not be reached: nothing started, the same request may work later."""
-
     status_code = 503
     code = "store_unavailable"
     retryable = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from ..errors import TokenRelayError
 from ..events import Event, StreamError, Terminal, TextDelta
@@ -36,7 +36,7 @@ async def follow(
     stall_s: float = 5.0,
     unavailable_s: float = UNAVAILABLE_S,
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
 
     Polls every ``poll_s`` until the final item. When nothing new has arrived for

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 __all__ = [
     "FINAL_STATUSES",
@@ -108,6 +108,7 @@ class StreamStore(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchWatchStore(Protocol):
     """A store that reads the watch state of many streams at once (one process's cancel poller)."""
 

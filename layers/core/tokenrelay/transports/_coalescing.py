@@ -78,7 +78,7 @@ class CoalescingSender:
         flush_interval_s: float = 0.05,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         coalesce: bool = True,
-        on_gone: Callable[[], None] | None = None,
+        on_gone: Callable[[], object] | None = None,  # what it returns is ignored
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._poster = poster
