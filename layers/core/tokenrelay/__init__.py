@@ -31,13 +31,19 @@ from .errors import (
     Unavailable,
 )
 from .events import (
+    PART_TYPES,
     Event,
+    Part,
+    ReasoningDelta,
     StreamCancelled,
     StreamDone,
     StreamError,
     StreamStart,
     Terminal,
     TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
     Usage,
     is_terminal,
 )
@@ -49,15 +55,18 @@ from .stream import Bounds, StreamRun, StreamServices
 from .transports.sse import encode_comment, encode_sse
 
 __all__ = [
+    "PART_TYPES",
     "Bounds",
     "ChatRequest",
     "Event",
     "LimitExceeded",
     "Message",
     "ModelNotAllowed",
+    "Part",
     "ProviderError",
     "ProviderRegistry",
     "RateLimited",
+    "ReasoningDelta",
     "Rejected",
     "RequestInvalid",
     "Settings",
@@ -76,6 +85,9 @@ __all__ = [
     "Terminal",
     "TextDelta",
     "TokenRelayError",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
     "Unauthorized",
     "Unavailable",
     "Usage",

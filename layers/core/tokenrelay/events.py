@@ -1,8 +1,20 @@
 """Normalized stream events: small immutable values, one per protocol event.
 
-A stream is ``StreamStart, TextDelta*, Usage?, terminal`` where ``terminal`` is
+A stream is ``StreamStart, Part*, Usage?, terminal`` where ``terminal`` is
 exactly one of ``StreamDone``, ``StreamCancelled`` or ``StreamError``.
 Encoding them for a transport is a pure function (see ``tokenrelay.transports``).
+
+A ``Part`` is one piece of the answer's content (docs/protocol.md §8), each with the
+stream's ``seq`` (1, 2, 3... over every part, whatever its kind, so resume and "nothing
+lost, nothing repeated" hold for all of them):
+
+    TextDelta        text
+    ReasoningDelta   reasoning text; a ``signature`` closes a reasoning block (Anthropic,
+                     Bedrock: a later turn sends it back); ``redacted`` is a whole
+                     encrypted block
+    ToolCallStart    a tool call opens: its ``index`` (0, 1... in the answer), ``id``, ``name``
+    ToolCallDelta    a fragment of that call's JSON arguments
+    ToolCallEnd      its arguments are complete
 """
 
 from __future__ import annotations
@@ -22,8 +34,15 @@ __all__ = [
     "StreamStart",
     "StreamSummary",
     "Terminal",
+    "PART_TYPES",
+    "Part",
+    "ReasoningDelta",
     "TextDelta",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
     "Usage",
+    "part_size",
     "cancel_reason",
     "is_terminal",
 ]
@@ -54,9 +73,56 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+    seq: int
+    signature: str = ""  # set (with text "") on the part that closes a signed reasoning block
+    redacted: str = ""  # set (with text "") for a redacted block: opaque data, sent back as is
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    index: int
+    id: str
+    name: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str  # a fragment of the JSON arguments (may be ""): concatenated, they are the whole
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    index: int
+    seq: int
+
+
+Part: TypeAlias = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | ToolCallEnd
+PART_TYPES = (TextDelta, ReasoningDelta, ToolCallStart, ToolCallDelta, ToolCallEnd)
+
+
+def part_size(part: Part) -> int:
+    """The characters a part carries (what a buffer or a batch holds of it)."""
+    if type(part) is TextDelta:
+        return len(part.text)
+    if isinstance(part, ReasoningDelta):
+        return len(part.text) + len(part.signature) + len(part.redacted)
+    if isinstance(part, ToolCallDelta):
+        return len(part.arguments)
+    if isinstance(part, ToolCallStart):
+        return len(part.id) + len(part.name)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int | None = None  # of completion_tokens; None: the provider does not say
 
     @property
     def total_tokens(self) -> int:
@@ -94,7 +160,7 @@ class StreamError:
 
 
 Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError
-Event: TypeAlias = StreamStart | TextDelta | Usage | Terminal
+Event: TypeAlias = StreamStart | Part | Usage | Terminal
 TERMINAL_TYPES = (StreamDone, StreamCancelled, StreamError)
 
 
@@ -124,3 +190,7 @@ class StreamSummary:
     upstream_fallback: bool = False
     served_provider: str | None = None
     served_model: str | None = None
+    # Content parts (docs/protocol.md §8): tool calls the model made, and its reasoning tokens
+    # (the provider's count, else the reasoning parts streamed).
+    tool_calls: int = 0
+    reasoning_tokens: int = 0

@@ -1,6 +1,6 @@
 """Providers: one chat request in, an async stream of chunks out (``base.Provider``).
 
-A new provider is a module here (its SDK's stream -> ``TextChunk``/``Usage``/``Finish``,
+A new provider is a module here (its SDK's stream -> content chunks, ``ALIVE``, ``Usage``, ``Finish``,
 its errors -> ``tokenrelay.errors``) and one branch of ``ProviderRegistry._create``.
 SDK-backed providers are imported lazily: the ``anthropic`` SDK alone costs about a
 second of cold start.
@@ -16,18 +16,25 @@ from __future__ import annotations
 from ..settings import Settings
 from ._secrets import ApiKeys, parse_secret
 from ._traced import TracedProvider, traced
-from .base import Chunk, Finish, Provider, TextChunk
+from .base import ALIVE, Alive, Chunk, Finish, PartChunk, Provider, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 from .resilient import ResilientProvider, RetryPolicy, UpstreamReport, reporting, track_upstream, with_upstream
 
 __all__ = [
+    "ALIVE",
+    "Alive",
     "ApiKeys",
     "Chunk",
     "Finish",
+    "PartChunk",
     "Provider",
     "ProviderRegistry",
     "ResilientProvider",
+    "ReasoningChunk",
     "RetryPolicy",
     "TextChunk",
+    "ToolArgs",
+    "ToolEnd",
+    "ToolStart",
     "TracedProvider",
     "UpstreamReport",
     "parse_secret",

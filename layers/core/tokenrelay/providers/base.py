@@ -26,18 +26,54 @@ class TextChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningChunk:
+    text: str
+    signature: str = ""  # closes a signed reasoning block
+    redacted: str = ""  # a whole redacted block
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolArgs:
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEnd:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
 
 
-Chunk: TypeAlias = TextChunk | Usage | Finish
+class Alive:
+    """The upstream sent something with nothing to relay (a ping, a block boundary, usage
+    so far): a sign of life for the first-chunk and stall timers (``providers.resilient``)."""
+
+    __slots__ = ()
+
+
+ALIVE = Alive()
+PartChunk: TypeAlias = TextChunk | ReasoningChunk | ToolStart | ToolArgs | ToolEnd
+Chunk: TypeAlias = PartChunk | Usage | Finish | Alive
 
 
 class Provider(Protocol):
     name: str
 
     def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """Yield ``TextChunk``s, then at most one ``Usage`` and one ``Finish``."""
+        """Yield content (``TextChunk``, ``ReasoningChunk``, ``ToolStart``/``ToolArgs``/``ToolEnd``)
+        and ``ALIVE`` for every upstream event with nothing to relay, then at most one ``Usage``
+        and one ``Finish``. Every tool call started is ended before ``Finish``."""
         ...
 
     async def aclose(self) -> None:

@@ -1,12 +1,12 @@
-"""Upstream fault tolerance: retries and a fallback before the first text; timeouts.
+"""Upstream fault tolerance: retries and a fallback before the first content; timeouts.
 
 ``ProviderRegistry`` wraps every SDK-backed provider in a ``ResilientProvider``
 (the offline ``echo`` cannot fail and stays bare), so the engine sees one
 provider that either streams or fails once::
 
-    attempt ──text──> relayed. From the first text on a failure ends the stream
-       │              (a retry would repeat text): StreamError(code, retryable)
-       │ a retryable ProviderError before any text: 429, 408/409/5xx/529, connection
+    attempt ──content──> relayed. From the first part (text, reasoning or a tool call) on a
+       │              failure ends the stream (a retry would repeat it): StreamError(code, retryable)
+       │ a retryable ProviderError before any content: 429, 408/409/5xx/529, connection
        │ refused/reset, connect timeout, no first chunk or a stall (UpstreamTimeout),
        │ an error frame, a truncated or malformed stream
        v
@@ -23,7 +23,10 @@ request, credentials, quota), which would fail the same way again.
 
 Timeouts, per attempt: ``UPSTREAM_FIRST_CHUNK_S`` from the attempt's start to its
 first chunk (connect, response headers and first token together), then
-``UPSTREAM_STALL_S`` between chunks. Either raises ``UpstreamTimeout``
+``UPSTREAM_STALL_S`` between chunks. A chunk is any upstream event: a reasoning delta,
+a tool-argument fragment, a ping or usage counts as a sign of life (providers yield
+``ALIVE`` for events with nothing to relay), so a model that reasons for minutes before
+its first text is neither timed out nor retried. Either raises ``UpstreamTimeout``
 (``upstream_timeout``, retryable) with the upstream request closed. Connecting
 is bounded by the SDKs themselves (``UPSTREAM_CONNECT_TIMEOUT_S``).
 
@@ -55,10 +58,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import ProviderError
-from ..events import StreamSummary
+from ..events import StreamSummary, Usage
 from ..requests import ChatRequest
 from ._silence import Silence
-from .base import Chunk, Provider, TextChunk
+from .base import Alive, Chunk, Finish, Provider, TextChunk
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -201,8 +204,8 @@ class ResilientProvider:
                             if first:
                                 first = False
                                 silence.streaming(self.policy.stall_s)
-                            if not text and type(chunk) is TextChunk and chunk.text:
-                                text = True
+                            if not text and _relayed(chunk):
+                                text = True  # relayed content: a retry would repeat it
                             yield chunk
                 except ProviderError as exc:
                     if text or not exc.retryable:
@@ -262,6 +265,13 @@ class ResilientProvider:
     async def aclose(self) -> None:
         """Nothing: the providers it wraps belong to the registry, which closes them."""
         return None
+
+
+def _relayed(chunk: Chunk) -> bool:
+    """Content the reader gets (any part: text, reasoning, a tool call), not a sign of life."""
+    if type(chunk) is TextChunk:
+        return bool(chunk.text)
+    return not isinstance(chunk, Alive | Finish | Usage)
 
 
 def _names(request: ChatRequest) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Reading the output log (docs/protocol.md §5): ``follow`` replays a stream, then follows it.
 
-The producing invocation appends every text delta to the log from its producer task
+The producing invocation appends every part (text, reasoning, tool calls) to the log from its producer task
 (never from the transport), in batches bounded by time and size (``_writer.py``), then,
 once the stream has ended, one final item with the usage and the terminal event
 (``stores.output_log``). A resuming reader on any instance reads the batches after the
@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from ..errors import TokenRelayError
-from ..events import Event, StreamError, Terminal, TextDelta
+from ..events import Event, StreamError, Terminal
 from ..stores.output_log import LogEnd, OutputLogStore
 
 log = logging.getLogger("tokenrelay.output_log")
@@ -37,7 +37,7 @@ async def follow(
     unavailable_s: float = UNAVAILABLE_S,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[Event, None]:
-    """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
+    """Every part after ``after_seq``, then usage and the terminal event, from the log.
 
     Polls every ``poll_s`` until the final item. When nothing new has arrived for
     ``stall_s``, ``fallback`` (if given, called with the last seq read) may end the replay
@@ -71,10 +71,9 @@ async def follow(
                 return
             if item.first_seq != next_seq:
                 raise RuntimeError(f"output log of {stream_id}: batch {item.batch} starts at {item.first_seq}")
-            for offset, text in enumerate(item.texts):
-                seq = item.first_seq + offset
-                if seq > after_seq:
-                    yield TextDelta(text, seq)
+            for part in item.parts() if item.last_seq > after_seq else ():
+                if part.seq > after_seq:
+                    yield part
             next_seq = item.last_seq + 1
         if items:
             idle_since = clock()

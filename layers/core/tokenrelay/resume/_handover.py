@@ -15,7 +15,8 @@ stream record (``AttachmentStore.request_move``):
                            posts usage and the terminal message
 
 Either way the client sees each part once, in order, with the original ``seq`` values,
-and exactly one terminal message.
+and exactly one terminal message: a half-streamed tool call is replayed as it was posted
+(start, the argument messages, end), reasoning likewise.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import logging
 import time
 
 from ..errors import ConnectionGone
-from ..events import Event, TextDelta
+from ..events import PART_TYPES, Event, Part, TextDelta
 from ..stores.output_log import AttachmentStore, OutputLogStore
 from ..stores.streams import WatchState
 from ..transports import ConnectionPoster, ResumableSender, encode_message
+from ..transports.websocket import merge_key, merge_parts, part_payload
 from ._follow import follow
 
 __all__ = ["SEAL_ATTEMPTS", "SenderHandover", "replay_from_log", "seal"]
@@ -66,6 +68,22 @@ async def seal(attachments: AttachmentStore, sender: ResumableSender, stream_id:
     log.error("stream %s: could not seal after %d moves", stream_id, SEAL_ATTEMPTS)
 
 
+def _runs(parts: dict[int, Part], after: int, last: int) -> list[int]:
+    """The marks of the messages parts ``after`` .. ``last`` make: one per run of mergeable parts
+    of one kind, one per part that merges with nothing."""
+    marks: list[int] = []
+    key: str | None = None
+    for seq in range(after + 1, last + 1):
+        part = parts.get(seq, TextDelta("", seq))
+        this = merge_key(part)
+        if marks and this is not None and this == key:
+            marks[-1] = seq
+        else:
+            marks.append(seq)
+        key = this
+    return marks
+
+
 async def replay_from_log(
     store: OutputLogStore,
     attachments: AttachmentStore,
@@ -79,22 +97,26 @@ async def replay_from_log(
 ) -> None:
     """Post every message after ``after`` of a sealed stream, rebuilt from its log and marks."""
     marks: list[int] = await attachments.marks(stream_id) or []
-    texts: dict[int, str] = {}
+    parts: dict[int, Part] = {}
     tail: list[Event] = []
     async with asyncio.timeout(10):  # the log's end is written before the seal: it is there
         async for event in follow(store, stream_id, 0, poll_s=poll_s):
-            if type(event) is TextDelta:
-                texts[event.seq] = event.text
+            if isinstance(event, PART_TYPES):
+                parts[event.seq] = event
             else:
                 tail.append(event)
-    last = max(texts, default=0)
-    if not marks or marks[-1] < last:
-        marks = [*marks, last] if last else marks
+    last = max(parts, default=0)
+    if not marks or marks[-1] < last:  # parts the worker never queued: a message per run of one kind
+        marks = [*marks, *_runs(parts, marks[-1] if marks else 0, last)]
     messages: list[bytes] = []
     for k in range(after + 1, len(marks) + 1):
         low = marks[k - 2] if k >= 2 else 0
-        text = "".join(texts.get(s, "") for s in range(low + 1, marks[k - 1] + 1))
-        messages.append(encode_message(TextDelta(text, k), stream_id, request_id, tokens=marks[k - 1] - low))
+        group = [parts[s] for s in range(low + 1, marks[k - 1] + 1) if s in parts]
+        key = merge_key(group[0]) if group else "t"
+        single = group[0] if key is None else None
+        message = merge_parts(key, [part_payload(p) for p in group], k, single)
+        tokens = marks[k - 1] - low if key is not None else 1
+        messages.append(encode_message(message, stream_id, request_id, tokens=tokens))
     messages += [encode_message(event, stream_id, request_id) for event in tail]
     for data in messages:
         try:

@@ -1,4 +1,4 @@
-"""Writing the output log (docs/protocol.md §5): one task per stream batches its text deltas.
+"""Writing the output log (docs/protocol.md §5): one task per stream batches its parts.
 
 The item format is in ``stores.output_log``, the reader in ``_follow.py``. The rules the writer keeps:
 
@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 
 from ..errors import TokenRelayError
-from ..events import Terminal, TextDelta, Usage
-from ..stores.output_log import LogBatch, OutputLogStore, encode_end
+from ..events import Part, Terminal, TextDelta, Usage
+from ..stores.output_log import LogBatch, OutputLogStore, encode_end, encode_part
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_TEXT_CHARS", "OutputLogWriter", "split_text", "text_bytes"]
 
@@ -74,7 +74,8 @@ class OutputLogWriter:
         self._store, self.stream_id, self.expires_at = store, stream_id, expires_at
         self._flush_s, self._max_bytes, self._max_batch = flush_s, max_bytes, max_batch_bytes
         self._clock = clock
-        self._pending: list[str] = []  # texts not yet in a batch, seqs _next_seq, _next_seq + 1, ...
+        self._pending: list[str] = []  # payloads not yet in a batch, seqs _next_seq, _next_seq + 1, ...
+        self._kinds: list[str] = []  # their kinds (stores.output_log)
         self._pending_chars = 0
         self._next_seq = 1
         self._first_at = 0.0  # when the oldest pending text arrived
@@ -91,15 +92,17 @@ class OutputLogWriter:
 
     # -- the producer's side ------------------------------------------------------------
 
-    def add(self, delta: TextDelta) -> None:
+    def add(self, part: Part) -> None:
         if self._end is not None:
             raise RuntimeError("output log: add after close")
         if not self._pending:
-            self._next_seq = delta.seq
+            self._next_seq = part.seq
             self._first_at = self._clock()
             self._wake.set()
-        self._pending.append(delta.text)
-        self._pending_chars += len(delta.text)
+        kind, payload = ("t", part.text) if type(part) is TextDelta else encode_part(part)
+        self._pending.append(payload)
+        self._kinds.append(kind)
+        self._pending_chars += len(payload)
         if self._pending_chars >= self._max_bytes and not self._urgent:
             self._urgent = True
             self._wake.set()
@@ -162,17 +165,21 @@ class OutputLogWriter:
     def _cut(self) -> LogBatch:
         """The next batch: as many pending texts as fit ``max_batch_bytes`` (one at least)."""
         size = count = 0
-        for text in self._pending:
+        mixed = False  # a part that is not text: the batch has a kinds string, a byte per entry
+        for text, kind in zip(self._pending, self._kinds, strict=True):
             cost = text_bytes(text)
-            if count and size + cost > self._max_batch:
+            mixed = mixed or kind != "t"
+            if count and size + cost + (count + 1 if mixed else 0) > self._max_batch:
                 break
             size += cost
             count += 1
         texts = tuple(self._pending[:count])
+        kinds = "".join(self._kinds[:count])
         del self._pending[:count]
+        del self._kinds[:count]
         self._pending_chars -= sum(map(len, texts))
         self._batch += 1
-        batch = LogBatch(self._batch, self._next_seq, texts)
+        batch = LogBatch(self._batch, self._next_seq, texts, kinds if kinds.strip("t") else "")
         self._next_seq += count
         self._first_at = self._clock()
         if self._pending_chars < self._max_bytes:

@@ -2,8 +2,16 @@
 
 A stream's output log is kept in coalesced batches, then one final item::
 
-    batch 1 .. n   first_seq, texts          seqs first_seq .. first_seq+len(texts)-1
+    batch 1 .. n   first_seq, texts, kinds   seqs first_seq .. first_seq+len(texts)-1
     batch n+1      end: terminal (+ usage)   the last item of every finished stream
+
+Every part of the stream (docs/protocol.md §8) is one entry: ``texts[i]`` holds its payload
+and ``kinds[i]`` its kind, one character each (``encode_part``). A batch of text alone has
+no ``kinds`` (as every batch written before parts existed), so text costs nothing more:
+
+    t text   r reasoning text   s reasoning signature   x redacted reasoning
+    c tool call start: JSON [index, id, name]   a arguments: JSON [index, fragment]
+    e tool call end: the index
 
 ``OutputLogStore`` keeps the items; ``AttachmentStore`` keeps, on the stream record, the
 lease a resuming reader refreshes and the WebSocket handover's fields. The writer and the
@@ -17,7 +25,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..events import StreamCancelled, StreamDone, StreamError, Terminal, Usage
+from ..events import (
+    Part,
+    ReasoningDelta,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    Terminal,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
 from .streams import WatchState
 
 __all__ = [
@@ -27,22 +47,75 @@ __all__ = [
     "LogItem",
     "OutputLogStore",
     "decode_end",
+    "decode_part",
     "encode_end",
+    "encode_part",
 ]
 
 _TERMINALS: dict[str, type[Terminal]] = {"done": StreamDone, "cancelled": StreamCancelled, "error": StreamError}
 _NAMES = {cls: name for name, cls in _TERMINALS.items()}
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_part(part: Part) -> tuple[str, str]:
+    """A part as a log entry: its kind (one character) and its payload (module docstring)."""
+    if type(part) is TextDelta:
+        return "t", part.text
+    if isinstance(part, ReasoningDelta):
+        if part.redacted:
+            return "x", part.redacted
+        if part.signature:
+            return "s", part.signature
+        return "r", part.text
+    if isinstance(part, ToolCallStart):
+        return "c", _json([part.index, part.id, part.name])
+    if isinstance(part, ToolCallDelta):
+        return "a", _json([part.index, part.arguments])
+    if isinstance(part, ToolCallEnd):
+        return "e", str(part.index)
+    raise TypeError(f"not a part: {part!r}")
+
+
+def decode_part(kind: str, payload: str, seq: int) -> Part:
+    if kind == "t":
+        return TextDelta(payload, seq)
+    if kind == "r":
+        return ReasoningDelta(payload, seq)
+    if kind == "s":
+        return ReasoningDelta("", seq, signature=payload)
+    if kind == "x":
+        return ReasoningDelta("", seq, redacted=payload)
+    if kind == "c":
+        index, call_id, name = json.loads(payload)
+        return ToolCallStart(int(index), str(call_id), str(name), seq)
+    if kind == "a":
+        index, arguments = json.loads(payload)
+        return ToolCallDelta(int(index), str(arguments), seq)
+    if kind == "e":
+        return ToolCallEnd(int(payload), seq)
+    raise ValueError(f"output log: unknown entry kind {kind!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class LogBatch:
     batch: int
     first_seq: int
-    texts: tuple[str, ...]
+    texts: tuple[str, ...]  # each entry's payload
+    kinds: str = ""  # each entry's kind; "": every entry is text
 
     @property
     def last_seq(self) -> int:
         return self.first_seq + len(self.texts) - 1
+
+    def parts(self) -> list[Part]:
+        """The batch's entries as parts, with their seqs."""
+        first, kinds = self.first_seq, self.kinds
+        if not kinds:
+            return [TextDelta(text, first + i) for i, text in enumerate(self.texts)]
+        return [decode_part(kinds[i], text, first + i) for i, text in enumerate(self.texts)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 A run's producer reads the provider as fast as it sends; its reader (the transport)
 writes to a client that may be slow. Without a bound the difference piles up in
 memory. ``LiveQueue`` keeps at most ``limit_bytes`` of text (plus ``EVENT_COST`` an
-event) queued: past it, ``put_text`` says so and the producer waits on ``room``
+event) queued: past it, ``put_part`` says so and the producer waits on ``room``
 before it reads the next chunk, so the upstream is paused (TCP pushes back on the
 provider) until the reader has taken half of it. Nothing is dropped: the output log
 was given the text first, and the reader gets every event in order.
@@ -18,12 +18,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ..events import TERMINAL_TYPES, Event, TextDelta
+from ..events import PART_TYPES, TERMINAL_TYPES, Event, Part, TextDelta, part_size
 
 __all__ = ["EVENT_COST", "LiveQueue"]
 
 EVENT_COST = 32  # what an event costs beyond its text: the object, its framing on the wire
 _TERMINALS = TERMINAL_TYPES
+
+
+def _cost(part: Part) -> int:
+    return (len(part.text) if type(part) is TextDelta else part_size(part)) + EVENT_COST
 
 
 class LiveQueue:
@@ -39,15 +43,15 @@ class LiveQueue:
         self.reading = True
 
     def put(self, event: Event) -> None:
-        """Queue an event that is not text (start, usage, the terminal event): never waits."""
+        """Queue an event that is not a part (start, usage, the terminal event): never waits."""
         self._queue.put_nowait(event)
 
-    def put_text(self, delta: TextDelta) -> bool:
-        """Queue ``delta``; True when the buffer is over its limit: ``await room()`` before more."""
+    def put_part(self, part: Part) -> bool:
+        """Queue ``part``; True when the buffer is over its limit: ``await room()`` before more."""
         if not self.reading:
             return False
-        self._queue.put_nowait(delta)
-        buffered = self.buffered = self.buffered + len(delta.text) + EVENT_COST
+        self._queue.put_nowait(part)
+        buffered = self.buffered = self.buffered + _cost(part)
         if buffered > self.peak:
             self.peak = buffered
         if buffered <= self._limit:
@@ -76,8 +80,8 @@ class LiveQueue:
     async def get(self) -> Event:
         """The next event (the reader takes its text off the buffer)."""
         event = await self._queue.get()
-        if type(event) is TextDelta:
-            self._took(len(event.text) + EVENT_COST)
+        if isinstance(event, PART_TYPES):
+            self._took(_cost(event))
         return event
 
     async def get_batch(self) -> list[Event]:
@@ -87,7 +91,7 @@ class LiveQueue:
         batch = [await queue.get()]
         while not queue.empty():
             batch.append(queue.get_nowait())
-        self._took(sum([len(e.text) + EVENT_COST for e in batch if type(e) is TextDelta]))
+        self._took(sum([_cost(e) for e in batch if isinstance(e, PART_TYPES)]))
         return batch
 
     async def events(self) -> AsyncIterator[Event]:

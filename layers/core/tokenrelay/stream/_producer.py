@@ -18,16 +18,21 @@ from typing import TYPE_CHECKING
 from ..errors import ProviderError, StoreUnavailable, TokenRelayError
 from ..events import (
     CancelReason,
+    Part,
+    ReasoningDelta,
     StreamCancelled,
     StreamDone,
     StreamError,
     StreamStart,
     Terminal,
     TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
     Usage,
     cancel_reason,
 )
-from ..providers import Finish, Provider, TextChunk, reporting
+from ..providers import Finish, Provider, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart, reporting
 from ..resume import MAX_TEXT_CHARS, split_text
 from ..stores.streams import StreamOutcome, StreamRecord
 from ._live_queue import LiveQueue
@@ -68,14 +73,22 @@ class Producer:
         self.ended = asyncio.Event()  # set once the terminal event is queued
         self.started_at = 0.0
         self.ttft_ms: int | None = None
-        self.text_chunks = 0
+        self.text_chunks = 0  # the seq of the last part (every part, whatever its kind)
+        self.tokens = 0  # text and reasoning chunks: the completion tokens when the provider says none
+        self.reasoning_chunks = 0
+        self.tool_calls = 0
         self.usage: Usage | None = None
         self.terminal: Terminal | None = None
         self.outcome: StreamOutcome | None = None
 
     @property
     def completion_tokens(self) -> int:
-        return self.usage.completion_tokens if self.usage is not None else self.text_chunks
+        return self.usage.completion_tokens if self.usage is not None else self.tokens
+
+    @property
+    def reasoning_tokens(self) -> int:
+        reported = self.usage.reasoning_tokens if self.usage is not None else None
+        return reported if reported is not None else self.reasoning_chunks
 
     async def open(self, record: StreamRecord | None) -> None:
         """Start the upstream call and create ``record`` (None: it exists); see ``StreamRun.open``."""
@@ -140,26 +153,38 @@ class Producer:
         try:
             async with aclosing(self._provider.stream(run.request)) as chunks:
                 async for chunk in chunks:
-                    if type(chunk) is TextChunk:
+                    parts: tuple[Part, ...] | list[Part]
+                    if type(chunk) is TextChunk:  # the hot path
                         text = chunk.text
                         if not text:
                             continue
-                        if seq == 0:
-                            self.ttft_ms = self._elapsed_ms()
-                            if self._text_ready is not None:
-                                self._text_ready.set_result(None)
-                            await self._started.wait()  # start is queued before any text
-                        for piece in (text,) if len(text) <= MAX_TEXT_CHARS else split_text(text):
-                            seq += 1
-                            delta = TextDelta(piece, seq)
-                            if sink is not None:
-                                sink(delta)  # the output log first: it has every delta, read or not
-                            if live.put_text(delta):
-                                await live.room()  # a slow reader: pause the upstream (_live_queue.py)
+                        self.tokens += 1
+                        if len(text) <= MAX_TEXT_CHARS:
+                            parts = (TextDelta(text, seq + 1),)
+                        else:
+                            parts = [TextDelta(piece, seq + 1 + i) for i, piece in enumerate(split_text(text))]
                     elif isinstance(chunk, Usage):
                         self.usage = chunk
+                        continue
                     elif isinstance(chunk, Finish):
                         finish_reason = chunk.reason
+                        continue
+                    else:
+                        part = self._part(chunk, seq + 1)
+                        if part is None:
+                            continue  # ALIVE: a sign of life, nothing to relay
+                        parts = (part,)
+                    if seq == 0:
+                        self.ttft_ms = self._elapsed_ms()
+                        if self._text_ready is not None:
+                            self._text_ready.set_result(None)
+                        await self._started.wait()  # start is queued before any part
+                    for part in parts:
+                        seq = part.seq
+                        if sink is not None:
+                            sink(part)  # the output log first: it has every part, read or not
+                        if live.put_part(part):
+                            await live.room()  # a slow reader: pause the upstream (_live_queue.py)
         except asyncio.CancelledError:
             self.text_chunks = seq
             if self._failure is not None:
@@ -184,6 +209,24 @@ class Producer:
             total_time_ms=self._elapsed_ms(),
             completion_tokens=self.completion_tokens,
         )
+
+    def _part(self, chunk: object, seq: int) -> Part | None:
+        """The event for a content chunk that is not text (None: nothing to relay)."""
+        if isinstance(chunk, ReasoningChunk):
+            if not (chunk.text or chunk.signature or chunk.redacted):
+                return None
+            if chunk.text:
+                self.tokens += 1
+                self.reasoning_chunks += 1
+            return ReasoningDelta(chunk.text, seq, chunk.signature, chunk.redacted)
+        if isinstance(chunk, ToolStart):
+            self.tool_calls += 1
+            return ToolCallStart(chunk.index, chunk.id, chunk.name, seq)
+        if isinstance(chunk, ToolArgs):
+            return ToolCallDelta(chunk.index, chunk.arguments, seq)
+        if isinstance(chunk, ToolEnd):
+            return ToolCallEnd(chunk.index, seq)
+        return None
 
     async def _produce(self) -> Terminal:
         assert self._pump is not None

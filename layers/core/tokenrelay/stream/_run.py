@@ -265,6 +265,8 @@ class StreamRun:
             error_code=outcome.error_code,
             client_gone=self.client_gone,
             tokens_after_disconnect=max(self.text_chunks - self.delivered, 0) if self.client_gone else 0,
+            tool_calls=self._producer.tool_calls,
+            reasoning_tokens=self._producer.reasoning_tokens,
         )
         return with_upstream(summary, self.upstream)
 

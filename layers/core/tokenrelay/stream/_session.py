@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..events import TERMINAL_TYPES, Event, TextDelta
+from ..events import PART_TYPES, TERMINAL_TYPES, Event
 
 if TYPE_CHECKING:
     from ._run import StreamRun
@@ -44,7 +44,7 @@ class Session:
 
     @property
     def delivered(self) -> int:
-        """The seq of the last text the client has (as far as the transport knows)."""
+        """The seq of the last part the client has (as far as the transport knows)."""
         return self._delivered_by() if self._delivered_by is not None else self._delivered
 
     async def __aenter__(self) -> Session:
@@ -73,7 +73,7 @@ class Session:
         while True:
             event = await get()
             yield event
-            if type(event) is TextDelta:  # the reader is back: the client has it
+            if isinstance(event, PART_TYPES):  # the reader is back: the client has it
                 self._delivered = event.seq
             elif isinstance(event, TERMINAL_TYPES):
                 return
@@ -84,7 +84,7 @@ class Session:
             batch = await get_batch()
             yield batch
             for event in reversed(batch):
-                if type(event) is TextDelta:
+                if isinstance(event, PART_TYPES):
                     self._delivered = event.seq
                     break
             if isinstance(batch[-1], TERMINAL_TYPES):  # the terminal event is queued last

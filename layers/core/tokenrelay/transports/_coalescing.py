@@ -6,8 +6,11 @@
   text goes out at once (time to first token is not traded for fewer posts);
 - a ``text`` message never exceeds ``max_frame_bytes`` (the JSON envelope
   included), under API Gateway's 32 KB frame; a longer token is split;
+- reasoning text merges the same way into ``reasoning`` messages, and one tool call's
+  argument fragments into ``tool_call_delta`` messages; a part never merges with a part
+  of another kind (``websocket.merge_key``), and every part message takes the next ``seq``;
 - ``start``, ``usage`` and the terminal message are posted on their own, in
-  stream order, pending text before them; the terminal one is flushed last.
+  stream order, pending parts before them; the terminal one is flushed last.
 
 Posting goes through a ``ConnectionPoster`` (API Gateway's ``@connections`` API
 in the worker). A poster raises ``ConnectionGone`` when the client has left:
@@ -25,13 +28,23 @@ from collections import deque
 from collections.abc import Callable
 
 from ..errors import ConnectionGone
-from ..events import Event, TextDelta
-from .websocket import MAX_FRAME_BYTES, ConnectionPoster, dumps, encode_message, envelope
+from ..events import PART_TYPES, Event, Part, TextDelta
+from .websocket import (
+    MAX_FRAME_BYTES,
+    ConnectionPoster,
+    dumps,
+    encode_message,
+    envelope,
+    merge_key,
+    merge_parts,
+    part_payload,
+)
 
 __all__ = ["CoalescingSender"]
 
 log = logging.getLogger("tokenrelay.websocket")
 _SEQ_RESERVE = 24  # room for the `seq` and `tokens` digits beyond the envelope measured with 0s
+_PART_RESERVE = 64  # a reasoning or tool_call_delta envelope is longer than a text one
 
 
 def _escaped_size(text: str) -> int:
@@ -54,15 +67,20 @@ def _split(text: str, room: int) -> list[tuple[str, int]]:
 
 
 class _TextRun:
-    """Tokens waiting to go out as one ``text`` message."""
+    """Parts waiting to go out as one message: text (``key`` "t"), or another kind
+    (``websocket.merge_key``; ``single`` holds a part that merges with nothing)."""
 
-    __slots__ = ("last_seq", "parts", "size", "tokens")
+    __slots__ = ("key", "last_seq", "parts", "single", "size", "tokens")
 
-    def __init__(self, text: str, size: int, seq: int, tokens: int = 1) -> None:
+    def __init__(
+        self, text: str, size: int, seq: int, tokens: int = 1, key: str | None = "t", single: Part | None = None
+    ) -> None:
         self.parts = [text]
         self.size = size
         self.last_seq = seq  # the engine's seq of the last token in it
         self.tokens = tokens  # how many chunks it merges (a chunk split over frames: the first piece)
+        self.key = key
+        self.single = single
 
 
 class CoalescingSender:
@@ -122,7 +140,7 @@ class CoalescingSender:
             text = event.text
             size = _escaped_size(text)
             tail = items[-1] if items else None
-            if self._coalesce and type(tail) is _TextRun and tail.size + size <= self._room:
+            if self._coalesce and type(tail) is _TextRun and tail.key == "t" and tail.size + size <= self._room:
                 tail.parts.append(text)
                 tail.size += size
                 tail.last_seq = event.seq
@@ -133,9 +151,31 @@ class CoalescingSender:
             else:
                 pieces = _split(text, self._room)
                 items.extend(_TextRun(piece, n, event.seq, 1 if i == 0 else 0) for i, (piece, n) in enumerate(pieces))
+        elif isinstance(event, PART_TYPES):
+            if not self._queue_part(event):
+                return
         else:
             items.append(encode_message(event, self._stream_id, self._request_id))
         self._wake.set()
+
+    def _queue_part(self, part: Part) -> bool:
+        """Queue a part that is not text; False when it merged into the tail (no wake-up needed)."""
+        items, key = self._items, merge_key(part)
+        if key is None:
+            items.append(_TextRun("", 0, part.seq, 1, None, part))
+            return True
+        payload = part_payload(part)
+        size, room = _escaped_size(payload), self._room - _PART_RESERVE
+        tail = items[-1] if items else None
+        if self._coalesce and type(tail) is _TextRun and tail.key == key and tail.size + size <= room:
+            tail.parts.append(payload)
+            tail.size += size
+            tail.last_seq = part.seq
+            tail.tokens += 1
+            return False
+        pieces = [(payload, size)] if size <= room else _split(payload, room)
+        items.extend(_TextRun(p, n, part.seq, 1 if i == 0 else 0, key) for i, (p, n) in enumerate(pieces))
+        return True
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Post everything queued (the terminal message last), then stop; bounded by ``timeout_s``."""
@@ -174,7 +214,7 @@ class CoalescingSender:
                 await self._wait(None)
                 continue
             head = items[0]
-            if type(head) is _TextRun and len(items) == 1 and not self._closing and self._text_posted:
+            if type(head) is _TextRun and head.key and len(items) == 1 and not self._closing and self._text_posted:
                 delay = self._last_post_at + self._interval - self._clock()
                 if delay > 0:  # only text pending: give more tokens a chance to join
                     await self._wait(delay)
@@ -183,8 +223,12 @@ class CoalescingSender:
             if type(head) is _TextRun:
                 self.text_messages += 1
                 self._text_posted = True
-                text = dumps("".join(head.parts))
-                data = f'{self._text_head}{text},"seq":{self.text_messages},"tokens":{head.tokens}}}'.encode()
+                if head.key == "t":
+                    text = dumps("".join(head.parts))
+                    data = f'{self._text_head}{text},"seq":{self.text_messages},"tokens":{head.tokens}}}'.encode()
+                else:
+                    part = merge_parts(head.key, head.parts, self.text_messages, head.single)
+                    data = encode_message(part, self._stream_id, self._request_id, head.tokens)
             else:
                 assert isinstance(head, bytes)
                 data = head

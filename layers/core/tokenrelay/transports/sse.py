@@ -1,7 +1,8 @@
 """Server-Sent Events encoding (docs/protocol.md §2): pure functions, event -> bytes.
 
-``message`` events carry ``id: <seq>`` so a client's ``Last-Event-ID`` names
-the last chunk of text it has; no other event carries an id. Data is compact
+Every part (``message``, ``reasoning``, ``tool_call_start``, ``tool_call_delta``,
+``tool_call_end``: docs/protocol.md §8) carries ``id: <seq>`` so a client's
+``Last-Event-ID`` names the last part it has; no other event carries an id. Data is compact
 JSON on a single line (JSON escapes newlines, so one ``data:`` line suffices).
 
 TokenRelay's error shape, ``{"error", "code", ...}``, is the same in an SSE ``error``
@@ -14,9 +15,22 @@ import json
 from typing import Any
 
 from ..errors import TokenRelayError
-from ..events import Event, StreamCancelled, StreamDone, StreamError, StreamStart, TextDelta, Usage
+from ..events import (
+    PART_TYPES,
+    Event,
+    ReasoningDelta,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
 
-__all__ = ["encode_comment", "encode_sse", "error_body", "event_payload", "terminal_error"]
+__all__ = ["encode_comment", "encode_sse", "error_body", "event_payload", "terminal_error", "usage_fields"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -25,14 +39,23 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
     """The SSE event name and JSON data for ``event``."""
     if isinstance(event, TextDelta):
         return "message", {"text": event.text}
+    if isinstance(event, ReasoningDelta):
+        data: dict[str, object] = {"text": event.text}
+        if event.signature:
+            data["signature"] = event.signature
+        if event.redacted:
+            data["redacted"] = event.redacted
+        return "reasoning", data
+    if isinstance(event, ToolCallStart):
+        return "tool_call_start", {"index": event.index, "id": event.id, "name": event.name}
+    if isinstance(event, ToolCallDelta):
+        return "tool_call_delta", {"index": event.index, "arguments": event.arguments}
+    if isinstance(event, ToolCallEnd):
+        return "tool_call_end", {"index": event.index}
     if isinstance(event, StreamStart):
         return "start", {"stream_id": event.stream_id, "provider": event.provider, "model": event.model}
     if isinstance(event, Usage):
-        return "usage", {
-            "prompt_tokens": event.prompt_tokens,
-            "completion_tokens": event.completion_tokens,
-            "total_tokens": event.total_tokens,
-        }
+        return "usage", usage_fields(event)
     if isinstance(event, StreamDone):
         return "done", {
             "status": "complete",
@@ -49,10 +72,24 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
     raise TypeError(f"not a stream event: {event!r}")
 
 
+def usage_fields(usage: Usage) -> dict[str, object]:
+    """``usage``'s fields; ``reasoning_tokens`` only when the provider counts them."""
+    fields: dict[str, object] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.reasoning_tokens is not None:
+        fields["reasoning_tokens"] = usage.reasoning_tokens
+    return fields
+
+
 def encode_sse(event: Event) -> bytes:
     if type(event) is TextDelta:  # the hot path: one per chunk of text
         return f"event: message\nid: {event.seq}\ndata: {_dumps({'text': event.text})}\n\n".encode()
     name, data = event_payload(event)
+    if isinstance(event, PART_TYPES):
+        return f"event: {name}\nid: {event.seq}\ndata: {_dumps(data)}\n\n".encode()
     return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
 
 

@@ -3,9 +3,12 @@
 Every server -> client message is one compact JSON object with ``type`` first,
 then ``stream_id`` and ``request_id`` (when the client gave one), then the
 fields of the matching SSE event (section 2). ``text`` carries ``content``, ``seq``
-and ``tokens``: ``seq`` counts ``text`` messages (1, 2, 3...), and ``tokens`` says how
-many of the stream's text chunks (SSE ``message`` events) the message merges, so a
-client counts tokens, not frames (docs/protocol.md section 3).
+and ``tokens``: ``seq`` counts part messages (``text``, ``reasoning``, ``tool_call_*``:
+1, 2, 3...), and ``tokens`` says how many of the stream's chunks (SSE ``message`` events)
+the message merges, so a client counts tokens, not frames (docs/protocol.md section 3).
+``reasoning`` (``content``, with ``signature`` or ``redacted`` when set) and
+``tool_call_delta`` (``index``, ``arguments``) merge the same way; ``tool_call_start``
+(``index``, ``id``, ``name``) and ``tool_call_end`` (``index``) are one part each (§8).
 
 ``CoalescingSender`` (``_coalescing.py``) posts a stream's messages through a
 ``ConnectionPoster``, merging tokens under API Gateway's frame limit.
@@ -14,10 +17,11 @@ client counts tokens, not frames (docs/protocol.md section 3).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Protocol
 
 from ..errors import TokenRelayError
-from ..events import Event, TextDelta
+from ..events import Event, Part, ReasoningDelta, TextDelta, ToolCallDelta
 from .sse import event_payload
 
 __all__ = [
@@ -26,6 +30,9 @@ __all__ = [
     "encode_error",
     "error_message",
     "encode_message",
+    "merge_key",
+    "part_payload",
+    "merge_parts",
     "message_fields",
 ]
 
@@ -56,8 +63,54 @@ def message_fields(event: Event, stream_id: str, request_id: str | None = None, 
     caller merged several into it)."""
     if isinstance(event, TextDelta):
         return {**envelope("text", stream_id, request_id), "content": event.text, "seq": event.seq, "tokens": tokens}
+    if isinstance(event, ReasoningDelta):
+        fields = {**envelope("reasoning", stream_id, request_id), "content": event.text, "seq": event.seq}
+        if event.signature:
+            fields["signature"] = event.signature
+        if event.redacted:
+            fields["redacted"] = event.redacted
+        if not (event.signature or event.redacted):
+            fields["tokens"] = tokens
+        return fields
     name, data = event_payload(event)
-    return {**envelope(name, stream_id, request_id), **data}
+    fields = {**envelope(name, stream_id, request_id), **data}
+    if hasattr(event, "seq"):  # a tool call part
+        fields["seq"] = event.seq
+        if isinstance(event, ToolCallDelta):
+            fields["tokens"] = tokens
+    return fields
+
+
+def merge_key(part: Part) -> str | None:
+    """Parts with the same key merge into one message (text, plain reasoning, one call's
+    arguments); None: the part is a message of its own."""
+    if type(part) is TextDelta:
+        return "t"
+    if isinstance(part, ReasoningDelta):
+        return None if part.signature or part.redacted else "r"
+    if isinstance(part, ToolCallDelta):
+        return f"a{part.index}"
+    return None
+
+
+def merge_parts(key: str | None, payloads: list[str], seq: int, single: Part | None = None) -> Part:
+    """The one message-sized part that ``payloads`` (of parts with ``key``) make, as message ``seq``."""
+    if key is None:
+        assert single is not None
+        return replace(single, seq=seq)
+    text = "".join(payloads)
+    if key == "t":
+        return TextDelta(text, seq)
+    if key == "r":
+        return ReasoningDelta(text, seq)
+    return ToolCallDelta(int(key[1:]), text, seq)
+
+
+def part_payload(part: Part) -> str:
+    """What a mergeable part adds to its message."""
+    if isinstance(part, ToolCallDelta):
+        return part.arguments
+    return part.text if isinstance(part, TextDelta | ReasoningDelta) else ""
 
 
 def encode_message(event: Event, stream_id: str, request_id: str | None = None, tokens: int = 1) -> bytes:

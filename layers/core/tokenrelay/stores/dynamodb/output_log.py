@@ -2,8 +2,9 @@
 
 Table ``OutputLogTable`` (``template.yaml``): partition key ``stream_id`` (S), sort key
 ``batch`` (N), TTL on ``expires_at`` (the stream record's). A batch item holds
-``first_seq``, ``last_seq`` and ``texts`` (a list of strings, one per ``message`` event,
-so seq boundaries are exact); the final item holds ``end`` (JSON of the terminal event
+``first_seq``, ``last_seq`` and ``texts`` (a list of strings, one per part, so seq
+boundaries are exact), and ``kinds`` (a string, one character per part) unless every part
+is text; the final item holds ``end`` (JSON of the terminal event
 and usage). A reader queries ``batch > n`` with a strongly consistent read.
 """
 
@@ -25,7 +26,8 @@ def _decode(item: dict[str, dict[str, Any]]) -> LogItem:
     if "end" in item:
         return decode_end(batch, item["end"]["S"])
     texts = tuple(str(t["S"]) for t in item.get("texts", {}).get("L", []))
-    return LogBatch(batch, int(item["first_seq"]["N"]), texts)
+    kinds = str(item.get("kinds", {}).get("S", ""))
+    return LogBatch(batch, int(item["first_seq"]["N"]), texts, kinds)
 
 
 class DynamoOutputLog:
@@ -47,6 +49,8 @@ class DynamoOutputLog:
             "texts": {"L": [{"S": t} for t in batch.texts]},
             TTL_ATTRIBUTE: attr(expires_at),
         }
+        if batch.kinds:
+            item["kinds"] = {"S": batch.kinds}
         await call(self.table_name, "PutItem", self._client.put_item, TableName=self.table_name, Item=item)
 
     async def end(self, stream_id: str, batch: int, payload: str, expires_at: int) -> None:
