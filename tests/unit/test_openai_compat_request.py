@@ -100,7 +100,9 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
     [
         ({"n": 2}, "n", "unsupported_parameter"),
         ({"top_p": 0.5}, "top_p", "unsupported_parameter"),
-        ({"tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+        ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
+        ({"tools": [{"type": "function"}]}, "tools", "invalid_request"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort", "invalid_value"),
         ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
         ({"seed": 7}, "seed", "unsupported_parameter"),
         ({"logprobs": True}, "logprobs", "unsupported_parameter"),
@@ -116,7 +118,8 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
         ({"stop": [""]}, "stop", "invalid_value"),
         ({"messages": []}, "messages", "invalid_value"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages", "invalid_request"),
         ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},

@@ -11,20 +11,25 @@ deployment does not allow, is a 404 ``model_not_found`` (as OpenAI answers).
 Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
 
 - honoured: ``model``, ``messages``, ``stream``, ``stream_options.include_usage``,
-  ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``stop``;
+  ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``stop``,
+  ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``reasoning_effort`` (as
+  ``/chat/stream``'s ``reasoning.effort``; what the provider cannot do is a 400 naming it);
 - accepted and ignored, because they never change the answer: ``user``,
   ``safety_identifier``, ``prompt_cache_key``, ``stream_options.include_obfuscation``,
   and the no-op values SDKs send by default (``n=1``, ``top_p=1``, zero penalties,
   ``logprobs=false``, ``store=false``, ``parallel_tool_calls``, ``service_tier``
   ``auto``/``default``, ``response_format={"type":"text"}``);
-- any other value of those, and OpenAI features TokenRelay does not relay (tools,
-  structured output, seeds, audio...), is a 400 naming the ``param``; an unknown
-  field is a 400 ``Unrecognized request argument supplied``.
+- any other value of those, and OpenAI features TokenRelay does not relay (legacy
+  ``functions``, structured output, seeds, audio...), is a 400 naming the ``param``; an
+  unknown field is a 400 ``Unrecognized request argument supplied``.
 
-Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``;
-``content`` is a string or a list of ``text`` parts (joined with a newline).
-Fields an SDK echoes back from a previous answer (``refusal``, ``tool_calls``...)
-are accepted when empty.
+Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``, ``tool``;
+``content`` is a string or a list of ``text`` parts (joined with a newline), or null for
+an assistant message with ``tool_calls``. An assistant message may carry ``tool_calls`` and
+``thinking_blocks`` (sent back to the provider), a tool message its ``tool_call_id``. Fields
+an SDK echoes back from a previous answer (``refusal``, ``annotations``...) are accepted
+when empty; ``reasoning_content`` is accepted and not sent back (providers that need their
+reasoning back take the signed ``thinking_blocks``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenrelay import ChatRequest, RequestInvalid, Settings, parse_chat_request
+from tokenrelay.requests import EFFORTS
 from tokenrelay.transports.openai import OpenAIError, openai_error
 
 __all__ = ["CompletionRequest", "list_models", "model_not_found", "parse_completion_request", "resolve_model"]
@@ -47,20 +53,22 @@ _NO_OP: dict[str, tuple[object, ...]] = {
     "frequency_penalty": (0, 0.0),
     "logprobs": (False,),
     "store": (False,),
-    "parallel_tool_calls": (True, False),
     "service_tier": ("auto", "default"),
     "response_format": ({"type": "text"},),
 }
 _UNSUPPORTED = frozenset(_NO_OP) | frozenset(
-    "tools tool_choice functions function_call seed logit_bias top_logprobs modalities audio prediction "
-    "reasoning_effort web_search_options verbosity metadata".split()
+    "functions function_call seed logit_bias top_logprobs modalities audio prediction "
+    "web_search_options verbosity metadata".split()
 )
 _HONOURED = frozenset(
     {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "stop"}
+    | {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
 )
+_PASSED = ("tools", "tool_choice", "parallel_tool_calls")  # the same shape in /chat/stream's body
 _STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_ECHOED_FIELDS = frozenset({"name", "refusal", "tool_calls", "function_call", "audio", "annotations", "tool_call_id"})
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_ECHOED_FIELDS = frozenset({"name", "refusal", "function_call", "audio", "annotations"})
+_PART_FIELDS = {"assistant": ("tool_calls", "thinking_blocks"), "tool": ("tool_call_id",)}
 _MAX_STOP = 4
 
 
@@ -105,10 +113,10 @@ def _content(value: Any, param: str) -> str:
     return "\n".join(texts)
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise invalid("messages", "'messages': expected a non-empty array")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, message in enumerate(value):
         param = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -117,13 +125,26 @@ def _messages(value: Any) -> list[dict[str, str]]:
         role = _ROLES.get(got_role) if isinstance(got_role, str) else None
         if role is None:
             got = repr(got_role)[:64]
-            raise invalid(f"{param}.role", f"'{param}.role': {got} is not supported; use system, user or assistant")
+            raise invalid(
+                f"{param}.role", f"'{param}.role': {got} is not supported; use system, user, assistant or tool"
+            )
+        passed = _PART_FIELDS.get(role, ())
+        fields: dict[str, Any] = {"role": role}
         for key, field in message.items():
+            if key in passed:
+                if field not in (None, []):
+                    fields[key] = field
+                continue
+            if role == "assistant" and key == "reasoning_content":
+                continue  # our own answer echoed back: documented as not sent
             if key not in ("role", "content") and (key not in _ECHOED_FIELDS or field not in (None, [], "")):
                 raise invalid(
                     f"{param}.{key}", f"'{param}.{key}': not supported by TokenRelay", "unsupported_parameter"
                 )
-        out.append({"role": role, "content": _content(message.get("content"), f"{param}.content")})
+        content = message.get("content")
+        if content is not None or not fields.get("tool_calls"):
+            fields["content"] = _content(content, f"{param}.content")
+        out.append(fields)
     return out
 
 
@@ -199,12 +220,21 @@ def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest
         fields["max_tokens"] = body[limit_param]
     if body.get("temperature") is not None:
         fields["temperature"] = body["temperature"]
+    for name in _PASSED:
+        if body.get(name) is not None:
+            fields[name] = body[name]
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise invalid("reasoning_effort", f"'reasoning_effort': must be one of {', '.join(EFFORTS)}")
+        fields["reasoning"] = {"effort": effort}
     stop = _stop(body.get("stop"))
     try:
         chat = parse_chat_request(fields, settings)
     except RequestInvalid as exc:
         param = exc.field.split(".")[0]
-        param = {"max_tokens": limit_param, "provider": "model", "message": "messages"}.get(param, param)
+        names = {"max_tokens": limit_param, "provider": "model", "message": "messages", "reasoning": "reasoning_effort"}
+        param = names.get(param, param)
         raise openai_error(exc, param) from None
     if stop:
         chat = dataclasses.replace(chat, stop=stop)

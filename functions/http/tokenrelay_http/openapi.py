@@ -36,6 +36,67 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}  # null counts as absent
 
 
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+TOOL = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _NAME,
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": "JSON Schema of the arguments (type object)"},
+                "strict": {"type": "boolean"},
+            },
+        },
+    },
+}
+TOOL_CALL = {
+    "type": "object",
+    "required": ["id", "function"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "properties": {"name": _NAME, "arguments": {"type": "string", "description": "JSON text of an object"}},
+        },
+    },
+}
+THINKING_BLOCK = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["thinking", "redacted_thinking"]},
+        "thinking": {"type": "string"},
+        "signature": {"type": "string"},
+        "data": {"type": "string"},
+    },
+}
+TOOL_CHOICE = {
+    "anyOf": [
+        {"enum": ["auto", "none", "required"]},
+        {
+            "type": "object",
+            "required": ["type", "function"],
+            "properties": {"type": {"const": "function"}, "function": {"type": "object", "properties": {"name": _NAME}}},
+        },
+    ]
+}
+REASONING = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "effort": {"enum": ["none", "minimal", "low", "medium", "high"]},
+        "budget_tokens": {"type": "integer", "minimum": 1},
+    },
+}
+
+
 def chat_body_schema(settings: Settings) -> dict[str, Any]:
     """docs/protocol.md §1 as JSON Schema, for this deployment."""
     chars = settings.max_message_chars
@@ -45,8 +106,15 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
     turn = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["role", "content"],
-        "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": text},
+        "required": ["role"],
+        "description": "content is required, except for an assistant message with tool_calls (§8)",
+        "properties": {
+            "role": {"enum": ["system", "user", "assistant", "tool"]},
+            "content": _nullable(text),
+            "tool_calls": _nullable({"type": "array", "items": TOOL_CALL}),
+            "tool_call_id": _nullable({"type": "string"}),
+            "thinking_blocks": _nullable({"type": "array", "items": THINKING_BLOCK}),
+        },
     }
     return {
         "type": "object",
@@ -63,6 +131,10 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             "model": _nullable({"type": "string", "enum": models, "description": "on the provider's allow-list"}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+            "tools": _nullable({"type": "array", "minItems": 1, "items": TOOL}),
+            "tool_choice": _nullable(TOOL_CHOICE),
+            "parallel_tool_calls": _nullable({"type": "boolean"}),
+            "reasoning": _nullable(REASONING),
         },
         "anyOf": [
             {"required": ["message"], "properties": {"message": {"type": "string"}, "messages": {"type": "null"}}},

@@ -29,12 +29,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from tokenrelay import StreamCancelled, StreamDone, StreamError, StreamRun, TextDelta, Usage
+from tokenrelay import PART_TYPES, StreamCancelled, StreamDone, StreamError, StreamRun, Usage
 from tokenrelay.events import Event
 from tokenrelay.json_text import JSONRejected
 from tokenrelay.transports.openai import (
     OpenAIError,
     OpenAIStreamEncoder,
+    MessageBuilder,
     completion_object,
     from_terminal,
     model_list,
@@ -88,13 +89,13 @@ class _Completion:
                         yield data
 
     async def whole(self) -> AsyncIterator[bytes | Response]:
-        parts: list[str] = []
+        message = MessageBuilder()
         usage: Usage | None = None
         terminal: Event | None = None
         async with self.run.session() as events:
             async for event in events:
-                if type(event) is TextDelta:
-                    parts.append(event.text)
+                if isinstance(event, PART_TYPES):
+                    message.add(event)
                 elif isinstance(event, Usage):
                     usage = event
                 elif isinstance(event, StreamDone | StreamError | StreamCancelled):
@@ -103,7 +104,7 @@ class _Completion:
             yield self.error(terminal)
             return
         assert isinstance(terminal, StreamDone)
-        body = completion_object(self.id, self.created, self.completion.model, "".join(parts), terminal, usage)
+        body = completion_object(self.id, self.created, self.completion.model, message.message(), terminal, usage)
         yield JSONResponse(body, headers=self.headers)
 
 

@@ -34,10 +34,24 @@ import json
 from typing import Any
 
 from ..errors import PayloadTooLarge, TokenRelayError
-from ..events import Event, StreamCancelled, StreamDone, StreamError, StreamStart, TextDelta, Usage
+from ..events import (
+    Event,
+    ReasoningDelta,
+    StreamCancelled,
+    StreamDone,
+    StreamError,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from ._openai_message import MessageBuilder, thinking_block
 
 __all__ = [
     "DONE",
+    "MessageBuilder",
     "OpenAIError",
     "OpenAIStreamEncoder",
     "completion_object",
@@ -126,11 +140,12 @@ def from_terminal(terminal: StreamError | StreamCancelled) -> OpenAIError:
     return OpenAIError(status, message, type=kind, code=code)
 
 
-def _usage(usage: Usage) -> dict[str, int]:
+def _usage(usage: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
     }
 
 
@@ -182,6 +197,19 @@ class OpenAIStreamEncoder:
         """The bytes for one engine event (``b""`` for an event that sends nothing yet)."""
         if type(event) is TextDelta:
             return self.text(event.text)
+        if isinstance(event, ReasoningDelta):
+            if event.text:
+                return self.chunk({"reasoning_content": event.text})
+            return self.chunk({"thinking_blocks": [thinking_block(event)]})  # a signature or a redacted block
+        if isinstance(event, ToolCallStart):
+            function = {"name": event.name, "arguments": ""}
+            return self.chunk({"tool_calls": [{"index": event.index, "id": event.id, "type": "function", "function": function}]})
+        if isinstance(event, ToolCallDelta):
+            if not event.arguments:
+                return b""
+            return self.chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]})
+        if isinstance(event, ToolCallEnd):
+            return b""
         if isinstance(event, StreamStart):
             return self.role()
         if isinstance(event, Usage):
@@ -198,9 +226,11 @@ class OpenAIStreamEncoder:
 
 
 def completion_object(
-    completion_id: str, created: int, model: str, text: str, done: StreamDone, usage: Usage | None
+    completion_id: str, created: int, model: str, text: str | dict[str, Any], done: StreamDone, usage: Usage | None
 ) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object for a stream that ended ``done``."""
+    """The non-streaming ``chat.completion`` object for a stream that ended ``done``; ``text`` is
+    the answer's text, or its whole message (``MessageBuilder.message``)."""
+    message = text if isinstance(text, dict) else {"role": "assistant", "content": text, "refusal": None}
     body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion",
@@ -209,7 +239,7 @@ def completion_object(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": done.finish_reason,
             }

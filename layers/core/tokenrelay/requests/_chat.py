@@ -1,4 +1,4 @@
-"""The validated chat request (PROTOCOL section 1) and its deployment limits.
+"""The validated chat request (docs/protocol.md §1) and its deployment limits.
 
 Rule for unknown fields: they are rejected with a 400 naming them, so a typo
 such as ``max_token`` never turns into a silent default.
@@ -18,21 +18,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from .errors import RequestInvalid
-from .settings import Settings
+from ..errors import RequestInvalid
+from ..settings import Settings
+from ._capabilities import check_capabilities
+from ._tools import (
+    Reasoning,
+    ReasoningBody,
+    ThinkingBlock,
+    ThinkingBlockBody,
+    Tool,
+    ToolBody,
+    ToolCall,
+    ToolCallBody,
+    ToolChoice,
+    ToolChoiceBody,
+    check_arguments,
+    check_tool_name,
+    reasoning_of,
+    thinking_of,
+    tool_choice_of,
+    tools_of,
+)
 
-Role = Literal["system", "user", "assistant"]
-# Anthropic's current API version refuses sampling parameters: say so instead of dropping them.
-NO_TEMPERATURE = frozenset({"anthropic"})
+Role = Literal["system", "user", "assistant", "tool"]
 _FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Role
-    content: StrictStr
+    content: StrictStr | None = None  # null only for an assistant message with tool_calls
+    tool_calls: list[ToolCallBody] | None = None  # assistant
+    tool_call_id: StrictStr | None = None  # tool: the call it answers
+    thinking_blocks: list[ThinkingBlockBody] | None = None  # assistant: signed reasoning, sent back
 
 
 class _Body(BaseModel):
@@ -44,12 +64,19 @@ class _Body(BaseModel):
     model: StrictStr | None = None
     max_tokens: StrictInt | None = Field(default=None)
     temperature: StrictFloat | None = None  # strict: an integer is a number, a bool is not
+    tools: list[ToolBody] | None = None
+    tool_choice: StrictStr | ToolChoiceBody | None = None
+    parallel_tool_calls: StrictBool | None = None
+    reasoning: ReasoningBody | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant
+    tool_call_id: str | None = None  # tool
+    thinking: tuple[ThinkingBlock, ...] = ()  # assistant
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +91,10 @@ class ChatRequest:
     temperature: float | None = None
     stop: tuple[str, ...] = ()  # stop sequences (set by the OpenAI-compatible route; not in the body of section 1)
     fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: Reasoning | None = None
 
     @property
     def last_user_text(self) -> str:
@@ -82,7 +113,8 @@ def _first_error(exc: ValidationError) -> RequestInvalid:
     if kind == "missing":
         return RequestInvalid(loc, "field required")
     if kind == "literal_error":
-        return RequestInvalid(loc, f"must be one of system, user, assistant; got {err.get('input')!r}")
+        expected = str((err.get("ctx") or {}).get("expected", "")).replace("'", "")
+        return RequestInvalid(loc, f"must be one of {expected}; got {err.get('input')!r}")
     return RequestInvalid(loc or "body", err["msg"])
 
 
@@ -115,7 +147,7 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
             raise RequestInvalid("messages", "must not be empty")
         if len(raw.messages) > settings.max_messages:
             raise RequestInvalid("messages", f"at most {settings.max_messages} messages are allowed")
-        messages = tuple(Message(m.role, m.content) for m in raw.messages)
+        messages = _messages(raw.messages)
         if not any(m.role == "user" and m.content.strip() for m in messages):
             raise RequestInvalid("messages", "must contain a non-empty user message")
 
@@ -126,7 +158,7 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
             _check_text(f"messages.{i}.content", m.content)
     _check_text("system", raw.system)
 
-    total = sum(len(m.content) for m in messages) + len(raw.system or "")
+    total = sum(_chars(m) for m in messages) + len(raw.system or "")
     if total > settings.max_message_chars:
         field = "message" if raw.message is not None else "messages"
         raise RequestInvalid(field, f"too long: {total} characters, the limit is {settings.max_message_chars}")
@@ -139,15 +171,59 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
     if temperature is not None and not 0.0 <= temperature <= 2.0:
         raise RequestInvalid("temperature", "must be between 0 and 2")
 
+    tools = tools_of(raw.tools or [])
+    if raw.tools is not None and not tools:
+        raise RequestInvalid("tools", "must not be empty (leave it out instead)")
     provider = raw.provider if raw.provider is not None else settings.default_provider
     model = settings.resolve_model(provider, raw.model)
-    if temperature is not None and provider in NO_TEMPERATURE:
-        raise RequestInvalid("temperature", f"not supported by provider {provider!r}")
-    return ChatRequest(
+    request = ChatRequest(
         messages=messages,
         provider=provider,
         model=model,
         max_tokens=max_tokens,
         system=raw.system,
         temperature=temperature,
+        tools=tools,
+        tool_choice=tool_choice_of(raw.tool_choice, tools),
+        parallel_tool_calls=raw.parallel_tool_calls,
+        reasoning=reasoning_of(raw.reasoning),
     )
+    check_capabilities(request)  # what the provider or model cannot do is a 400, never dropped
+    return request
+
+
+def _chars(m: Message) -> int:
+    return len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+
+
+def _messages(raw: list[_Message]) -> tuple[Message, ...]:
+    """The messages, each checked for what its role may carry; every tool message answers a
+    call an earlier assistant message made."""
+    out: list[Message] = []
+    calls: set[str] = set()
+    for i, m in enumerate(raw):
+        where = f"messages.{i}"
+        if m.role != "assistant":
+            for name in ("tool_calls", "thinking_blocks"):
+                if getattr(m, name) is not None:
+                    raise RequestInvalid(f"{where}.{name}", "only an assistant message may have it")
+        if m.role != "tool" and m.tool_call_id is not None:
+            raise RequestInvalid(f"{where}.tool_call_id", "only a tool message may have it")
+        if m.role == "tool":
+            if m.tool_call_id is None:
+                raise RequestInvalid(f"{where}.tool_call_id", "field required")
+            if m.tool_call_id not in calls:
+                raise RequestInvalid(f"{where}.tool_call_id", f"no earlier assistant tool call has id {m.tool_call_id!r}")
+        tool_calls: list[ToolCall] = []
+        for j, c in enumerate(m.tool_calls or []):
+            check_tool_name(f"{where}.tool_calls.{j}.function.name", c.function.name)
+            check_arguments(f"{where}.tool_calls.{j}.function.arguments", c.function.arguments)
+            if not c.id:
+                raise RequestInvalid(f"{where}.tool_calls.{j}.id", "must not be empty")
+            tool_calls.append(ToolCall(c.id, c.function.name, c.function.arguments))
+            calls.add(c.id)
+        if m.content is None and not tool_calls:
+            raise RequestInvalid(f"{where}.content", "field required")
+        thinking = thinking_of(f"{where}.thinking_blocks", m.thinking_blocks or [])
+        out.append(Message(m.role, m.content or "", tuple(tool_calls), m.tool_call_id, thinking))
+    return tuple(out)

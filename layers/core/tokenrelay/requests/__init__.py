@@ -1,0 +1,27 @@
+"""Chat requests: the body of docs/protocol.md §1 validated into a ``ChatRequest``.
+
+    _chat          the body, its messages and the deployment's limits (``parse_chat_request``)
+    _tools         tools, tool calls, tool choice, reasoning and thinking blocks (§8)
+    _capabilities  what each provider and model can do: anything else is a 400
+"""
+
+from ._capabilities import EFFORT_BUDGETS, check_capabilities, thinking_budget
+from ._chat import ChatRequest, Message, Role, _Body, parse_chat_request
+from ._tools import EFFORTS, Reasoning, ThinkingBlock, Tool, ToolCall, ToolChoice
+
+__all__ = [
+    "EFFORTS",
+    "EFFORT_BUDGETS",
+    "ChatRequest",
+    "Message",
+    "Reasoning",
+    "Role",
+    "ThinkingBlock",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
+    "_Body",
+    "check_capabilities",
+    "parse_chat_request",
+    "thinking_budget",
+]

@@ -1,0 +1,90 @@
+"""What each provider (and model) can do with a request: anything else is a 400 naming the
+provider and the field, never silently dropped (docs/protocol.md §1, §8).
+
+    echo       everything (a deterministic stand-in: docs/protocol.md §8)
+    openai     tools, tool_choice, parallel_tool_calls; reasoning.effort (``reasoning_effort``);
+               no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself)
+    anthropic  tools, tool_choice (``none``, ``auto``, ``required`` = any, a function = tool),
+               parallel_tool_calls (false = ``disable_parallel_tool_use``); reasoning as a
+               ``thinking`` budget (effort -> ``EFFORT_BUDGETS``, at least 1,024 and below
+               max_tokens), not with a forced tool (Anthropic refuses that); thinking_blocks;
+               no temperature (API version 2026-10-21 refuses sampling parameters)
+    bedrock    tools, tool_choice but ``none`` (Converse has none); not parallel_tool_calls
+               false; reasoning and thinking_blocks for Anthropic Claude models only (the
+               ``thinking`` budget in ``additionalModelRequestFields``); temperature 0 to 1
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import RequestInvalid
+
+if TYPE_CHECKING:
+    from ._chat import ChatRequest
+
+__all__ = ["EFFORT_BUDGETS", "MIN_BUDGET", "check_capabilities", "thinking_budget"]
+
+# Anthropic's thinking budget for an effort (its minimum is 1,024 tokens).
+EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+MIN_BUDGET = 1024
+
+
+def _refuse(request: ChatRequest, field: str, why: str) -> RequestInvalid:
+    return RequestInvalid(field, f"not supported by provider {request.provider!r}{why}")
+
+
+def thinking_budget(request: ChatRequest) -> int | None:
+    """The ``thinking`` budget of an Anthropic model for the request's reasoning (None: off)."""
+    r = request.reasoning
+    if r is None or not r.enabled:
+        return None
+    budget = r.budget_tokens if r.budget_tokens is not None else EFFORT_BUDGETS[r.effort or "medium"]
+    return min(budget, request.max_tokens - 1)
+
+
+def _check_thinking(request: ChatRequest) -> None:
+    r = request.reasoning
+    if r is None or not r.enabled:
+        return
+    if r.budget_tokens is not None and r.budget_tokens < MIN_BUDGET:
+        raise _refuse(request, "reasoning.budget_tokens", f": at least {MIN_BUDGET} tokens")
+    if r.budget_tokens is not None and r.budget_tokens >= request.max_tokens:
+        raise RequestInvalid("max_tokens", f"must be above reasoning.budget_tokens ({r.budget_tokens})")
+    if request.max_tokens <= MIN_BUDGET:
+        raise RequestInvalid("max_tokens", f"must be above {MIN_BUDGET} for reasoning on {request.provider!r}")
+    choice = request.tool_choice
+    if choice is not None and choice.mode in ("required", "function"):
+        raise _refuse(request, "tool_choice", f": {choice.mode} with reasoning (only auto or none)")
+
+
+def _thinking_blocks(request: ChatRequest) -> int | None:
+    return next((i for i, m in enumerate(request.messages) if m.thinking), None)
+
+
+def check_capabilities(request: ChatRequest) -> None:
+    """Raise ``RequestInvalid`` for the first thing ``request.provider`` cannot do."""
+    provider, r = request.provider, request.reasoning
+    if provider == "openai":
+        if r is not None and r.budget_tokens is not None:
+            raise _refuse(request, "reasoning.budget_tokens", ": give reasoning.effort")
+        if (i := _thinking_blocks(request)) is not None:
+            raise _refuse(request, f"messages.{i}.thinking_blocks", "")
+    elif provider == "anthropic":
+        if request.temperature is not None:
+            raise _refuse(request, "temperature", "")
+        _check_thinking(request)
+    elif provider == "bedrock":
+        claude = "anthropic." in request.model or "claude" in request.model
+        choice = request.tool_choice
+        if choice is not None and choice.mode == "none":
+            raise _refuse(request, "tool_choice", ": 'none' (leave tools out instead)")
+        if request.parallel_tool_calls is False:
+            raise _refuse(request, "parallel_tool_calls", ": false")
+        if r is not None and r.enabled and not claude:
+            raise _refuse(request, "reasoning", f" for model {request.model!r} (Anthropic Claude models only)")
+        if (i := _thinking_blocks(request)) is not None and not claude:
+            raise _refuse(request, f"messages.{i}.thinking_blocks", f" for model {request.model!r}")
+        if request.temperature is not None and request.temperature > 1.0:
+            raise _refuse(request, "temperature", ": above 1")
+        _check_thinking(request)
