@@ -6,15 +6,19 @@ from contextlib import aclosing
 
 from tests.fakes.upstream import FAKE_API_KEY, UPSTREAM_DETAIL
 from tokenrelay import ChatRequest, ProviderError
-from tokenrelay.providers import Chunk, Provider, TextChunk
+from tokenrelay.providers import Alive, Chunk, Provider, TextChunk
 
 
-async def run(provider: Provider, request: ChatRequest, into: list[Chunk] | None = None) -> list[Chunk]:
-    """Read a whole stream, as the engine does (closing it however it ends)."""
+async def run(
+    provider: Provider, request: ChatRequest, into: list[Chunk] | None = None, *, alive: bool = False
+) -> list[Chunk]:
+    """Read a whole stream, as the engine does (closing it however it ends); the signs of life
+    (``ALIVE``) only with ``alive``."""
     chunks: list[Chunk] = [] if into is None else into
     async with aclosing(provider.stream(request)) as stream:
         async for chunk in stream:
-            chunks.append(chunk)
+            if alive or not isinstance(chunk, Alive):
+                chunks.append(chunk)
     return chunks
 
 

@@ -18,7 +18,7 @@ from tests.fakes.upstream import UPSTREAM_DETAIL
 from tokenrelay import Settings, StreamCancelled, StreamRun, StreamServices
 from tokenrelay.errors import ProviderError, RateLimited, Rejected, Unavailable
 from tokenrelay.events import Usage
-from tokenrelay.providers import Chunk, Finish, TextChunk
+from tokenrelay.providers import Alive, Chunk, Finish, TextChunk
 from tokenrelay.providers.bedrock import BedrockProvider
 from tokenrelay.requests import ChatRequest, Message
 
@@ -254,8 +254,9 @@ async def test_bedrock_stream_long_silence_cancel_closes_upstream_without_waitin
 
     async def consume() -> None:
         async with aclosing(provider.stream(chat())) as stream:
-            async for _ in stream:
-                started.set()
+            async for chunk in stream:
+                if not isinstance(chunk, Alive):  # messageStart is a sign of life, not a token
+                    started.set()
 
     task = asyncio.create_task(consume())
     assert await asyncio.to_thread(_wait_requests, bedrock)

@@ -24,7 +24,12 @@ from tokenrelay.providers.resilient import track_upstream
 __all__ = ["bedrock", "bedrock_server"]  # fixtures
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "bedrock": BEDROCK_MODEL}
-ENV = {"UPSTREAM_MAX_RETRIES": "2", "UPSTREAM_BACKOFF_MS": "1", "UPSTREAM_FIRST_CHUNK_S": "0.5"}
+ENV = {
+    "UPSTREAM_MAX_RETRIES": "2",
+    "UPSTREAM_BACKOFF_MS": "1",
+    "UPSTREAM_FIRST_CHUNK_S": "0.5",
+    "UPSTREAM_STALL_S": "0.5",
+}
 
 
 def chat(provider: str) -> ChatRequest:
@@ -76,7 +81,7 @@ async def test_registry_bedrock_throttled_is_retried_by_tokenrelay_not_botocore(
     assert len(bedrock.requests) == 2
 
 
-async def test_registry_bedrock_no_first_chunk_times_out_and_closes_the_stream(
+async def test_registry_bedrock_no_first_token_times_out_and_closes_the_stream(
     registry: ProviderRegistry, bedrock: FakeBedrock
 ) -> None:
     bedrock.scenario = BedrockScenario.ok("late", delay_s=30.0)

@@ -83,7 +83,10 @@ TOOL_CHOICE = {
         {
             "type": "object",
             "required": ["type", "function"],
-            "properties": {"type": {"const": "function"}, "function": {"type": "object", "properties": {"name": _NAME}}},
+            "properties": {
+                "type": {"const": "function"},
+                "function": {"type": "object", "properties": {"name": _NAME}},
+            },
         },
     ]
 }

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 class TokenRelayError(Exception):
     status_code = 500
     code = "internal_error"

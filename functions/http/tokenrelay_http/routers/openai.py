@@ -33,9 +33,9 @@ from tokenrelay import PART_TYPES, StreamCancelled, StreamDone, StreamError, Str
 from tokenrelay.events import Event
 from tokenrelay.json_text import JSONRejected
 from tokenrelay.transports.openai import (
+    MessageBuilder,
     OpenAIError,
     OpenAIStreamEncoder,
-    MessageBuilder,
     completion_object,
     from_terminal,
     model_list,

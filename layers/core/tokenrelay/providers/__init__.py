@@ -16,7 +16,19 @@ from __future__ import annotations
 from ..settings import Settings
 from ._secrets import ApiKeys, parse_secret
 from ._traced import TracedProvider, traced
-from .base import ALIVE, Alive, Chunk, Finish, PartChunk, Provider, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
+from .base import (
+    ALIVE,
+    Alive,
+    Chunk,
+    Finish,
+    PartChunk,
+    Provider,
+    ReasoningChunk,
+    TextChunk,
+    ToolArgs,
+    ToolEnd,
+    ToolStart,
+)
 from .resilient import ResilientProvider, RetryPolicy, UpstreamReport, reporting, track_upstream, with_upstream
 
 __all__ = [

@@ -21,8 +21,15 @@ Wire format::
     event: message_stop
     event: error                {"type":"error","error":{"type":"overloaded_error","message":"..."}}
 
-Only ``text_delta`` becomes text (thinking, tool input and citations are not
-relayed). ``prompt_tokens`` counts cached input too (``input_tokens`` +
+``text_delta`` becomes text; a ``thinking`` block's ``thinking_delta`` becomes reasoning
+and its ``signature_delta`` closes it (kept, to be sent back); a ``redacted_thinking``
+block is one reasoning part with its ``data``; a ``tool_use`` block is a tool call (its
+start has ``id`` and ``name``, ``input_json_delta`` its argument fragments, its
+``content_block_stop`` its end; tool calls are numbered 0, 1... in the message).
+``stop_reason`` ``tool_use`` is ``tool_calls``. Every other event (``ping``,
+``message_start``, block boundaries) is a sign of life (``ALIVE``). Citations are not
+relayed. The API does not count thinking tokens apart: ``reasoning_tokens`` stays unknown.
+``prompt_tokens`` counts cached input too (``input_tokens`` +
 ``cache_creation_input_tokens`` + ``cache_read_input_tokens``), as OpenAI's does.
 A stream that ends without ``message_stop`` is truncated: ``Unavailable``.
 ``stop_reason`` maps ``end_turn``/``stop_sequence`` -> ``stop``,
@@ -55,13 +62,14 @@ import httpx2
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
+from ._anthropic_params import request_params
 from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
-from .base import Chunk, Finish, TextChunk
+from .base import ALIVE, Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
-__all__ = ["AnthropicProvider", "AnthropicStreamState"]
+__all__ = ["AnthropicProvider", "AnthropicStreamState", "request_params"]
 
 
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 _RATE_LIMIT = frozenset({"rate_limit_error"})
 _OVERLOADED = frozenset({"overloaded_error"})
@@ -117,19 +125,27 @@ class AnthropicProvider:
         try:
             async with client.messages.with_streaming_response.create(**request_params(request)) as response:
                 async with aclosing(response.http_response.aiter_bytes()) as body:
+                    out = state.out
                     async for data in body:
+                        relayed = False
                         for event, payload in decoder.feed(data):
-                            text = state.handle(event, payload)
-                            if text:
-                                yield TextChunk(text)
+                            state.handle(event, payload)
+                            if out:  # at once: an error frame later in this read must not lose it
+                                relayed = True
+                                for chunk in out:
+                                    yield chunk
+                                out.clear()
+                        if not relayed:
+                            yield ALIVE  # a ping, a block boundary: a sign of life
                         if state.done:
                             await drain(body)
                             break
                     else:
                         for event, payload in decoder.close():
-                            text = state.handle(event, payload)
-                            if text:
-                                yield TextChunk(text)
+                            state.handle(event, payload)
+                        for chunk in out:
+                            yield chunk
+                        out.clear()
         except anthropic.APIError as exc:
             raise map_api_error(exc) from None  # the SDK error holds the upstream body
         except anthropic.AnthropicError as exc:
@@ -150,42 +166,48 @@ class AnthropicProvider:
             await client.close()
 
 
-def request_params(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for ``messages.create``; system turns are folded into ``system``."""
-    system = [request.system] if request.system else []
-    messages: list[dict[str, str]] = []
-    for m in request.messages:
-        if m.role == "system":
-            system.append(m.content)
-        else:
-            messages.append({"role": m.role, "content": m.content})
-    params: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": request.max_tokens,
-        "messages": messages,
-        "stream": True,
-    }
-    if system:
-        params["system"] = "\n\n".join(system)
-    if request.stop:
-        params["stop_sequences"] = list(request.stop)
-    return params
-
-
 class AnthropicStreamState:
     """Pure accumulator over decoded SSE events: no I/O, easy to test and to profile."""
 
-    __slots__ = ("done", "finish_reason", "usage")
+    __slots__ = ("done", "finish_reason", "out", "tools", "usage")
 
     def __init__(self) -> None:
         self.done = False  # saw message_stop
         self.finish_reason = "stop"
         self.usage: Usage | None = None
+        self.out: list[Chunk] = []  # what the events handled so far give, in order
+        self.tools: dict[int, int] = {}  # content block index -> tool call index
 
-    def handle(self, event: bytes, data: bytes) -> str | None:
-        """Take one event; return its text, if any. Raises ``ProviderError`` for an error event."""
+    def _block_start(self, payload: dict[str, Any]) -> None:
+        block = payload["content_block"]
+        kind = block.get("type")
+        if kind == "tool_use":
+            index = self.tools[int(payload["index"])] = len(self.tools)
+            self.out.append(ToolStart(index, str(block["id"]), str(block["name"])))
+        elif kind == "redacted_thinking":
+            self.out.append(ReasoningChunk("", redacted=str(block["data"])))
+
+    def _block_delta(self, payload: dict[str, Any]) -> None:
+        delta = payload["delta"]
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            if isinstance(text, str) and text:
+                self.out.append(TextChunk(text))
+        elif kind == "thinking_delta":
+            text = delta.get("thinking")
+            if isinstance(text, str) and text:
+                self.out.append(ReasoningChunk(text))
+        elif kind == "signature_delta":
+            self.out.append(ReasoningChunk("", signature=str(delta["signature"])))
+        elif kind == "input_json_delta":
+            index = self.tools[int(payload["index"])]
+            self.out.append(ToolArgs(index, str(delta.get("partial_json") or "")))
+
+    def handle(self, event: bytes, data: bytes) -> None:
+        """Take one event; what it gives goes to ``out``. Raises ``ProviderError`` for an error event."""
         if event == b"ping" or self.done:
-            return None
+            return
         try:
             payload = json.loads(data)
         except ValueError:
@@ -195,10 +217,13 @@ class AnthropicStreamState:
         kind = payload.get("type")
         try:
             if kind == "content_block_delta":
-                delta = payload["delta"]
-                if delta.get("type") == "text_delta":
-                    text = delta.get("text")
-                    return text if isinstance(text, str) else None
+                self._block_delta(payload)
+            elif kind == "content_block_start":
+                self._block_start(payload)
+            elif kind == "content_block_stop":
+                index = self.tools.get(int(payload["index"]))
+                if index is not None:
+                    self.out.append(ToolEnd(index))
             elif event == b"error" or kind == "error":
                 raise frame_error(payload)
             elif kind == "message_start":
@@ -219,7 +244,6 @@ class AnthropicStreamState:
                 self.done = True
         except (AttributeError, TypeError, ValueError, LookupError):
             raise Unavailable("Anthropic sent a malformed stream event") from None
-        return None
 
 
 def _int(usage: dict[str, Any], key: str) -> int:

@@ -15,11 +15,15 @@ response, so the connection closes and Bedrock stops generating. A stream still
 waiting for its response headers is closed as soon as they arrive.
 
 Events (``application/vnd.amazon.eventstream``, decoded by botocore): ``messageStart``,
-``contentBlockDelta`` (``delta.text``), ``contentBlockStop``, ``messageStop``
-(``stopReason``), ``metadata`` (``usage``); exceptions such as ``throttlingException``.
-Only ``delta.text`` becomes text. A stream is complete when it ends cleanly after
+``contentBlockStart`` (``start.toolUse``: a tool call's ``toolUseId`` and ``name``),
+``contentBlockDelta`` (``delta.text``; ``delta.toolUse.input``, an argument fragment;
+``delta.reasoningContent``: ``text``, ``signature`` or ``redactedContent`` bytes, relayed
+base64), ``contentBlockStop`` (a tool call's end), ``messageStop`` (``stopReason``),
+``metadata`` (``usage``); exceptions such as ``throttlingException``. Every event is a
+sign of life for the timers (``ALIVE`` when it has nothing to relay). A stream is complete when it ends cleanly after
 ``messageStop``, else it was truncated: ``Unavailable``. ``stopReason``:
-``end_turn``/``stop_sequence`` -> ``stop``; ``max_tokens``/``model_context_window_exceeded``
+``end_turn``/``stop_sequence`` -> ``stop``; ``tool_use`` -> ``tool_calls``;
+``max_tokens``/``model_context_window_exceeded``
 -> ``length``; ``guardrail_intervened``/``content_filtered`` -> ``content_filter``;
 others pass through. ``prompt_tokens`` counts cache reads and writes, as for Anthropic.
 
@@ -29,6 +33,7 @@ Errors are mapped by AWS error code in ``map_error``, never quoting the message.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -43,13 +48,15 @@ from urllib3 import exceptions as urllib3_errors
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
-from .base import Chunk, Finish, TextChunk
+from ._bedrock_params import request_params
+from .base import ALIVE, Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
-__all__ = ["BedrockProvider", "BedrockStreamState", "map_error", "request_params"]
+__all__ = ["BedrockProvider", "BedrockStreamState", "map_error", "request_params"]  # request_params: _bedrock_params
 
 STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
+    "tool_use": "tool_calls",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "guardrail_intervened": "content_filter",
@@ -117,9 +124,8 @@ class BedrockProvider:
                         raise item
                     raise mapped from None  # botocore errors may quote the upstream body
                 assert isinstance(item, Mapping)
-                text = state.handle(item)
-                if text:
-                    yield TextChunk(text)
+                chunk = state.handle(item)
+                yield ALIVE if chunk is None else chunk
         finally:
             await reader.close()
         if not state.done:
@@ -213,45 +219,34 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def request_params(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for ``converse_stream``; system turns are folded into ``system``."""
-    if request.temperature is not None and request.temperature > 1.0:
-        raise Rejected("Bedrock takes a temperature between 0 and 1")
-    system = [request.system] if request.system else []
-    messages: list[dict[str, Any]] = []
-    for m in request.messages:
-        if m.role == "system":
-            system.append(m.content)
-        else:
-            messages.append({"role": m.role, "content": [{"text": m.content}]})
-    inference: dict[str, Any] = {"maxTokens": request.max_tokens}
-    if request.temperature is not None:
-        inference["temperature"] = request.temperature
-    if request.stop:
-        inference["stopSequences"] = list(request.stop)
-    params: dict[str, Any] = {"modelId": request.model, "messages": messages, "inferenceConfig": inference}
-    if system:
-        params["system"] = [{"text": s} for s in system]
-    return params
-
-
 class BedrockStreamState:
     """Pure accumulator over decoded ConverseStream events: no I/O."""
 
-    __slots__ = ("done", "finish_reason", "usage")
+    __slots__ = ("done", "finish_reason", "tools", "usage")
 
     def __init__(self) -> None:
         self.done = False  # saw messageStop
         self.finish_reason = "stop"
         self.usage: Usage | None = None
+        self.tools: dict[int, int] = {}  # content block index -> tool call index
 
-    def handle(self, event: Mapping[str, Any]) -> str | None:
-        """Take one event; return its text, if any."""
+    def handle(self, event: Mapping[str, Any]) -> Chunk | None:
+        """Take one event; return what it gives, if anything."""
         try:
             delta = event.get("contentBlockDelta")
             if delta is not None:
-                text = delta["delta"].get("text")
-                return text if isinstance(text, str) else None
+                return self._delta(delta)
+            start = event.get("contentBlockStart")
+            if start is not None:
+                tool = (start.get("start") or {}).get("toolUse")
+                if tool is None:
+                    return None
+                index = self.tools[int(start["contentBlockIndex"])] = len(self.tools)
+                return ToolStart(index, str(tool["toolUseId"]), str(tool["name"]))
+            block_stop = event.get("contentBlockStop")
+            if block_stop is not None:
+                index = self.tools.get(int(block_stop.get("contentBlockIndex", -1)))
+                return None if index is None else ToolEnd(index)
             stop = event.get("messageStop")
             if stop is not None:
                 self.done = True
@@ -267,6 +262,23 @@ class BedrockStreamState:
                 self.usage = Usage(prompt_tokens=prompt, completion_tokens=int(usage.get("outputTokens") or 0))
         except (AttributeError, TypeError, ValueError, LookupError):
             raise Unavailable("Bedrock sent a malformed stream event") from None
+        return None
+
+    def _delta(self, delta: Mapping[str, Any]) -> Chunk | None:
+        body = delta["delta"]
+        text = body.get("text")
+        if isinstance(text, str):
+            return TextChunk(text) if text else None
+        tool = body.get("toolUse")
+        if tool is not None:
+            return ToolArgs(self.tools[int(delta["contentBlockIndex"])], str(tool.get("input") or ""))
+        reasoning = body.get("reasoningContent")
+        if reasoning is not None:
+            if reasoning.get("redactedContent") is not None:
+                return ReasoningChunk("", redacted=base64.b64encode(reasoning["redactedContent"]).decode())
+            if reasoning.get("signature"):
+                return ReasoningChunk("", signature=str(reasoning["signature"]))
+            return ReasoningChunk(str(reasoning.get("text") or ""))
         return None
 
 

@@ -5,29 +5,81 @@ tests run with no account. Tokens are words with their trailing whitespace,
 emitted every ``delay_s`` seconds; ``max_tokens`` truncates with
 ``finish_reason="length"``. Stop sequences cut the reply before the first one
 found, as the real APIs do (the stop string itself is not emitted).
+
+Reasoning and tool calls, offline (docs/protocol.md §8), chosen by the request's shape:
+
+- ``reasoning`` (any effort but ``none``): first a reasoning part, ``Thinking about:
+  <the last user message>``, word by word, closed by a signature (``echo-`` + 16 hex
+  digits of its SHA-256), as Anthropic's thinking blocks are;
+- ``tools``, when the last message is the user's and ``tool_choice`` is not ``none``: a
+  call to every tool whose name the last user message mentions (only the first with
+  ``parallel_tool_calls: false``), or to the ``tool_choice`` function, or, with
+  ``required`` and no name mentioned, to the first tool. Each call streams as the real
+  APIs do: its start (id ``call_echo_<n>``), an empty first argument fragment, the JSON
+  arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
+  arguments give every string property of the tool's ``parameters`` the last user message
+  (other types: 0, false, [], {});
+- after a ``tool`` message: ``Tool <name> returned: <its content>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from ..events import Usage
-from ..requests import ChatRequest
-from .base import Chunk, Finish, TextChunk
+from ..requests import ChatRequest, Tool
+from .base import Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
+_EMPTY = {"integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}
+ARGUMENT_PIECE = 8
 
 
 def echo_reply(request: ChatRequest) -> str:
-    reply = f"You said: {request.last_user_text}"
+    last = request.messages[-1]
+    if last.role == "tool":
+        name = next((c.name for m in request.messages for c in m.tool_calls if c.id == last.tool_call_id), "tool")
+        reply = f"Tool {name} returned: {last.content}"
+    else:
+        reply = f"You said: {request.last_user_text}"
     cut = min((i for i in (reply.find(s) for s in request.stop if s) if i >= 0), default=-1)
     return reply if cut < 0 else reply[:cut]
 
 
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
+
+
+def echo_calls(request: ChatRequest) -> list[Tool]:
+    """The tools echo calls for ``request`` (module docstring)."""
+    choice = request.tool_choice
+    if not request.tools or request.messages[-1].role != "user" or (choice is not None and choice.mode == "none"):
+        return []
+    if choice is not None and choice.mode == "function":
+        return [t for t in request.tools if t.name == choice.name]
+    text = request.last_user_text
+    called = [t for t in request.tools if t.name in text]
+    if not called and choice is not None and choice.mode == "required":
+        called = [request.tools[0]]
+    return called[:1] if request.parallel_tool_calls is False else called
+
+
+def echo_arguments(tool: Tool, text: str) -> str:
+    properties = tool.parameters.get("properties") or {}
+    args: dict[str, Any] = {}
+    for name, schema in properties.items():
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        args[name] = text if kind in (None, "string") else _EMPTY.get(str(kind))
+    return json.dumps(args, ensure_ascii=False)
+
+
+def signature(reasoning: str) -> str:
+    return "echo-" + hashlib.sha256(reasoning.encode()).hexdigest()[:16]
 
 
 class EchoProvider:
@@ -37,14 +89,39 @@ class EchoProvider:
         self.delay_s = delay_s
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        tokens = tokenize(echo_reply(request))
         prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
         prompt_tokens += len(tokenize(request.system or ""))
+        reasoning_tokens: int | None = None
+        if request.reasoning is not None and request.reasoning.enabled:
+            thought = f"Thinking about: {request.last_user_text}"
+            words = tokenize(thought)
+            for word in words:
+                await asyncio.sleep(self.delay_s)
+                yield ReasoningChunk(word)
+            yield ReasoningChunk("", signature=signature(thought))
+            reasoning_tokens = len(words)
+        calls = echo_calls(request)
+        if calls:
+            pieces = 0
+            for index, tool in enumerate(calls):
+                await asyncio.sleep(self.delay_s)
+                yield ToolStart(index, f"call_echo_{index}", tool.name)
+                yield ToolArgs(index, "")  # as the real APIs: the first fragment is empty
+                arguments = echo_arguments(tool, request.last_user_text)
+                for i in range(0, len(arguments), ARGUMENT_PIECE):
+                    await asyncio.sleep(self.delay_s)
+                    yield ToolArgs(index, arguments[i : i + ARGUMENT_PIECE])
+                    pieces += 1
+                yield ToolEnd(index)
+            yield Usage(prompt_tokens, pieces + (reasoning_tokens or 0), reasoning_tokens)
+            yield Finish("tool_calls")
+            return
+        tokens = tokenize(echo_reply(request))
         emitted = tokens[: request.max_tokens]
         for token in emitted:
             await asyncio.sleep(self.delay_s)
             yield TextChunk(token)
-        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=len(emitted))
+        yield Usage(prompt_tokens, len(emitted) + (reasoning_tokens or 0), reasoning_tokens)
         yield Finish("length" if len(emitted) < len(tokens) else "stop")
 
     async def aclose(self) -> None:

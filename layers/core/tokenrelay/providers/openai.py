@@ -17,8 +17,15 @@ Wire format (``stream_options.include_usage``)::
     data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,...},...}
     data: [DONE]
 
-Only ``delta.content`` becomes text (refusals, tool calls and reasoning fields
-are not relayed). A stream is complete at ``[DONE]``, or at a clean end of body after a
+``delta.content`` becomes text; ``delta.reasoning_content`` (vLLM, DeepSeek and other
+compatible servers; ``delta.reasoning`` on some) becomes reasoning; ``delta.tool_calls``
+become tool calls: the first fragment of an ``index`` carries ``id`` and ``function.name``
+(a server that sends the name later is waited for), the rest carry argument fragments,
+and every call ends when the choice finishes. ``usage.completion_tokens_details.
+reasoning_tokens`` is kept. A network read that brings nothing to relay is a sign of
+life (``ALIVE``) for the timers. Refusals are not relayed.
+
+A stream is complete at ``[DONE]``, or at a clean end of body after a
 ``finish_reason`` (lenient for compatible servers that omit ``[DONE]``).
 Anything else is a truncated stream: ``Unavailable``. An error frame
 (``data: {"error": {...}}``, or an ``event: error``) is mapped by its type.
@@ -42,10 +49,11 @@ import openai
 from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
+from ._openai_params import request_params
 from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
-from .base import Chunk, Finish, TextChunk
+from .base import ALIVE, Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
-__all__ = ["OpenAIProvider", "OpenAIStreamState"]
+__all__ = ["OpenAIProvider", "OpenAIStreamState", "request_params"]
 
 
 _QUOTA = frozenset({"insufficient_quota"})
@@ -105,20 +113,29 @@ class OpenAIProvider:
         try:
             async with client.chat.completions.with_streaming_response.create(**request_params(request)) as response:
                 async with aclosing(response.http_response.aiter_bytes()) as body:
+                    out = state.out
                     async for data in body:
+                        relayed = False
                         for event, payload in decoder.feed(data):
-                            text = state.handle(event, payload)
-                            if text:
-                                yield TextChunk(text)
+                            state.handle(event, payload)
+                            if out:  # at once: an error frame later in this read must not lose it
+                                relayed = True
+                                for chunk in out:
+                                    yield chunk
+                                out.clear()
+                        if not relayed:
+                            yield ALIVE  # bytes with nothing to relay: a sign of life
                         if state.done:
                             await drain(body)
                             break
                     else:
                         for event, payload in decoder.close():
-                            text = state.handle(event, payload)
-                            if text:
-                                yield TextChunk(text)
+                            state.handle(event, payload)
                         state.eof = True
+                        state.end_calls()
+                        for chunk in out:
+                            yield chunk
+                        out.clear()
         except openai.APIError as exc:
             raise map_api_error(exc) from None  # the SDK error holds the upstream body
         except openai.OpenAIError as exc:
@@ -139,49 +156,68 @@ class OpenAIProvider:
             await client.close()
 
 
-def request_params(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create``: a system prompt leads the messages."""
-    messages: list[dict[str, str]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
-    params: dict[str, Any] = {
-        "model": request.model,
-        "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        # ``max_tokens`` is deprecated by the API and refused by reasoning models.
-        "max_completion_tokens": request.max_tokens,
-    }
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
-    if request.stop:
-        params["stop"] = list(request.stop)
-    return params
+class _Call:
+    __slots__ = ("id", "name", "pending", "started")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.pending: list[str] = []  # argument fragments before the name arrived
+        self.started = False
 
 
 class OpenAIStreamState:
     """Pure accumulator over decoded SSE events: no I/O, easy to test and to profile."""
 
-    __slots__ = ("done", "eof", "finish_reason", "usage")
+    __slots__ = ("_calls", "done", "eof", "finish_reason", "out", "usage")
 
     def __init__(self) -> None:
         self.done = False  # saw [DONE]
         self.eof = False  # the body ended cleanly
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.out: list[Chunk] = []  # what the events handled so far give, in order
+        self._calls: dict[int, _Call] = {}
+
+    def end_calls(self) -> None:
+        """The choice finished: every call started ends (in index order)."""
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            if call.started:
+                self.out.append(ToolEnd(index))
+        self._calls.clear()
+
+    def _tool_calls(self, deltas: list[dict[str, Any]]) -> None:
+        for delta in deltas:
+            index = int(delta["index"])
+            call = self._calls.get(index)
+            if call is None:
+                call = self._calls[index] = _Call()
+            function = delta.get("function") or {}
+            call.id = call.id or str(delta.get("id") or "")
+            call.name = call.name or str(function.get("name") or "")
+            arguments = function.get("arguments")
+            if isinstance(arguments, str) and arguments:
+                call.pending.append(arguments)
+            if not call.started and call.name:
+                call.started = True
+                self.out.append(ToolStart(index, call.id or f"call_{index}", call.name))
+            if call.started and call.pending:
+                self.out.extend(ToolArgs(index, a) for a in call.pending)
+                call.pending.clear()
 
     @property
     def complete(self) -> bool:
         return self.done or (self.eof and self.finish_reason is not None)
 
-    def handle(self, event: bytes, data: bytes) -> str | None:
-        """Take one event; return its text, if any. Raises ``ProviderError`` for an error frame."""
+    def handle(self, event: bytes, data: bytes) -> None:
+        """Take one event; what it gives goes to ``out``. Raises ``ProviderError`` for an error frame."""
         if self.done:
-            return None
+            return
         if data.startswith(b"[DONE]"):
             self.done = True
-            return None
+            self.end_calls()
+            return
         try:
             payload = json.loads(data)
         except ValueError:
@@ -193,22 +229,36 @@ class OpenAIStreamState:
         try:
             usage = payload.get("usage")
             if usage:
+                details = usage.get("completion_tokens_details") or {}
+                reasoning = details.get("reasoning_tokens")
                 self.usage = Usage(
                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
                     completion_tokens=int(usage.get("completion_tokens") or 0),
+                    reasoning_tokens=int(reasoning) if reasoning is not None else None,
                 )
             choices = payload.get("choices")
             if not choices:
-                return None
+                return
             choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                reasoning_text = delta.get("reasoning_content")
+                if reasoning_text is None:
+                    reasoning_text = delta.get("reasoning")
+                if isinstance(reasoning_text, str) and reasoning_text:
+                    self.out.append(ReasoningChunk(reasoning_text))
+                text = delta.get("content")
+                if isinstance(text, str) and text:
+                    self.out.append(TextChunk(text))
+                calls = delta.get("tool_calls")
+                if calls:
+                    self._tool_calls(calls)
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = str(reason)
-            delta = choice.get("delta")
-            text = delta.get("content") if delta else None
+                self.end_calls()
         except (AttributeError, TypeError, ValueError, LookupError):
             raise Unavailable("OpenAI sent a malformed stream event") from None
-        return text if isinstance(text, str) else None
 
 
 def map_api_error(exc: openai.APIError) -> ProviderError:

@@ -213,7 +213,9 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
             if m.tool_call_id is None:
                 raise RequestInvalid(f"{where}.tool_call_id", "field required")
             if m.tool_call_id not in calls:
-                raise RequestInvalid(f"{where}.tool_call_id", f"no earlier assistant tool call has id {m.tool_call_id!r}")
+                raise RequestInvalid(
+                    f"{where}.tool_call_id", f"no earlier assistant tool call has id {m.tool_call_id!r}"
+                )
         tool_calls: list[ToolCall] = []
         for j, c in enumerate(m.tool_calls or []):
             check_tool_name(f"{where}.tool_calls.{j}.function.name", c.function.name)

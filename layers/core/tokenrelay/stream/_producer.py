@@ -222,8 +222,8 @@ class Producer:
         if isinstance(chunk, ToolStart):
             self.tool_calls += 1
             return ToolCallStart(chunk.index, chunk.id, chunk.name, seq)
-        if isinstance(chunk, ToolArgs):
-            return ToolCallDelta(chunk.index, chunk.arguments, seq)
+        if isinstance(chunk, ToolArgs):  # an empty fragment (the real APIs send them) carries nothing
+            return ToolCallDelta(chunk.index, chunk.arguments, seq) if chunk.arguments else None
         if isinstance(chunk, ToolEnd):
             return ToolCallEnd(chunk.index, seq)
         return None

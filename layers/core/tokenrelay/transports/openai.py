@@ -203,7 +203,9 @@ class OpenAIStreamEncoder:
             return self.chunk({"thinking_blocks": [thinking_block(event)]})  # a signature or a redacted block
         if isinstance(event, ToolCallStart):
             function = {"name": event.name, "arguments": ""}
-            return self.chunk({"tool_calls": [{"index": event.index, "id": event.id, "type": "function", "function": function}]})
+            return self.chunk(
+                {"tool_calls": [{"index": event.index, "id": event.id, "type": "function", "function": function}]}
+            )
         if isinstance(event, ToolCallDelta):
             if not event.arguments:
                 return b""

@@ -1,0 +1,100 @@
+"""A ``ChatRequest`` as ``messages.create``'s keyword arguments (``anthropic.py`` streams them).
+
+System turns fold into ``system``; an assistant turn with tool calls or signed reasoning is
+content blocks (``thinking``/``redacted_thinking``, ``text``, ``tool_use``); tool results
+are ``tool_result`` blocks of the user turn after the calls; tools carry their JSON Schema as
+``input_schema``; ``tool_choice`` ``required`` is ``any``, a function is ``tool``, and
+``parallel_tool_calls: false`` is ``disable_parallel_tool_use``; reasoning is the
+``thinking`` budget (``requests.thinking_budget``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..requests import ChatRequest, Message, thinking_budget
+
+__all__ = ["request_params"]
+
+
+def _assistant(m: Message) -> str | list[dict[str, Any]]:
+    if not (m.tool_calls or m.thinking):
+        return m.content
+    blocks: list[dict[str, Any]] = [
+        {"type": "redacted_thinking", "data": b.redacted}
+        if b.redacted
+        else {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
+        for b in m.thinking
+    ]
+    if m.content:
+        blocks.append({"type": "text", "text": m.content})
+    blocks.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": c.input()} for c in m.tool_calls)
+    return blocks
+
+
+def _messages(request: ChatRequest, system: list[str]) -> list[dict[str, Any]]:
+    """Anthropic's turns: tool results are blocks of the user turn that follows the calls (with
+    the user's next words, if any, in the same turn)."""
+    messages: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "system":
+            system.append(m.content)
+        elif m.role == "assistant":
+            messages.append({"role": "assistant", "content": _assistant(m)})
+        elif m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(block)
+            else:
+                messages.append({"role": "user", "content": [block]})
+        else:
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append({"type": "text", "text": m.content})
+            else:
+                messages.append({"role": "user", "content": m.content})
+    return messages
+
+
+def _tools(request: ChatRequest, params: dict[str, Any]) -> None:
+    tools = []
+    for t in request.tools:
+        tool: dict[str, Any] = {"name": t.name, "input_schema": dict(t.parameters)}
+        if t.description is not None:
+            tool["description"] = t.description
+        if t.strict is not None:
+            tool["strict"] = t.strict
+        tools.append(tool)
+    params["tools"] = tools
+    choice = request.tool_choice
+    mode = "auto" if choice is None else choice.mode
+    tool_choice: dict[str, Any] = {"type": {"required": "any", "function": "tool"}.get(mode, mode)}
+    if choice is not None and choice.mode == "function":
+        tool_choice["name"] = choice.name
+    if request.parallel_tool_calls is False and mode != "none":
+        tool_choice["disable_parallel_tool_use"] = True
+    if choice is not None or "disable_parallel_tool_use" in tool_choice:
+        params["tool_choice"] = tool_choice
+
+
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for ``messages.create``; system turns are folded into ``system``."""
+    system = [request.system] if request.system else []
+    messages = _messages(request, system)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+        "stream": True,
+    }
+    if system:
+        params["system"] = "\n\n".join(system)
+    if request.stop:
+        params["stop_sequences"] = list(request.stop)
+    if request.tools:
+        _tools(request, params)
+    budget = thinking_budget(request)
+    if budget is not None:
+        params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    return params

@@ -1,0 +1,92 @@
+"""A ``ChatRequest`` as ``converse_stream``'s keyword arguments (``bedrock.py`` streams them).
+
+System turns fold into ``system``; tool calls are ``toolUse`` blocks of the assistant turn and
+tool results ``toolResult`` blocks of the user turn after it; signed reasoning goes back as
+``reasoningContent`` (``reasoningText`` with its signature, or ``redactedContent`` bytes);
+tools are ``toolConfig``; reasoning is the Claude ``thinking`` budget in
+``additionalModelRequestFields`` (``requests._capabilities`` refused it for other models).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..errors import Rejected
+from ..requests import ChatRequest, Message, thinking_budget
+
+__all__ = ["request_params"]
+
+
+def _assistant(m: Message) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = []
+    for b in m.thinking:
+        if b.redacted:
+            content.append({"reasoningContent": {"redactedContent": base64.b64decode(b.redacted)}})
+        else:
+            content.append({"reasoningContent": {"reasoningText": {"text": b.thinking, "signature": b.signature}}})
+    if m.content:
+        content.append({"text": m.content})
+    content.extend({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input()}} for c in m.tool_calls)
+    return content
+
+
+def _messages(request: ChatRequest, system: list[str]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "system":
+            system.append(m.content)
+            continue
+        if m.role == "assistant":
+            messages.append({"role": "assistant", "content": _assistant(m)})
+            continue
+        if m.role == "tool":
+            block: dict[str, Any] = {"toolResult": {"toolUseId": m.tool_call_id, "content": [{"text": m.content}]}}
+        else:
+            block = {"text": m.content}
+        last = messages[-1] if messages else None
+        if last is not None and last["role"] == "user" and any("toolResult" in b for b in last["content"]):
+            last["content"].append(block)  # results and the user's next words: one turn
+        else:
+            messages.append({"role": "user", "content": [block]})
+    return messages
+
+
+def _tool_config(request: ChatRequest) -> dict[str, Any]:
+    tools = []
+    for t in request.tools:
+        spec: dict[str, Any] = {"name": t.name, "inputSchema": {"json": dict(t.parameters)}}
+        if t.description is not None:
+            spec["description"] = t.description
+        tools.append({"toolSpec": spec})
+    config: dict[str, Any] = {"tools": tools}
+    choice = request.tool_choice
+    if choice is not None and choice.mode == "function":
+        config["toolChoice"] = {"tool": {"name": choice.name}}
+    elif choice is not None and choice.mode == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice is not None and choice.mode == "auto":
+        config["toolChoice"] = {"auto": {}}
+    return config
+
+
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for ``converse_stream``."""
+    if request.temperature is not None and request.temperature > 1.0:
+        raise Rejected("Bedrock takes a temperature between 0 and 1")
+    system = [request.system] if request.system else []
+    messages = _messages(request, system)
+    inference: dict[str, Any] = {"maxTokens": request.max_tokens}
+    if request.temperature is not None:
+        inference["temperature"] = request.temperature
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+    params: dict[str, Any] = {"modelId": request.model, "messages": messages, "inferenceConfig": inference}
+    if system:
+        params["system"] = [{"text": s} for s in system]
+    if request.tools:
+        params["toolConfig"] = _tool_config(request)
+    budget = thinking_budget(request)
+    if budget is not None:
+        params["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    return params
