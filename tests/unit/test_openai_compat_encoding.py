@@ -66,7 +66,8 @@ def test_openai_encoder_include_usage_adds_null_usage_and_a_usage_chunk_after_fi
     assert body == (
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{"content":"Hi"}},{OPEN}],"usage":null}}\n\n'
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{}},{STOP}],"usage":null}}\n\n'
-        f'data: {{{HEAD},"choices":[],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
+        f'data: {{{HEAD},"choices":[],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,'
+        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
         "data: [DONE]\n\n"
     )
 
