@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tests.fakes import parts
 from tests.fakes.servers import serve
 from tests.fakes.upstream import UPSTREAM_DETAIL
 
@@ -93,6 +94,7 @@ class BedrockScenario:
     error_after: int | None = None
     exception: str = "throttlingException"
     truncate_after: int | None = None
+    parts: tuple[tuple[Any, ...], ...] | None = None  # reasoning/tool call script (tests/fakes/parts.py)
 
     @classmethod
     def ok(cls, *tokens: str, delay_s: float = 0.0, **kw: Any) -> BedrockScenario:
@@ -215,6 +217,16 @@ def _problem(request: Request, body: Any) -> str | None:
 def _frames(sc: BedrockScenario) -> list[tuple[float, bytes]]:
     pad = {"p": "abcdefghijk"}  # Bedrock pads events to hide token lengths
     frames = [(0.0, event_frame("messageStart", {**pad, "role": "assistant"}))]
+    if sc.parts is not None:
+        frames += parts.bedrock_frames(sc.parts, sc.delay_s, lambda kind, body: event_frame(kind, {**body, **pad}))
+        count = parts.output_tokens(sc.parts)
+        reason = "tool_use" if parts.has_calls(sc.parts) and sc.stop_reason == "end_turn" else sc.stop_reason
+        usage = {"inputTokens": sc.input_tokens, "outputTokens": count, "totalTokens": sc.input_tokens + count}
+        return [
+            *frames,
+            (0.0, event_frame("messageStop", {**pad, "stopReason": reason})),
+            (0.0, event_frame("metadata", {"metrics": {"latencyMs": 42}, **pad, "usage": usage})),
+        ]
     stop = min(x for x in (sc.error_after, sc.truncate_after, len(sc.tokens)) if x is not None)
     for token in sc.tokens[:stop]:
         delta = {"contentBlockIndex": 0, "delta": {"text": token}, **pad}

@@ -50,6 +50,9 @@ Choice of scenario for a request: the queue, then ``by_model[model]``, then
   ``drop_connection=True``: drop the TCP connection instead of ending the body;
 - ``transcript="openai_happy.txt"``: replay ``tests/fixtures/sse/<name>`` verbatim
   (``delay_s`` before each of its events);
+- ``parts``: a script of reasoning, text and tool call steps (``tests/fakes/parts.py``)
+  sent instead of ``tokens``, in the provider's own format (``delay_s`` before each delta),
+  with ``reasoning_tokens`` in OpenAI's usage;
 - ``newline`` (``"\\r\\n"`` or ``"\\r"``) rewrites line endings, ``chunk_size``
   writes the body in pieces of that many bytes: both exercise SSE decoders.
 
@@ -97,6 +100,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from tests.fakes import parts
 
 __all__ = [
     "FAKE_API_KEY",
@@ -159,6 +164,8 @@ class Scenario:
     chunk_size: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     echo_prompt: bool = False  # the tokens are the words of the last user message (each + " ")
+    parts: tuple[tuple[Any, ...], ...] | None = None  # reasoning/tool call script (tests/fakes/parts.py)
+    reasoning_tokens: int = 0  # OpenAI: usage.completion_tokens_details.reasoning_tokens
 
     @classmethod
     def ok(cls, *tokens: str, delay_s: float = 0.0, **kw: Any) -> Scenario:
@@ -582,7 +589,10 @@ def _openai_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[f
 
     frames = [(0.0, chunk({"role": "assistant", "content": "", "refusal": None}))]
     sent = 0
-    for _, token, delay in _token_delays(sc):
+    if sc.parts is not None:
+        frames += parts.openai_frames(sc.parts, sc.delay_s, chunk)
+        sent = parts.output_tokens(sc.parts)
+    for _, token, delay in _token_delays(sc) if sc.parts is None else ():
         frames.append((delay, chunk({"content": token})))
         sent += 1
     if sc.error_after is not None:
@@ -593,7 +603,8 @@ def _openai_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[f
         return [*frames, (sc.delay_s, b'data: {"choices": [{"delta": {"content": "oops"\n\n')]
     if sc.truncate_after is not None:
         return frames
-    frames.append((0.0, chunk({}, sc.finish_reason or "stop")))
+    default_finish = "tool_calls" if sc.parts is not None and parts.has_calls(sc.parts) else "stop"
+    frames.append((0.0, chunk({}, sc.finish_reason or default_finish)))
     if include_usage:
         usage = {
             "prompt_tokens": sc.prompt_tokens,
@@ -601,7 +612,7 @@ def _openai_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[f
             "total_tokens": sc.prompt_tokens + sent,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": sc.reasoning_tokens,
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
@@ -673,7 +684,9 @@ def _anthropic_problem(body: Any, version: str) -> str | None:
 
 
 def _anthropic_stop_reason(sc: Scenario) -> str:
-    return sc.finish_reason or "end_turn"
+    if sc.finish_reason:
+        return sc.finish_reason
+    return "tool_use" if sc.parts is not None and parts.has_calls(sc.parts) else "end_turn"
 
 
 def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[float, bytes]]:
@@ -705,7 +718,10 @@ def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tupl
         (0.0, _sse({"type": "ping"}, "ping")),
     ]
     sent = 0
-    for _, token, delay in _token_delays(sc):
+    if sc.parts is not None:  # the script's own blocks, instead of the one text block
+        frames = [frames[0], frames[2], *parts.anthropic_frames(sc.parts, sc.delay_s, _sse)]
+        sent = parts.output_tokens(sc.parts)
+    for _, token, delay in _token_delays(sc) if sc.parts is None else ():
         delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}}
         frames.append((delay, _sse(delta, "content_block_delta")))
         sent += 1
@@ -717,8 +733,9 @@ def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tupl
     if sc.truncate_after is not None:
         return frames
     stop = {"stop_reason": _anthropic_stop_reason(sc), "stop_sequence": None}
+    if sc.parts is None:
+        frames.append((0.0, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")))
     frames += [
-        (0.0, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")),
         (0.0, _sse({"type": "message_delta", "delta": stop, "usage": {"output_tokens": sent}}, "message_delta")),
         (0.0, _sse({"type": "message_stop"}, "message_stop")),
     ]

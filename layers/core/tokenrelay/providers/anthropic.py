@@ -201,8 +201,9 @@ class AnthropicStreamState:
         elif kind == "signature_delta":
             self.out.append(ReasoningChunk("", signature=str(delta["signature"])))
         elif kind == "input_json_delta":
-            index = self.tools[int(payload["index"])]
-            self.out.append(ToolArgs(index, str(delta.get("partial_json") or "")))
+            fragment = str(delta.get("partial_json") or "")
+            if fragment:  # the first one is often empty: it carries nothing
+                self.out.append(ToolArgs(self.tools[int(payload["index"])], fragment))
 
     def handle(self, event: bytes, data: bytes) -> None:
         """Take one event; what it gives goes to ``out``. Raises ``ProviderError`` for an error event."""

@@ -271,7 +271,8 @@ class BedrockStreamState:
             return TextChunk(text) if text else None
         tool = body.get("toolUse")
         if tool is not None:
-            return ToolArgs(self.tools[int(delta["contentBlockIndex"])], str(tool.get("input") or ""))
+            fragment = str(tool.get("input") or "")
+            return ToolArgs(self.tools[int(delta["contentBlockIndex"])], fragment) if fragment else None
         reasoning = body.get("reasoningContent")
         if reasoning is not None:
             if reasoning.get("redactedContent") is not None:
