@@ -133,7 +133,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         for key, field in message.items():
             if key in passed:
                 if field not in (None, []):
-                    fields[key] = field
+                    fields[key] = _calls(field) if key == "tool_calls" else field
                 continue
             if role == "assistant" and key == "reasoning_content":
                 continue  # our own answer echoed back: documented as not sent
@@ -146,6 +146,13 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             fields["content"] = _content(content, f"{param}.content")
         out.append(fields)
     return out
+
+
+def _calls(value: Any) -> Any:
+    """Tool calls as a client accumulated them from a stream: the chunks' ``index`` dropped."""
+    if not isinstance(value, list):
+        return value
+    return [{k: v for k, v in c.items() if k != "index"} if isinstance(c, dict) else c for c in value]
 
 
 def _stop(value: Any) -> tuple[str, ...]:
