@@ -18,21 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokenrelay import ChatRequest
+from tokenrelay.requests import request_fields
 
-
-def request_fields(chat: ChatRequest) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": m.content} for m in chat.messages],
-        "provider": chat.provider,
-        "model": chat.model,
-        "max_tokens": chat.max_tokens,
-    }
-    if chat.system is not None:
-        fields["system"] = chat.system
-    if chat.temperature is not None:
-        fields["temperature"] = chat.temperature
-    return fields
+__all__ = ["StreamJob", "request_fields"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ _capabilities  what each provider and model can do: anything else is a 400
 
 from ._capabilities import EFFORT_BUDGETS, check_capabilities, thinking_budget
 from ._chat import ChatRequest, Message, Role, _Body, parse_chat_request
+from ._fields import request_fields
 from ._tools import EFFORTS, Reasoning, ThinkingBlock, Tool, ToolCall, ToolChoice
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "_Body",
     "check_capabilities",
     "parse_chat_request",
+    "request_fields",
     "thinking_budget",
 ]
