@@ -1,4 +1,4 @@
-"""Reasoning and tool calls on ``/chat/stream`` end to end (docs/protocol.md §8): the new events, each
+"""Reasoning and tool calls on ``/chat/stream`` end to end (docs/protocol.md §11): the new events, each
 part with its ``id``, a first-generation reader that sees only ``message`` text, and a resume in the
 middle of a tool call, on another process, that replays every part exactly once."""
 

@@ -1,4 +1,4 @@
-"""Reasoning and tool calls on the WebSocket end to end (docs/protocol.md §8): the new message types,
+"""Reasoning and tool calls on the WebSocket end to end (docs/protocol.md §11): the new message types,
 ``seq`` over every part message, and a resume on a new connection in the middle of a tool call that
 replays each message once, byte for byte, whether the worker still runs or has sealed the stream."""
 

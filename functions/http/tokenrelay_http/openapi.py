@@ -110,7 +110,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": ["role"],
-        "description": "content is required, except for an assistant message with tool_calls (§8)",
+        "description": "content is required, except for an assistant message with tool_calls (§11)",
         "properties": {
             "role": {"enum": ["system", "user", "assistant", "tool"]},
             "content": _nullable(text),

@@ -4,7 +4,7 @@ A stream is ``StreamStart, Part*, Usage?, terminal`` where ``terminal`` is
 exactly one of ``StreamDone``, ``StreamCancelled`` or ``StreamError``.
 Encoding them for a transport is a pure function (see ``tokenrelay.transports``).
 
-A ``Part`` is one piece of the answer's content (docs/protocol.md §8), each with the
+A ``Part`` is one piece of the answer's content (docs/protocol.md §11), each with the
 stream's ``seq`` (1, 2, 3... over every part, whatever its kind, so resume and "nothing
 lost, nothing repeated" hold for all of them):
 
@@ -190,7 +190,7 @@ class StreamSummary:
     upstream_fallback: bool = False
     served_provider: str | None = None
     served_model: str | None = None
-    # Content parts (docs/protocol.md §8): tool calls the model made, and its reasoning tokens
+    # Content parts (docs/protocol.md §11): tool calls the model made, and its reasoning tokens
     # (the provider's count, else the reasoning parts streamed).
     tool_calls: int = 0
     reasoning_tokens: int = 0

@@ -6,7 +6,7 @@ emitted every ``delay_s`` seconds; ``max_tokens`` truncates with
 ``finish_reason="length"``. Stop sequences cut the reply before the first one
 found, as the real APIs do (the stop string itself is not emitted).
 
-Reasoning and tool calls, offline (docs/protocol.md §8), chosen by the request's shape:
+Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request's shape:
 
 - ``reasoning`` (any effort but ``none``): first a reasoning part, ``Thinking about:
   <the last user message>``, word by word, closed by a signature (``echo-`` + 16 hex

@@ -1,7 +1,7 @@
 """Chat requests: the body of docs/protocol.md §1 validated into a ``ChatRequest``.
 
 _chat          the body, its messages and the deployment's limits (``parse_chat_request``)
-_tools         tools, tool calls, tool choice, reasoning and thinking blocks (§8)
+_tools         tools, tool calls, tool choice, reasoning and thinking blocks (§11)
 _capabilities  what each provider and model can do: anything else is a 400
 """
 

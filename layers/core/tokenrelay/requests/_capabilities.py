@@ -1,7 +1,7 @@
 """What each provider (and model) can do with a request: anything else is a 400 naming the
-provider and the field, never silently dropped (docs/protocol.md §1, §8).
+provider and the field, never silently dropped (docs/protocol.md §1, §11).
 
-    echo       everything (a deterministic stand-in: docs/protocol.md §8)
+    echo       everything (a deterministic stand-in: docs/protocol.md §11)
     openai     tools, tool_choice, parallel_tool_calls; reasoning.effort (``reasoning_effort``);
                no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself)
     anthropic  tools, tool_choice (``none``, ``auto``, ``required`` = any, a function = tool),

@@ -1,4 +1,4 @@
-"""A validated ``ChatRequest`` written back as body fields (docs/protocol.md §1, §8): what
+"""A validated ``ChatRequest`` written back as body fields (docs/protocol.md §1, §11): what
 ``parse_chat_request`` reads gives the same request again (the WebSocket worker re-validates
 the chat handler's request this way, so the two cannot disagree on a default)."""
 

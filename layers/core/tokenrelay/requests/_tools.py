@@ -1,4 +1,4 @@
-"""Tools and reasoning in a chat request (docs/protocol.md §1 and §8): the body's models and
+"""Tools and reasoning in a chat request (docs/protocol.md §1 and §11): the body's models and
 the validated values.
 
 The shapes are OpenAI's Chat Completions ones, which every anchor (LiteLLM, the Vercel AI

@@ -5,7 +5,7 @@ A stream's output log is kept in coalesced batches, then one final item::
     batch 1 .. n   first_seq, texts, kinds   seqs first_seq .. first_seq+len(texts)-1
     batch n+1      end: terminal (+ usage)   the last item of every finished stream
 
-Every part of the stream (docs/protocol.md §8) is one entry: ``texts[i]`` holds its payload
+Every part of the stream (docs/protocol.md §11) is one entry: ``texts[i]`` holds its payload
 and ``kinds[i]`` its kind, one character each (``encode_part``). A batch of text alone has
 no ``kinds`` (as every batch written before parts existed), so text costs nothing more:
 

@@ -1,7 +1,7 @@
 """Server-Sent Events encoding (docs/protocol.md §2): pure functions, event -> bytes.
 
 Every part (``message``, ``reasoning``, ``tool_call_start``, ``tool_call_delta``,
-``tool_call_end``: docs/protocol.md §8) carries ``id: <seq>`` so a client's
+``tool_call_end``: docs/protocol.md §11) carries ``id: <seq>`` so a client's
 ``Last-Event-ID`` names the last part it has; no other event carries an id. Data is compact
 JSON on a single line (JSON escapes newlines, so one ``data:`` line suffices).
 

@@ -8,7 +8,7 @@ and ``tokens``: ``seq`` counts part messages (``text``, ``reasoning``, ``tool_ca
 the message merges, so a client counts tokens, not frames (docs/protocol.md section 3).
 ``reasoning`` (``content``, with ``signature`` or ``redacted`` when set) and
 ``tool_call_delta`` (``index``, ``arguments``) merge the same way; ``tool_call_start``
-(``index``, ``id``, ``name``) and ``tool_call_end`` (``index``) are one part each (§8).
+(``index``, ``id``, ``name``) and ``tool_call_end`` (``index``) are one part each (§11).
 
 ``CoalescingSender`` (``_coalescing.py``) posts a stream's messages through a
 ``ConnectionPoster``, merging tokens under API Gateway's frame limit.
