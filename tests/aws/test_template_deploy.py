@@ -46,7 +46,7 @@ ENV_READ = re.compile(
 EMITTED = {
     "StreamStarted", "StreamCompleted", "StreamCancelled", "StreamFailed", "StreamDisconnected",
     "TimeToFirstToken", "StreamDuration", "OutputTokens", "TokensAfterDisconnect",
-    "UpstreamRetries", "UpstreamFallbacks", "Refusals",
+    "UpstreamRetries", "UpstreamFallbacks", "Refusals", "ToolCalls", "ReasoningTokens",
 }  # fmt: skip
 
 

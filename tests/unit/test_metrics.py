@@ -62,6 +62,8 @@ def test_metrics_completed_stream_emits_counts_latency_and_dimensions() -> None:
         "OutputTokens": 12.0,
         "UpstreamRetries": 0.0,
         "UpstreamFallbacks": 0.0,
+        "ToolCalls": 0.0,
+        "ReasoningTokens": 0.0,
     }
     assert "ServedBy" not in doc
     assert units(doc)["TimeToFirstToken"] == "Milliseconds" and units(doc)["OutputTokens"] == "Count"
@@ -135,3 +137,9 @@ def test_refusal_metric_with_an_unknown_reason_or_a_broken_sink_never_raises(cap
         raise OSError("stdout closed")
 
     RefusalMetrics("TokenRelay", "svc", sink=broken).emit("forbidden", "http")
+
+
+def test_metrics_count_tool_calls_and_reasoning_tokens() -> None:
+    (doc,) = emitted(summary(tool_calls=2, reasoning_tokens=150))
+    assert values(doc)["ToolCalls"] == 2.0 and values(doc)["ReasoningTokens"] == 150.0
+    assert units(doc)["ToolCalls"] == "Count" and units(doc)["ReasoningTokens"] == "Count"

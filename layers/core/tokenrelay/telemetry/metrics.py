@@ -17,7 +17,9 @@ Metrics (dimensions ``Transport``, ``Provider``; ``service`` as Powertools adds)
 ``TimeToFirstToken`` (ms), ``StreamDuration`` (ms), ``OutputTokens``,
 ``TokensAfterDisconnect``, ``UpstreamRetries`` (retries before the first text) and
 ``UpstreamFallbacks`` (1 when the fallback model was tried; the target that served
-is in the ``ServedBy`` property, ``provider:model``). See docs/faults.md.
+is in the ``ServedBy`` property, ``provider:model``), ``ToolCalls`` (the tool calls the
+model made) and ``ReasoningTokens`` (the provider's count, else the reasoning parts
+streamed; docs/protocol.md §11). See docs/faults.md.
 
 ``RefusalMetrics``: one document per request refused before any stream (401, 403,
 429), ``Refusals`` = 1 with the dimension ``Reason`` (``unauthorized``, ``forbidden``,
@@ -80,6 +82,8 @@ class StreamMetrics:
             emf.add_metric("TokensAfterDisconnect", "Count", s.tokens_after_disconnect)
         emf.add_metric("UpstreamRetries", "Count", s.upstream_retries)
         emf.add_metric("UpstreamFallbacks", "Count", 1 if s.upstream_fallback else 0)
+        emf.add_metric("ToolCalls", "Count", s.tool_calls)
+        emf.add_metric("ReasoningTokens", "Count", s.reasoning_tokens)
         if s.served_provider:
             emf.add_metadata("ServedBy", f"{s.served_provider}:{s.served_model}")
         emf.add_metadata("stream_id", s.stream_id)
