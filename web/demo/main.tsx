@@ -5,7 +5,7 @@
  *   ?api=https://abc.lambda-url.eu-west-1.on.aws&ws=wss://xyz.execute-api.eu-west-1.amazonaws.com/prod
  * Defaults: the page's own origin for HTTP (scripts/dev serves it at /demo/),
  * and ws://<same host>:8001 for the local WebSocket gateway.
- * Also accepted: transport=sse|eventsource|websocket, provider, model, prompt.
+ * Also accepted: transport=sse|eventsource|websocket, provider, model, prompt, reasoning=1, tools=1.
  *
  * The API key is typed into its field, never taken from the URL: it is kept in this
  * tab's sessionStorage only, logged nowhere, and sent on every transport (Authorization
@@ -18,6 +18,7 @@ import { createRoot } from "react-dom/client";
 import { describeError } from "../src/describe.js";
 import { useStreamingChat, type Transport, type UseStreamingChat } from "../src/react.js";
 import { whatToDo } from "./advice.js";
+import { partOptions, Reasoning, ToolCalls } from "./parts.js";
 import { useDeployment } from "./deployment.js";
 
 const params = new URLSearchParams(location.search);
@@ -91,6 +92,8 @@ function App() {
   const [model, setModel] = useState(params.get("model") ?? "");
   const [prompt, setPrompt] = useState(params.get("prompt") ?? "Tell me, one token at a time, how TokenRelay streams an answer from AWS Lambda to this page.");
   const [apiKey, setApiKey] = useState(storedKey);
+  const [reasoning, setReasoning] = useState(params.get("reasoning") === "1");
+  const [tools, setTools] = useState(params.get("tools") === "1");
   const key = apiKey.trim();
   const deployment = useDeployment(api, key);
   const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws, clientId: CLIENT_ID, ...(key ? { token: key } : {}) });
@@ -103,6 +106,7 @@ function App() {
       message: prompt,
       ...(provider ? { provider } : {}),
       ...(model.trim() ? { model: model.trim() } : {}),
+      ...partOptions(reasoning, tools),
     });
   };
 
@@ -170,6 +174,17 @@ function App() {
               ))}
             </datalist>
           </label>
+          <fieldset>
+            <legend>Ask for</legend>
+            <label title="reasoning: {effort: low}; echo thinks out loud first">
+              <input type="checkbox" data-testid="want-reasoning" checked={reasoning} onChange={(e) => setReasoning(e.target.checked)} />
+              Reasoning
+            </label>
+            <label title="offers get_weather; echo calls it when the prompt names it">
+              <input type="checkbox" data-testid="want-tools" checked={tools} onChange={(e) => setTools(e.target.checked)} />
+              Tools (get_weather)
+            </label>
+          </fieldset>
         </div>
         {deployment.problem && <p className="hint" data-testid="deployment-problem">{deployment.problem}</p>}
         {deployment.auth === "api_key" && !key && (
@@ -211,8 +226,10 @@ function App() {
             {chat.provider ? `${chat.provider} / ${chat.model}` : ""} {chat.transport}
           </span>
         </div>
+        <Reasoning text={chat.reasoning} blocks={chat.thinkingBlocks} streaming={chat.isStreaming && !chat.content && chat.toolCalls.length === 0} />
+        <ToolCalls calls={chat.toolCalls} />
         <div className={`output ${chat.content ? "" : "empty"}`} data-testid="output">
-          {chat.content || (chat.isStreaming ? "" : "The answer appears here as it streams.")}
+          {chat.content || (chat.isStreaming || chat.toolCalls.length > 0 ? "" : "The answer appears here as it streams.")}
         </div>
       </section>
 

@@ -10,6 +10,7 @@
  * leaves the time to first token out of it.
  */
 
+import type { ChatPart, ThinkingBlock, ToolCall } from "./parts.js";
 import type { CancelReason, ChatError, ConnectionState, UsageEvent } from "./types.js";
 
 export type Transport = "sse" | "eventsource" | "websocket";
@@ -19,6 +20,14 @@ export interface ChatState {
   status: ChatStatus;
   isStreaming: boolean;
   content: string;
+  /** The reasoning text so far (section 11). */
+  reasoning: string;
+  /** The model's tool calls, each with its arguments as they stream. */
+  toolCalls: ToolCall[];
+  /** The answer in order: runs of text, of reasoning, and tool calls. */
+  parts: ChatPart[];
+  /** Signed or redacted reasoning blocks, to send back with the assistant message of a tool loop. */
+  thinkingBlocks: ThinkingBlock[];
   error: ChatError | null;
   usage: UsageEvent | null;
   progress: ChatProgress;
@@ -52,6 +61,10 @@ export function initialState(transport: Transport = "sse"): ChatState {
     status: "idle",
     isStreaming: false,
     content: "",
+    reasoning: "",
+    toolCalls: [],
+    parts: [],
+    thinkingBlocks: [],
     error: null,
     usage: null,
     progress: EMPTY_PROGRESS,

@@ -26,6 +26,7 @@
 import { streamChatEventSource, type EventSourceFactory } from "./eventsource.js";
 import { cancelStream, checkKey, streamChat, type FetchLike } from "./http.js";
 import { initialState, ProgressMeter, type ChatState, type Transport } from "./chat-state.js";
+import { PartsBuilder, type PartEvent, type ToolCall } from "./parts.js";
 import { type ChatRequest, type ConnectionState, type StartEvent, type StreamHandlers, type TerminalEvent, clientError } from "./types.js";
 import { TokenRelaySocket, type SocketOptions, type SocketStatus, type StatusDetail, type WebSocketFactory } from "./websocket.js";
 
@@ -46,6 +47,8 @@ export interface ChatOptions {
   token?: string;
   /** WebSocket `client_id` (the owner of its streams). */
   clientId?: string;
+  /** A tool call the model made, once its arguments are complete (section 11): run the tool here. */
+  onToolCall?: (call: ToolCall) => void;
   /** How long `cancel()` waits for the server's `cancelled` before ending the stream here. */
   cancelTimeoutMs?: number;
   /** Share one socket between controllers (not closed by `detach`). */
@@ -69,6 +72,8 @@ interface Run {
   abort: AbortController;
   meter: ProgressMeter;
   pending: string;
+  parts: PartsBuilder;
+  partsChanged: boolean;
   cancelRequested: boolean;
   cancelTimer: ReturnType<typeof setTimeout> | null;
   socketCancel: (() => void) | null;
@@ -121,6 +126,8 @@ export class ChatController {
       abort: new AbortController(),
       meter: new ProgressMeter(this.now()),
       pending: "",
+      parts: new PartsBuilder(),
+      partsChanged: false,
       cancelRequested: false,
       cancelTimer: null,
       socketCancel: null,
@@ -264,9 +271,15 @@ export class ChatController {
         if (this.run !== run) return;
         run.meter.text(tokens, this.now());
         run.pending += text;
+        run.parts.text(text);
+        run.partsChanged = true;
         if (this.state.connection !== null) this.flush(run, { connection: null }); // text flows again
         else this.scheduleFrame(run);
       },
+      onReasoning: (event) => this.part(run, event),
+      onToolCallStart: (event) => this.part(run, event),
+      onToolCallDelta: (event) => this.part(run, event),
+      onToolCallEnd: (event) => this.part(run, event),
       onUsage: (usage) => {
         if (this.run !== run) return;
         run.meter.exact(usage.completion_tokens);
@@ -276,6 +289,21 @@ export class ChatController {
       onCancelled: (event) => this.end(run, event),
       onError: (event) => this.end(run, event),
     };
+  }
+
+  /** A reasoning or tool call part: folded into the parts, published with the next frame. */
+  private part(run: Run, event: PartEvent): void {
+    if (this.run !== run) return;
+    if (event.kind === "reasoning" || event.kind === "tool_call_delta") run.meter.text(event.tokens, this.now());
+    const completed = run.parts.add(event);
+    run.partsChanged = true;
+    if (completed !== null) {
+      this.flush(run, {}); // the UI shows the whole call before the tool runs
+      this.options.onToolCall?.(completed);
+      return;
+    }
+    if (this.state.connection !== null) this.flush(run, { connection: null });
+    else this.scheduleFrame(run);
   }
 
   private scheduleFrame(run: Run): void {
@@ -297,7 +325,9 @@ export class ChatController {
   private flush(run: Run, extra: Partial<ChatState>): void {
     const content = run.pending ? this.state.content + run.pending : this.state.content;
     run.pending = "";
-    this.publish({ ...this.state, ...extra, content, progress: run.meter.read(this.now()) });
+    const parts = run.partsChanged ? run.parts.snapshot() : {};
+    run.partsChanged = false;
+    this.publish({ ...this.state, ...extra, ...parts, content, progress: run.meter.read(this.now()) });
   }
 
   private end(run: Run, event: TerminalEvent): void {

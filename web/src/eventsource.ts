@@ -23,6 +23,7 @@
  */
 
 import { cancelStream, type CancelOptions, type HttpOptions } from "./http.js";
+import { dispatchPart, PART_EVENTS, toPart } from "./parts.js";
 import {
   type ChatRequest,
   type ConnectionState,
@@ -204,6 +205,15 @@ export function streamChatEventSource(
         seq = id;
         if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq, tokens: 1 });
       });
+      for (const name of PART_EVENTS) {
+        on(name, (data, event) => {
+          const id = /^\d+$/.test(event.lastEventId) ? Number(event.lastEventId) : seq + 1;
+          if (id <= seq) return; // seen before a resume
+          seq = id;
+          const part = toPart(name, data, seq);
+          if (part !== null) dispatchPart(handlers, part);
+        });
+      }
       on("usage", (data) => handlers.onUsage?.(toUsage(data)));
       on("done", (data) => finish(toDone(data)));
       on("cancelled", (data) => finish(toCancelled(data)));

@@ -25,6 +25,7 @@
 
 import { cancelStream, errorMessage, fetchOf, readJson, type HttpOptions } from "./calls.js";
 import { SseParser, type SseEvent } from "./sse.js";
+import { dispatchPart, toPart } from "./parts.js";
 import {
   type ChatRequest,
   type ChatError,
@@ -147,11 +148,18 @@ export async function streamChat(
           handlers.onStart?.(start);
           break;
         }
-        case "message": {
+        case "message":
+        case "reasoning":
+        case "tool_call_start":
+        case "tool_call_delta":
+        case "tool_call_end": {
           const id = event.hasId && /^\d+$/.test(event.id) ? Number(event.id) : seq + 1;
           if (id <= seq) break; // seen before a resume
           seq = id;
-          if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq, tokens: 1 });
+          if (event.event !== "message") {
+            const part = toPart(event.event, data, seq);
+            if (part !== null) dispatchPart(handlers, part);
+          } else if (typeof data.text === "string") handlers.onText?.({ text: data.text, seq, tokens: 1 });
           break;
         }
         case "usage":

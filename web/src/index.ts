@@ -10,6 +10,18 @@ export { parseSse, SseParser } from "./sse.js";
 export type { SseEvent, SseParserCallbacks } from "./sse.js";
 export { describeError } from "./describe.js";
 export { endpoint } from "./types.js";
+export { dispatchPart, PART_EVENTS, PartsBuilder, toPart } from "./parts.js";
+export type {
+  ChatPart,
+  PartEvent,
+  PartHandlers,
+  ReasoningEvent,
+  ThinkingBlock,
+  ToolCall,
+  ToolCallDeltaEvent,
+  ToolCallEndEvent,
+  ToolCallStartEvent,
+} from "./parts.js";
 export type {
   CancelledEvent,
   CancelReason,
@@ -23,6 +35,8 @@ export type {
   StreamHandlers,
   TerminalEvent,
   TextEvent,
+  ToolCallParam,
+  ToolDefinition,
   UsageEvent,
 } from "./types.js";
 export { backoffDelay, DEFAULT_BACKOFF, DEFAULT_MAX_CONNECT_ATTEMPTS, DEFAULT_MAX_RECONNECT_ATTEMPTS } from "./reconnect.js";

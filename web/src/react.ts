@@ -5,6 +5,11 @@
  *   <button onClick={() => chat.send("Hello")} disabled={chat.isStreaming}>Send</button>
  *   <button onClick={chat.cancel} disabled={!chat.isStreaming}>Stop</button>
  *   <p>{chat.content}</p>  {chat.error && <p>{chat.error.error}</p>}
+ *   <details><summary>Reasoning</summary>{chat.reasoning}</details>
+ *   {chat.toolCalls.map((c) => <pre key={c.index}>{c.name}({c.arguments})</pre>)}   // as they stream
+ *
+ * `options.onToolCall(call)` fires once per tool call, when its arguments are complete;
+ * `chat.parts` is the whole answer in order (text, reasoning, tool calls: docs/protocol.md §11).
  *
  * State comes from a `ChatController` through `useSyncExternalStore`: text is
  * published once per animation frame (not once per token), and on unmount the
@@ -48,3 +53,4 @@ export function useStreamingChat(options: ChatOptions = {}): UseStreamingChat {
 
 export { ChatController } from "./chat.js";
 export type { ChatOptions, ChatProgress, ChatState, ChatStatus, Transport } from "./chat.js";
+export type { ChatPart, ThinkingBlock, ToolCall } from "./parts.js";

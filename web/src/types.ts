@@ -7,11 +7,31 @@
  * terminal event (it never rejects).
  */
 
-export type Role = "system" | "user" | "assistant";
+import type { PartHandlers, ThinkingBlock } from "./parts.js";
+
+export type Role = "system" | "user" | "assistant" | "tool";
+
+/** A tool call as an assistant message carries it back (OpenAI's shape). */
+export interface ToolCallParam {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
 
 export interface ChatMessage {
   role: Role;
-  content: string;
+  /** `null` only for an assistant message with `tool_calls`. */
+  content: string | null;
+  tool_calls?: ToolCallParam[];
+  /** A `tool` message: the call it answers. */
+  tool_call_id?: string;
+  /** An assistant message: the signed reasoning blocks to send back (section 11). */
+  thinking_blocks?: ThinkingBlock[];
+}
+
+export interface ToolDefinition {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
 }
 
 /** Request body (section 1). Exactly one of `message` / `messages`. */
@@ -23,6 +43,11 @@ export interface ChatRequest {
   model?: string;
   max_tokens?: number;
   temperature?: number;
+  tools?: ToolDefinition[];
+  tool_choice?: "auto" | "none" | "required" | { type: "function"; function: { name: string } };
+  parallel_tool_calls?: boolean;
+  /** Reasoning settings (section 11): an effort, a token budget, or both. */
+  reasoning?: { effort?: "none" | "minimal" | "low" | "medium" | "high"; budget_tokens?: number };
 }
 
 export interface StartEvent {
@@ -46,6 +71,8 @@ export interface UsageEvent {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Of `completion_tokens`, when the provider counts them apart. */
+  reasoning_tokens?: number;
 }
 
 export interface DoneEvent {
@@ -107,7 +134,7 @@ export interface ConnectionState {
   delayMs?: number;
 }
 
-export interface StreamHandlers {
+export interface StreamHandlers extends PartHandlers {
   onStart?(event: StartEvent): void;
   onText?(event: TextEvent): void;
   onUsage?(event: UsageEvent): void;
@@ -146,7 +173,9 @@ export function toStart(data: Json): StartEvent {
 export function toUsage(data: Json): UsageEvent {
   const prompt = num(data.prompt_tokens);
   const completion = num(data.completion_tokens);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: num(data.total_tokens, prompt + completion) };
+  const usage: UsageEvent = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: num(data.total_tokens, prompt + completion) };
+  if (typeof data.reasoning_tokens === "number") usage.reasoning_tokens = data.reasoning_tokens;
+  return usage;
 }
 
 export function toDone(data: Json): DoneEvent {

@@ -12,6 +12,7 @@
  * `resumeTimeoutMs`, its producer is gone, and it ends with `resume_timeout`.
  */
 
+import { dispatchPart, toPart } from "./parts.js";
 import {
   type ChatError,
   type ChatRequest,
@@ -227,6 +228,17 @@ export class SocketStreams {
           entry.handlers.onText?.({ text: message.content, seq, tokens: count });
         }
         break;
+      case "reasoning":
+      case "tool_call_start":
+      case "tool_call_delta":
+      case "tool_call_end": {
+        const seq = typeof message.seq === "number" ? message.seq : entry.lastSeq + 1;
+        if (seq <= entry.lastSeq) break; // already seen before a resume
+        entry.lastSeq = seq;
+        const part = toPart(type, message, seq);
+        if (part !== null) dispatchPart(entry.handlers, part);
+        break;
+      }
       case "usage":
         entry.handlers.onUsage?.(toUsage(message));
         break;
