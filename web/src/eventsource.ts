@@ -4,8 +4,9 @@
  * For pages that prefer the browser's own SSE reader. Same handlers and result
  * as `streamChat`, with two limits that come from EventSource itself:
  *
- * - the request travels in the query string, so `messages` (a history) cannot
- *   be sent: use `streamChat` (POST) for that;
+ * - the request travels in the query string, so `messages` (a history), `tools`,
+ *   `tool_choice`, `parallel_tool_calls` and `reasoning` cannot be sent (an
+ *   `invalid_request` naming the field, never a silent drop): use `streamChat` (POST);
  * - a refused request (400, 422...) only shows as a connection error, since
  *   EventSource hides HTTP statuses and bodies.
  *
@@ -69,7 +70,10 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
   resumeDelayMs?: number;
 }
 
-export type QueryRequest = Omit<ChatRequest, "messages">;
+/** What a POST body may hold that a query string cannot. */
+const BODY_ONLY = ["messages", "tools", "tool_choice", "parallel_tool_calls", "reasoning"] as const;
+
+export type QueryRequest = Omit<ChatRequest, (typeof BODY_ONLY)[number]>;
 
 const QUERY_FIELDS = ["message", "system", "provider", "model", "max_tokens", "temperature"] as const;
 
@@ -119,8 +123,10 @@ export function streamChatEventSource(
       finish({ type: "cancelled", stream_id: streamId, reason: "client" });
     };
 
-    if ("messages" in request) {
-      finish(clientError("invalid_request", "messages: not supported by EventSource (GET); use streamChat", false, { field: "messages" }));
+    const bodyOnly = BODY_ONLY.find((field) => field in request);
+    if (bodyOnly !== undefined) {
+      const error = `${bodyOnly}: not supported by EventSource (GET); use streamChat`;
+      finish(clientError("invalid_request", error, false, { field: bodyOnly }));
       return;
     }
     if (signal?.aborted) {
