@@ -96,8 +96,11 @@ async def test_openai_sdk_runs_a_tool_loop(loop_app: Any, sdk: openai.AsyncOpenA
     }
     # OpenAI-exact: the first chunk of the call has id, type and name; later ones only arguments.
     deltas = [tc for c in raw_chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    assert deltas[0].id == call.id and deltas[0].type == "function" and deltas[0].function.name == "get_weather"
-    assert all(d.id is None and d.function.name is None for d in deltas[1:]) and len(deltas) >= 2
+    first_fn = deltas[0].function
+    assert deltas[0].id == call.id and deltas[0].type == "function"
+    assert first_fn is not None and first_fn.name == "get_weather"
+    assert all(d.id is None and (d.function is None or d.function.name is None) for d in deltas[1:])
+    assert len(deltas) >= 2
 
     # Turn 2: the call and its result go back; the model answers.
     messages: list[ChatCompletionMessageParam] = [
@@ -163,7 +166,8 @@ async def test_whole_completion_has_tool_calls_and_reasoning(loop_app: Any, sdk:
 
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "tool_calls" and message.content is None
-    assert message.tool_calls is not None and message.tool_calls[0].function.name == "get_weather"
+    assert message.tool_calls is not None and message.tool_calls[0].type == "function"
+    assert message.tool_calls[0].function.name == "get_weather"
     extra = message.model_extra or {}
     assert extra["reasoning_content"] == f"Thinking about: {QUESTION[0]['content']}"
     assert extra["thinking_blocks"][0]["signature"].startswith("echo-")

@@ -15,6 +15,7 @@ from tests.fakes.output_log import MemoryOutputLog
 from tokenrelay import (
     PART_TYPES,
     ChatRequest,
+    Part,
     ReasoningDelta,
     RequestInvalid,
     Settings,
@@ -47,7 +48,7 @@ SETTINGS = Settings.from_env(
 )
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": CITY}}
-PARTS = [
+PARTS: list[Part] = [
     ReasoningDelta("Let ", 1),
     ReasoningDelta("me.", 2),
     ReasoningDelta("", 3, signature="sig"),

@@ -245,8 +245,8 @@ class BedrockStreamState:
                 return ToolStart(index, str(tool["toolUseId"]), str(tool["name"]))
             block_stop = event.get("contentBlockStop")
             if block_stop is not None:
-                index = self.tools.get(int(block_stop.get("contentBlockIndex", -1)))
-                return None if index is None else ToolEnd(index)
+                ended = self.tools.get(int(block_stop.get("contentBlockIndex", -1)))
+                return None if ended is None else ToolEnd(ended)
             stop = event.get("messageStop")
             if stop is not None:
                 self.done = True
