@@ -296,3 +296,15 @@ def test_request_fields_give_the_same_request_back() -> None:
     request = parse_chat_request(body, SETTINGS)
     assert parse_chat_request(request_fields(request), SETTINGS) == request
     assert request.messages[1].content == "" and request.messages[1].tool_calls[0].input() == {}
+
+
+@pytest.mark.parametrize("extra", [{"tools": [TOOL]}, {"reasoning": {"effort": "low"}}])
+async def test_stream_simple_refuses_what_raw_text_cannot_carry(extra: dict[str, Any]) -> None:
+    import httpx
+
+    from tokenrelay_http import create_app
+
+    app = create_app(SETTINGS, store=MemoryStreamStore())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        response = await client.post("/chat/stream-simple", json={"message": "hi get_weather", **extra})
+    assert response.status_code == 400 and response.json()["field"] == next(iter(extra))

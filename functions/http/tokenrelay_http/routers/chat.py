@@ -105,7 +105,11 @@ def router(http: Http) -> APIRouter:
 
     @routes.post("/chat/stream-simple", response_class=StreamChannel, openapi_extra=docs.simple())
     async def chat_stream_simple(request: Request) -> StreamChannel:
-        run = await runs.start(request, parse_chat_request(await chat_body(request), settings))
+        chat = parse_chat_request(await chat_body(request), settings)
+        for field, value in (("tools", chat.tools), ("reasoning", chat.reasoning)):
+            if value:  # raw text has no place for tool calls or reasoning: say so, never drop them
+                raise RequestInvalid(field, "not supported by /chat/stream-simple (text only): use /chat/stream")
+        run = await runs.start(request, chat)
         headers = {**STREAM_HEADERS, "X-Stream-Id": run.stream_id}
         return StreamChannel(
             text_body(run), media_type="text/plain", headers=headers, write_timeout_s=http.write_timeout_s
