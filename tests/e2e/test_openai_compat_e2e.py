@@ -185,10 +185,11 @@ async def test_openai_sdk_models_lists_and_retrieves_what_the_deployment_allows(
     ("kwargs", "param"),
     [
         ({"n": 2}, "n"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name", "parameters": {}}}]}, "tools"),
         ({"extra_body": {"colour": "red"}}, "colour"),
         ({"max_tokens": 100_000}, "max_tokens"),
-        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "t"}]}, "messages[0].role"),
+        ({"messages": [{"role": "function", "content": "x", "name": "f"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "t"}]}, "messages"),  # answers no call
     ],
 )
 async def test_openai_sdk_bad_request_raises_bad_request_error_naming_param(
@@ -280,7 +281,8 @@ async def test_openai_raw_stream_is_openai_framing_byte_for_byte(http: httpx.Asy
         + "".join(delta(t) for t in ("You ", "said: ", "Hello ", "there"))
         + f'data: {{{head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}],'
         '"usage":null}\n\n'
-        f'data: {{{head},"choices":[],"usage":{{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6}}}}\n\n'
+        f'data: {{{head},"choices":[],"usage":{{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6,'
+        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
         "data: [DONE]\n\n"
     )
 
