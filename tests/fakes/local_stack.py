@@ -1,15 +1,17 @@
 """The local stack for the end-to-end and browser tests, as ``scripts/dev`` runs it.
 
 - ``local_aws()``: ``scripts/devstack/dynamodb.py`` in its own process: moto's server mode
-  enforcing IAM per access key. The tests' own clients (table set-up, reading records as an
-  operator would) use its admin key; no product code runs with it.
-- ``function_stack(aws, env, http=..., ws=...)``: one IAM identity per function with exactly
-  its ``template.yaml`` policy, the template's tables (named from ``env``), the HTTP function
-  behind the local Function URL (``frontdoor.py``: one request per process environment) and
-  the WebSocket gateway with each function and the worker in their own processes, all with
-  ``env`` on top of this process's environment. Every environment's output goes to a
-  ``LogCapture``: the EMF metrics documents and the log lines tests read, and the
-  ``AccessDenied`` lines that fail a test (``assert_no_access_denied``).
+  enforcing IAM per access key, its writes atomic, with the DynamoDB faults tests inject
+  (``scripts/devstack/dynamodb_faults.py``). The tests' own clients (table set-up, reading
+  records as an operator would) use its admin key; no product code runs with it.
+- ``function_stack(aws, env, http=..., ws=..., http_api=...)``: one IAM identity per function
+  with exactly its ``template.yaml`` policy, the template's tables (named from ``env``), the
+  HTTP function behind the local Function URL (``frontdoor.py``: one request per process
+  environment), the WebSocket gateway with each function and the worker in their own
+  processes, and the HTTP API (``httpapi.py``: ApiFunction the same way), all with ``env`` on
+  top of this process's environment. Every environment's output goes to a ``LogCapture``: the
+  EMF metrics documents and the log lines tests read, and the ``AccessDenied`` lines that fail
+  a test (``assert_no_access_denied``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from scripts.devstack import stack as devstack
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
 from scripts.devstack.stack import LambdaSettings, front_door, setup, websocket_functions
+from scripts.devstack.tables import load_template
 from tests.fakes.servers import free_port, serve
 
 # The gateway imports its sibling modules by their own names: use those classes (one Denied, one Identity).
@@ -131,10 +134,25 @@ class FunctionStack:
     front: Any  # frontdoor.FrontDoor
     logs: LogCapture
     identities: dict[str, Any]  # stack.Identity by function
+    env: dict[str, str]  # the stack's environment: what every function runs with, besides its own
+    lambdas: LambdaSettings
+    template: Path | None = None
+    http_api: str = ""  # the local HTTP API ("" without http_api)
 
     def assert_no_access_denied(self, since: int = 0) -> None:
         denied = self.logs.access_denied(since)
         assert not denied, f"a function was refused a call its template role should allow: {denied[:3]}"
+
+    @contextmanager
+    def serve_http_api(self, template: dict[str, Any] | None = None, **overrides: str) -> Iterator[str]:
+        """Another HTTP API on this stack's tables and identities: ``template`` (a changed copy of
+        the stack's), its functions' variables ``overrides``; its URL."""
+        from scripts.devstack.httpapi import build
+
+        data = template if template is not None else load_template(self.template or devstack.template_path({}))
+        api = build(data, self.identities, self.env, overrides, lambdas=self.lambdas, sink=self.logs)
+        with serve(api) as url:
+            yield url
 
 
 class _GatewayDenials(logging.Handler):
@@ -155,6 +173,7 @@ def function_stack(
     *,
     http: bool = True,
     ws: bool = False,
+    http_api: bool = False,
     name: str = "e2e",
     lambdas: LambdaSettings = TEST_LAMBDAS,
     template: Path | None = None,
@@ -189,4 +208,7 @@ def function_stack(
             authorizer = Authorizer([*identities.values(), admin])  # the tests' own calls are the operator's
             gateway = Gateway(config, routes=routes, functions=functions, authorizer=authorizer)
             ws_url = stack.enter_context(serving(gateway))
-        yield FunctionStack(http_url, ws_url, gateway, front, logs, identities)
+        made = FunctionStack(http_url, ws_url, gateway, front, logs, identities, full, lambdas, template)
+        if http_api:
+            made.http_api = stack.enter_context(made.serve_http_api())
+        yield made
