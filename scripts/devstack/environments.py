@@ -267,6 +267,18 @@ class Pool(Generic[E]):
         await asyncio.gather(*(e.stop() for e in everyone), return_exceptions=True)
 
 
+TEST_LAYER = "TOKENRELAY_TEST_LAYER"
+
+
+def python_path(env: Mapping[str, str], *paths: object) -> str:
+    """An environment's ``PYTHONPATH``: its layers and code (``paths``), after the test layer the
+    stack's environment may name (``TOKENRELAY_TEST_LAYER``: a directory of hooks a test turns on
+    by variable, found first as a Lambda layer's ``python/`` would be; ``tests/fakes/layer``).
+    ``scripts/dev`` never sets it."""
+    layer = env.get(TEST_LAYER)
+    return os.pathsep.join([*([layer] if layer else []), *(str(p) for p in paths)])
+
+
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a new process: this one's, with ``extra`` on top."""
     return {**os.environ, **extra}

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink
+from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
@@ -113,7 +113,7 @@ class FrontDoor:
             **self.env,
             "PORT": str(port),
             "PATH": python_dir + os.pathsep + self.env.get("PATH", os.defpath),  # run.sh's `python`
-            "PYTHONPATH": str(ROOT / "layers" / "core"),  # the layer, /opt/python on AWS
+            "PYTHONPATH": python_path(self.env, ROOT / "layers" / "core"),  # the layer, /opt/python on AWS
             "LAMBDA_TASK_ROOT": str(self.code_dir),
         }
         cpu = None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from environments import LogSink, Pool, ProcessEnv, print_sink
+from environments import LogSink, Pool, ProcessEnv, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = Path(__file__).resolve().parent / "lambda_runtime.py"
@@ -177,7 +177,7 @@ class ProcessFunction:
 
     async def _start(self, name: str) -> HandlerEnv:
         layer = ROOT / "layers" / "core"
-        env = {**self.env, "PYTHONPATH": os.pathsep.join([str(layer), str(self.spec.code_dir)])}
+        env = {**self.env, "PYTHONPATH": python_path(self.env, layer, self.spec.code_dir)}
         cpu = None
         if self.cpu_share:
             from cpu_share import CpuShare

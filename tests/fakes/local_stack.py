@@ -144,6 +144,16 @@ class FunctionStack:
         assert not denied, f"a function was refused a call its template role should allow: {denied[:3]}"
 
     @contextmanager
+    def serve_front_door(self, **overrides: str) -> Iterator[str]:
+        """Another Function URL on this stack's tables and identities, the StreamFunction with its
+        variables ``overrides`` (a second deployment of it, say with a shorter timeout); its URL."""
+        front = front_door(
+            self.identities, {**self.env, **overrides}, lambdas=self.lambdas, sink=self.logs, template=self.template
+        )
+        with serve(front) as url:
+            yield url
+
+    @contextmanager
     def serve_http_api(self, template: dict[str, Any] | None = None, **overrides: str) -> Iterator[str]:
         """Another HTTP API on this stack's tables and identities: ``template`` (a changed copy of
         the stack's), its functions' variables ``overrides``; its URL."""
