@@ -23,6 +23,9 @@ what was injected), cleared with ``DELETE``. Two ways to choose the calls:
 - ``chaos``: every call, at random (``seed``): ``throttle_rate``, ``error_rate``, ``delay_ms``,
   ``stall_rate``/``stall_s``; ``spare`` ("Operation@table") keeps some calls out of it.
 
+Both may be limited to some ``callers`` (access key ids: the functions' identities), so that
+a test's own reads, as the operator, see DynamoDB as it is. A hang holds every caller.
+
 Only for the local stack (127.0.0.1): a deployment has no such thing, and no product code
 calls it. ``set_faults``/``injected`` are the tests' client.
 """
@@ -57,8 +60,11 @@ class Rule:
     operations: tuple[str, ...] = ()
     table: str = ""
     contains: str = ""
+    callers: tuple[str, ...] = ()
 
-    def matches(self, operation: str, table: str, body: bytes) -> bool:
+    def matches(self, caller: str, operation: str, table: str, body: bytes) -> bool:
+        if self.callers and caller not in self.callers:
+            return False
         if self.operations and operation not in self.operations:
             return False
         if self.table and self.table != table:
@@ -74,6 +80,7 @@ class Chaos:
     stall_rate: float = 0.0
     stall_s: float = 0.0
     spare: tuple[str, ...] = ()  # "Operation@table": never faulted (e.g. a stream record's create)
+    callers: tuple[str, ...] = ()  # access key ids; empty: everyone
     seed: int = 0
     rng: random.Random = field(init=False, repr=False)
 
@@ -102,7 +109,7 @@ class Faults:
         body = _read_body(environ)
         operation = target.rpartition(".")[2]
         table = _table(body)
-        answer, pause = self._choose(operation, table, body)
+        answer, pause = self._choose(_caller(environ), operation, table, body)
         if pause > 0:
             time.sleep(pause)
         if answer is not None:
@@ -111,15 +118,17 @@ class Faults:
             return _error(start_response, "error")  # the client gave up: the call is never applied
         return self.app(environ, start_response)
 
-    def _choose(self, operation: str, table: str, body: bytes) -> tuple[str | None, float]:
+    def _choose(self, caller: str, operation: str, table: str, body: bytes) -> tuple[str | None, float]:
         with self._lock:
             for rule in self.rules:
-                if rule.count > 0 and rule.matches(operation, table, body):
+                if rule.count > 0 and rule.matches(caller, operation, table, body):
                     rule.count -= 1
                     self.injected[rule.name] += 1
                     return rule.answer, 0.0
             chaos = self.chaos
             if chaos is None or f"{operation}@{table}" in chaos.spare:
+                return None, 0.0
+            if chaos.callers and caller not in chaos.callers:
                 return None, 0.0
             roll = chaos.rng.random()
             pause = chaos.rng.uniform(*chaos.delay_ms) / 1000 + (chaos.stall_s if roll < chaos.stall_rate else 0.0)
@@ -149,9 +158,11 @@ class Faults:
             spec = json.loads(_read_body(environ) or b"{}") if method == "PUT" else {"rules": [], "chaos": None}
             with self._lock:
                 if "rules" in spec:
-                    self.rules = [Rule(**{**r, "operations": tuple(r.get("operations", ()))}) for r in spec["rules"]]
+                    self.rules = [Rule(**_tuples(r, "operations", "callers")) for r in spec["rules"]]
                 if "chaos" in spec:
-                    self.chaos = Chaos(**_chaos_fields(spec["chaos"])) if spec["chaos"] else None
+                    self.chaos = (
+                        Chaos(**_tuples(spec["chaos"], "delay_ms", "spare", "callers")) if spec["chaos"] else None
+                    )
                 if "rules" in spec or "chaos" in spec:
                     self.injected.clear()
                 self.hang = bool(spec.get("hang", False if method == "DELETE" else self.hang))
@@ -162,12 +173,8 @@ class Faults:
         return [out]
 
 
-def _chaos_fields(chaos: Mapping[str, Any]) -> dict[str, Any]:
-    fields = dict(chaos)
-    for name in ("delay_ms", "spare"):
-        if name in fields:
-            fields[name] = tuple(fields[name])
-    return fields
+def _tuples(spec: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: tuple(v) if k in names else v for k, v in spec.items()}
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -183,6 +190,13 @@ def _table(body: bytes) -> str:
     except ValueError:
         return ""
     return str(params.get("TableName") or next(iter(params.get("RequestItems") or {}), ""))
+
+
+def _caller(environ: dict[str, Any]) -> str:
+    """The access key id that signed the request (SigV4's ``Credential=KEY/...``)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    _, found, rest = authorization.partition("Credential=")
+    return rest.split("/", 1)[0] if found else ""
 
 
 def _client_left(environ: dict[str, Any]) -> bool:

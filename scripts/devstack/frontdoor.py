@@ -18,6 +18,12 @@ answers); the response streams through as it arrives, byte for byte, never buffe
   sees the disconnect; the environment may go on working (the resume grace period), so it
   is never handed another request: it retires after ``linger_s``.
 - Environments idle for ``idle_timeout_s`` retire.
+- Each request carries the invocation's context as the Web Adapter passes it:
+  ``x-amzn-lambda-context`` (JSON; ``deadline`` in epoch ms: the invocation's start plus the
+  function's ``Timeout``), replacing any such header from the client, so a stream ends before
+  its invocation would, as on AWS (``functions/http/deadline.py``). An invocation still running
+  at its ``Timeout`` is ended as Lambda ends it: the response stops, the environment is stopped
+  (``Task timed out``) and the next request gets a new one.
 
     python scripts/devstack/frontdoor.py --port 8000 --identities .dev/identities.json
 """
@@ -31,6 +37,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 READY_TIMEOUT_S = 30.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
+CONTEXT_HEADER = b"x-amzn-lambda-context"
+NOT_RELAYED = HOP_BY_HOP | {CONTEXT_HEADER.decode()}  # the adapter sets the context itself
 NOT_FORWARDED = {"PORT", "AWS_LAMBDA_EXEC_WRAPPER"}  # the adapter's own: this front door is the adapter
 log = logging.getLogger("tokenrelay.frontdoor")
 
@@ -91,8 +100,11 @@ class FrontDoor:
         linger_s: float = 35.0,
         memory_mb: int = 512,
         cpu_share: bool = False,
+        timeout_s: float = 900.0,
+        function_name: str = "tokenrelay-stream",
     ) -> None:
         self.env = {k: v for k, v in env.items() if k not in NOT_FORWARDED}
+        self.timeout_s, self.function_name = timeout_s, function_name
         self.code_dir, self.sink, self.linger_s = code_dir, sink, linger_s
         self.memory_mb, self.cpu_share = memory_mb, cpu_share
         self.client: httpx.AsyncClient | None = None
@@ -154,7 +166,10 @@ class FrontDoor:
             return
         cut = False
         try:
-            cut = await self._relay(environment, scope, bytes(body), receive, send)
+            cut = await asyncio.wait_for(self._relay(environment, scope, bytes(body), receive, send), self.timeout_s)
+        except TimeoutError:  # Lambda ends the invocation, and the environment with it
+            log.error("%s: Task timed out after %.2f seconds", environment.name, self.timeout_s)
+            await environment.stop(0)
         finally:
             await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0)
 
@@ -163,7 +178,8 @@ class FrontDoor:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in NOT_RELAYED]
+        headers.append((CONTEXT_HEADER, self._context()))
         client = self._client()
         delivered = asyncio.Event()  # an invocation, once started, gets its whole request even if the client left
 
@@ -213,6 +229,18 @@ class FrontDoor:
             log.error("%s: request failed: %r", environment.name, relaying.exception())
             return True
         return relaying not in done
+
+    def _context(self) -> bytes:
+        """The invocation's context, as the adapter serializes the Lambda runtime's (its ``Context``)."""
+        now_ms = int(time.time() * 1000)
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        context = {
+            "request_id": str(uuid.uuid4()),
+            "deadline": now_ms + int(self.timeout_s * 1000),
+            "invoked_function_arn": arn,
+            "env_config": {"function_name": self.function_name, "version": "$LATEST"},
+        }
+        return json.dumps(context, separators=(",", ":")).encode()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

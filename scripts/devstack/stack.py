@@ -134,6 +134,8 @@ def front_door(
         linger_s=grace + 5 if linger_s is None else linger_s,
         memory_mb=spec.memory_mb,
         cpu_share=lambdas.cpu_share,
+        timeout_s=spec.timeout_s,
+        function_name=spec.name,
     )
 
 

@@ -144,11 +144,16 @@ class FunctionStack:
         assert not denied, f"a function was refused a call its template role should allow: {denied[:3]}"
 
     @contextmanager
-    def serve_front_door(self, **overrides: str) -> Iterator[str]:
-        """Another Function URL on this stack's tables and identities, the StreamFunction with its
-        variables ``overrides`` (a second deployment of it, say with a shorter timeout); its URL."""
+    def serve_front_door(self, template: Path | None = None, **overrides: str) -> Iterator[str]:
+        """Another Function URL on this stack's tables and identities: the StreamFunction of
+        ``template`` (a changed copy of the stack's: ``changed_template``), with its variables
+        ``overrides``, as a second deployment of it; its URL."""
         front = front_door(
-            self.identities, {**self.env, **overrides}, lambdas=self.lambdas, sink=self.logs, template=self.template
+            self.identities,
+            {**self.env, **overrides},
+            lambdas=self.lambdas,
+            sink=self.logs,
+            template=template or self.template,
         )
         with serve(front) as url:
             yield url
@@ -174,6 +179,16 @@ class _GatewayDenials(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.logs("gateway", record.getMessage())
+
+
+def changed_template(directory: Path, function: str, **properties: Any) -> Path:
+    """A copy of template.yaml in ``directory`` whose ``function`` has these ``properties``
+    (``Timeout=2``): CloudFormation's long form, in JSON (which YAML reads)."""
+    data = load_template()
+    data["Resources"][function]["Properties"].update(properties)
+    path = directory / f"template-{function}-{'-'.join(f'{k}{v}' for k, v in properties.items())}.json"
+    path.write_text(json.dumps(data))
+    return path
 
 
 @contextmanager
