@@ -19,7 +19,8 @@ replaces what was set; new rules or chaos reset the counts), read with ``GET`` (
 what was injected), cleared with ``DELETE``. Two ways to choose the calls:
 
 - ``rules``: the next ``count`` calls that match (``operations``, ``table``, and a string the
-  request body ``contains``) get ``answer`` (throttle or error); a rule is used up after that.
+  request body ``contains``) get ``answer``: throttle, error, or ``delay`` (applied after
+  ``delay_s``); a rule is used up after that.
 - ``chaos``: every call, at random (``seed``): ``throttle_rate``, ``error_rate``, ``delay_ms``,
   ``stall_rate``/``stall_s``; ``spare`` ("Operation@table") keeps some calls out of it.
 
@@ -61,6 +62,7 @@ class Rule:
     table: str = ""
     contains: str = ""
     callers: tuple[str, ...] = ()
+    delay_s: float = 0.0  # answer "delay": how long the call waits before it is applied
 
     def matches(self, caller: str, operation: str, table: str, body: bytes) -> bool:
         if self.callers and caller not in self.callers:
@@ -124,6 +126,8 @@ class Faults:
                 if rule.count > 0 and rule.matches(caller, operation, table, body):
                     rule.count -= 1
                     self.injected[rule.name] += 1
+                    if rule.answer == "delay":
+                        return None, rule.delay_s
                     return rule.answer, 0.0
             chaos = self.chaos
             if chaos is None or f"{operation}@{table}" in chaos.spare:
