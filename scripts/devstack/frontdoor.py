@@ -16,7 +16,8 @@ answers); the response streams through as it arrives, byte for byte, never buffe
   ``LAMBDA_QUEUE_S=0``).
 - A client that leaves mid-response: the environment's connection is closed, so the app
   sees the disconnect; the environment may go on working (the resume grace period), so it
-  is never handed another request: it retires after ``linger_s``.
+  is handed no other request until that work is done (its stream's record ended:
+  ``abandoned.py``), and retires instead if that takes more than ``linger_s``.
 - Environments idle for ``idle_timeout_s`` retire.
 - Each request carries the invocation's context as the Web Adapter passes it:
   ``x-amzn-lambda-context`` (JSON; ``deadline`` in epoch ms: the invocation's start plus the
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from abandoned import StreamRecords
 from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +107,7 @@ class FrontDoor:
     ) -> None:
         self.env = {k: v for k, v in env.items() if k not in NOT_FORWARDED}
         self.timeout_s, self.function_name = timeout_s, function_name
+        self.records = StreamRecords(self.env)
         self.code_dir, self.sink, self.linger_s = code_dir, sink, linger_s
         self.memory_mb, self.cpu_share = memory_mb, cpu_share
         self.client: httpx.AsyncClient | None = None
@@ -164,17 +167,22 @@ class FrontDoor:
             log.error("%s: could not start an environment: %s", self.pool.name, exc)
             await _answer(send, 502, "ServiceException", "Internal Server Error")
             return
-        cut = False
+        cut, stream_id = False, ""
         try:
-            cut = await asyncio.wait_for(self._relay(environment, scope, bytes(body), receive, send), self.timeout_s)
+            relay = self._relay(environment, scope, bytes(body), receive, send)
+            cut, stream_id = await asyncio.wait_for(relay, self.timeout_s)
         except TimeoutError:  # Lambda ends the invocation, and the environment with it
             log.error("%s: Task timed out after %.2f seconds", environment.name, self.timeout_s)
             await environment.stop(0)
         finally:
-            await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0)
+            until = self.records.ended(stream_id) if cut and stream_id else None
+            await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0, until=until)
 
-    async def _relay(self, environment: HttpEnv, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> bool:
-        """Send the request to ``environment`` and stream its answer; True if the client left first."""
+    async def _relay(
+        self, environment: HttpEnv, scope: dict[str, Any], body: bytes, receive: Any, send: Any
+    ) -> tuple[bool, str]:
+        """Send the request to ``environment`` and stream its answer: whether the client left first,
+        and the stream it started or read (``X-Stream-Id``), if any."""
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -194,8 +202,12 @@ class FrontDoor:
             delivered.set()
         request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
 
+        stream_id = ""
+
         async def relay() -> None:
+            nonlocal stream_id
             response = await client.send(request, stream=True)
+            stream_id = response.headers.get("x-stream-id", "")
             try:
                 out = [
                     (k.encode("latin-1"), v.encode("latin-1"))
@@ -227,8 +239,8 @@ class FrontDoor:
             await asyncio.gather(relaying, watching, return_exceptions=True)
         if relaying in done and relaying.exception() is not None:
             log.error("%s: request failed: %r", environment.name, relaying.exception())
-            return True
-        return relaying not in done
+            return True, stream_id
+        return relaying not in done, stream_id
 
     def _context(self) -> bytes:
         """The invocation's context, as the adapter serializes the Lambda runtime's (its ``Context``)."""
@@ -254,6 +266,7 @@ class FrontDoor:
 
     async def aclose(self) -> None:
         await self.pool.close()
+        self.records.close()
         if self.client is not None:
             await self.client.aclose()
             self.client = None
