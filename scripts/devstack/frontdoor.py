@@ -117,7 +117,8 @@ class FrontDoor:
 
     def _client(self) -> httpx.AsyncClient:
         if self.client is None:
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            # no keep-alive: uvicorn closes an idle connection after 5 s, which could race its reuse
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
             self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5), limits=limits)
         return self.client
 

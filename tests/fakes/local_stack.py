@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,9 @@ class LogCapture:
     def __call__(self, env_name: str, line: str) -> None:
         with self._lock:
             self.lines.append(line)
-            self._file.write(f"[{env_name}] {line}\n")
-            self._file.flush()
+            if not self._file.closed:  # an environment's last words may come as the stack closes
+                self._file.write(f"[{env_name}] {line}\n")
+                self._file.flush()
 
     def mark(self) -> int:
         with self._lock:
@@ -137,26 +138,54 @@ class FunctionStack:
     env: dict[str, str]  # the stack's environment: what every function runs with, besides its own
     lambdas: LambdaSettings
     template: Path | None = None
+    admin: dict[str, str] = field(default_factory=dict)  # the operator's key (its calls to the gateway)
     http_api: str = ""  # the local HTTP API ("" without http_api)
+    fronts: dict[str, Any] = field(default_factory=dict)  # more Function URLs (serve_front_door), by URL
 
     def assert_no_access_denied(self, since: int = 0) -> None:
         denied = self.logs.access_denied(since)
         assert not denied, f"a function was refused a call its template role should allow: {denied[:3]}"
 
     @contextmanager
-    def serve_front_door(self, template: Path | None = None, **overrides: str) -> Iterator[str]:
+    def serve_front_door(
+        self, template: Path | None = None, lambdas: LambdaSettings | None = None, **overrides: str
+    ) -> Iterator[str]:
         """Another Function URL on this stack's tables and identities: the StreamFunction of
         ``template`` (a changed copy of the stack's: ``changed_template``), with its variables
-        ``overrides``, as a second deployment of it; its URL."""
+        ``overrides``, as a second deployment of it; its URL (its ``FrontDoor``: ``fronts[url]``)."""
         front = front_door(
             self.identities,
             {**self.env, **overrides},
-            lambdas=self.lambdas,
+            lambdas=lambdas or self.lambdas,
             sink=self.logs,
             template=template or self.template,
         )
         with serve(front) as url:
-            yield url
+            self.fronts[url] = front
+            try:
+                yield url
+            finally:
+                del self.fronts[url]
+
+    @contextmanager
+    def serve_gateway(self, **overrides: str) -> Iterator[tuple[str, Gateway]]:
+        """A WebSocket API on this stack's tables and identities, its functions with their variables
+        ``overrides``, each function and the worker in their own environments; its URL and gateway."""
+        port = free_port()
+        here = f"http://127.0.0.1:{port}"
+        env = {**self.env, **overrides}
+        routes, functions = websocket_functions(
+            self.identities, env, here, lambdas=self.lambdas, sink=self.logs, template=self.template
+        )
+        config = GatewayConfig.from_env(port=port)
+        config.route_keys = tuple(k for k in routes if not k.startswith("$"))
+        config.worker_function_name = next(iter(functions))
+        key, secret = self.admin["access_key_id"], self.admin["secret_access_key"]
+        admin = Identity("admin", "admin", key, secret, (ADMIN_POLICY,))
+        authorizer = Authorizer([*self.identities.values(), admin])  # the tests' own calls are the operator's
+        gateway = Gateway(config, routes=routes, functions=functions, authorizer=authorizer)
+        with serving(gateway) as url:
+            yield url, gateway
 
     @contextmanager
     def serve_http_api(self, template: dict[str, Any] | None = None, **overrides: str) -> Iterator[str]:
@@ -218,22 +247,9 @@ def function_stack(
         if http:
             front = front_door(identities, full, lambdas=lambdas, sink=logs, template=template, linger_s=linger_s)
             http_url = stack.enter_context(serve(front))
+        made = FunctionStack(http_url, ws_url, gateway, front, logs, identities, full, lambdas, template, aws.admin)
         if ws:
-            port = free_port()
-            here = f"http://127.0.0.1:{port}"
-            routes, functions = websocket_functions(
-                identities, full, here, lambdas=lambdas, sink=logs, template=template
-            )
-            config = GatewayConfig.from_env(port=port)
-            config.route_keys = tuple(k for k in routes if not k.startswith("$"))
-            config.worker_function_name = next(iter(functions))
-            admin = Identity(
-                "admin", "admin", aws.admin["access_key_id"], aws.admin["secret_access_key"], (ADMIN_POLICY,)
-            )
-            authorizer = Authorizer([*identities.values(), admin])  # the tests' own calls are the operator's
-            gateway = Gateway(config, routes=routes, functions=functions, authorizer=authorizer)
-            ws_url = stack.enter_context(serving(gateway))
-        made = FunctionStack(http_url, ws_url, gateway, front, logs, identities, full, lambdas, template)
+            made.ws, made.gateway = stack.enter_context(made.serve_gateway())
         if http_api:
             made.http_api = stack.enter_context(made.serve_http_api())
         yield made
