@@ -50,7 +50,7 @@ def compat_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: Fak
     }
     with function_stack(aws, env, name="openai-compat") as stack:
         store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
-        app = LocalApp(stack.http, store, upstream_server, stack)
+        app = LocalApp(stack.http, store, upstream_server, stack, aws)
         app.bedrock = bedrock_server  # type: ignore[attr-defined]
         yield app
         store.close()
