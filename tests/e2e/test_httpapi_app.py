@@ -27,6 +27,7 @@ from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
 from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.route_samples import sample_request
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "deploy.md")
 ROW = re.compile(r"^\| `([A-Z]+) (/\S*)` \| ([^|]+) \| ([^|]+) \|$")
