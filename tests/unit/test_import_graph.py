@@ -123,7 +123,9 @@ def _feature(module: str) -> str:
 
 def test_import_graph_reads_every_module_and_sees_the_core_used() -> None:
     # the walk itself works: it found the packages, and the functions' imports of the core
-    assert {"tokenrelay.stream._run", "tokenrelay_http.channel", "tokenrelay_ws.worker", "app", "worker"} <= set(MODULES)
+    assert {"tokenrelay.stream._run", "tokenrelay_http.channel", "tokenrelay_ws.worker", "app", "worker"} <= set(
+        MODULES
+    )
     assert {"tokenrelay", "tokenrelay.errors", "tokenrelay.protection"} <= GRAPH["tokenrelay_http.runs"]
     assert "tokenrelay_ws.worker" in GRAPH["worker"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -167,6 +169,8 @@ def test_the_two_functions_never_import_each_other_nor_scripts_or_tests() -> Non
         for side, other in ((http, ws), (ws, http))
         for module in side
         for target in GRAPH[module]
-        if target.split(".")[0] in NOT_SHIPPED or target in other or target.split(".")[0] in {o.split(".")[0] for o in other}
+        if target.split(".")[0] in NOT_SHIPPED
+        or target in other
+        or target.split(".")[0] in {o.split(".")[0] for o in other}
     }
     assert not wrong
