@@ -17,8 +17,8 @@ Import times are wall-clock under the share (``-X importtime`` adds its own few 
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import re
 import statistics
 import subprocess
@@ -115,7 +115,12 @@ def import_alone(module: str, memory_mb: int) -> tuple[float, float]:
 def table(title: str, init: list[Import], first: list[Import], limit: int = 14) -> str:
     a, b = by_package(init), by_package(first)
     names = list(dict.fromkeys([*list(a)[:limit], *list(b)[:limit]]))
-    rows = [f"**{title}** (self time by top-level package, ms)", "", "| package | init | first request |", "|---|---|---|"]
+    rows = [
+        f"**{title}** (self time by top-level package, ms)",
+        "",
+        "| package | init | first request |",
+        "|---|---|---|",
+    ]
     for name in names:
         rows.append(f"| {name} | {a.get(name, 0) / 1000:.0f} | {b.get(name, 0) / 1000:.0f} |")
     total_a, total_b = sum(a.values()) / 1000, sum(b.values()) / 1000
@@ -160,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-coldpath-") as tmp_dir:
         tmp = Path(tmp_dir)
-        upstream = Proc("upstream", [sys.executable, str(HERE / "upstream.py"), "--port", str(port)], dict(os.environ), tmp)
+        upstream = Proc(
+            "upstream", [sys.executable, str(HERE / "upstream.py"), "--port", str(port)], dict(os.environ), tmp
+        )
         try:
             upstream.wait_http(f"http://127.0.0.1:{port}/health")
             configure_upstream(port, 20, 5.0)
@@ -190,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             "| module | wall | CPU-s |", "|---|---|---|"]  # fmt: skip
     for module in HEAVY:
         runs = [import_alone(module, args.memory) for _ in range(args.runs)]
-        rows.append(f"| `{module}` | {statistics.median(r[0] for r in runs):.2f} s | {statistics.median(r[1] for r in runs):.2f} |")
+        rows.append(
+            f"| `{module}` | {statistics.median(r[0] for r in runs):.2f} s | {statistics.median(r[1] for r in runs):.2f} |"
+        )
         print(f"coldpath: {rows[-1]}", file=sys.stderr)
     out.append("\n".join(rows) + "\n")
     print(f"\nRun {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n" + "\n".join(out))
