@@ -124,7 +124,9 @@ def code_dir(kind: str, parent: Path) -> Path:
     prototype), ``worker-floor`` (the bare handler, ``floor_worker.handler``) or ``worker-init``
     (the worker plus the lever prototype, ``worker_init.handler``)."""
     out = parent / kind
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # written for an earlier memory size of the same run
+        return out
+    out.mkdir(parents=True)
     if kind == "worker-floor":
         (out / "floor_worker.py").write_text(FLOOR_WORKER)
         return out
