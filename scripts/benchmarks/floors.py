@@ -99,22 +99,28 @@ def handler(event, context):
 
 INIT_LEVER = '''
 """Lever prototype (issue 19): the product's app, with its first request's imports and clients in init."""
+import openai
+
 from app import app, settings  # the product, unchanged
 from tokenrelay.providers import ProviderRegistry
 
 _warm = ProviderRegistry(settings)
-_warm.get(settings.default_provider)  # imports the SDK and its transport, builds a client
+_warm.get(settings.default_provider)  # imports the SDK and its transport, builds a provider
+_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
 '''
 
 WORKER_INIT_LEVER = '''
 """Lever prototype (issue 19): the worker, with what its first invocation imports and builds done in init."""
 import os
 
+import openai
+
 import common
 from worker import handler  # the product, unchanged
 
 _svc = common.services()  # settings, stores and their boto3 clients, metrics
-common.providers(_svc.settings).get(_svc.settings.default_provider)  # the SDK, its transport, a client
+common.providers(_svc.settings).get(_svc.settings.default_provider)  # the SDK, its transport, a provider
+_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
 _svc.poster(os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or "https://example/stage")  # the model
 '''
 
