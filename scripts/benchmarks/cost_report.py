@@ -106,7 +106,19 @@ def summary_row(c: Counts) -> dict[str, Any]:
         "latency_ms_p50": pct(c.latency_ms, 50),
         "latency_ms_p99": pct(c.latency_ms, 99),
         "inits_s": {f: statistics.median(v) for f, v in c.inits.items() if v},
+        "dynamodb_by_table": {t: (r / n, w / n) for t, (r, w) in dynamodb_units(c.dynamodb)[2].items()},
+        "dynamodb_calls_by_op": calls_by_op(c.dynamodb, n),
     }
+
+
+def calls_by_op(records: list[dict[str, Any]], streams: int) -> dict[str, float]:
+    """``{"Table Operation": calls per stream}``, most first."""
+    counts: dict[str, int] = {}
+    for record in records:
+        tables = {i["table"] for i in record["items"]} | {r["table"] for r in record["read"]}
+        key = f"{','.join(sorted(tables)) or '?'} {record['op']}"
+        counts[key] = counts.get(key, 0) + 1
+    return {k: v / streams for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -127,6 +139,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in main:
         for service, item, quantity, usd in r["lines"]:
             out.append(f"| {r['label']} | {service}: {item} | {quantity:.6g} | ${usd:.5f} |")
+    out += [
+        "",
+        "| path | DynamoDB table | RRU per stream | WRU per stream | calls per stream |",
+        "|---|---|---|---|---|",
+    ]
+    for r in main:
+        for table, (rru, wru) in sorted(r["dynamodb_by_table"].items(), key=lambda kv: -kv[1][1]):
+            calls = ", ".join(
+                f"{k.split(' ')[1]} {v:.1f}" for k, v in r["dynamodb_calls_by_op"].items() if k.split(" ")[0] == table
+            )
+            out.append(f"| {r['label']} | {table} | {rru:.1f} | {wru:.1f} | {calls} |")
     windows = [r for r in rows if r["window_ms"] is not None]
     if windows:
         out += ["", "| WebSocket flush window | posts per stream | $ per 1k streams | API Gateway $ | Lambda $ "

@@ -133,3 +133,8 @@ def test_profile_samples_go_to_their_leaf_most_named_part() -> None:
     assert per_token.bucket(loop) == "event loop, other"
     shares = dict(per_token.profile_table(f"{signing} 3\n{loop} 1\n"))
     assert shares == {per_token.bucket(signing): 0.75, "event loop, other": 0.25}
+
+
+def test_calls_by_table_and_operation_per_stream() -> None:
+    records = [write("streams", 0, 10), write("streams", 10, 20), write("limits", 0, 5)]
+    assert cost_report.calls_by_op(records, 2) == {"streams UpdateItem": 1.0, "limits UpdateItem": 0.5}
