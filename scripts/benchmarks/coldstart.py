@@ -282,8 +282,8 @@ def median(values: list[float | None]) -> float:
 def markdown(samples: list[Sample]) -> str:
     out = [
         "| memory (vCPU) | target | spawn → ready | CPU-s | ready → first token | CPU-s | spawn → first token "
-        "| CPU-s | ratio to floor | warm request → token |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU-s | ratio to floor | warm request → token | ready → first @connections post |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for memory in dict.fromkeys(s.memory_mb for s in samples):
         groups: dict[str, list[Sample]] = {}
@@ -300,10 +300,12 @@ def markdown(samples: list[Sample]) -> str:
             warm = [s.warm_first_s for s in group if s.warm_first_s is not None]
             cpu_ready = median([s.cpu_ready_s for s in group])
             cpu_first = median([s.cpu_first_s for s in group])
+            posts = [s.first_post_s for s in group if s.first_post_s is not None]
             out.append(
                 f"| {memory} MB ({memory / 1769:.2f}) | {target} | {median([s.spawn_ready_s for s in group]):.2f} s "
                 f"| {cpu_ready:.2f} | {ready_first:.2f} s | {cpu_first - cpu_ready:.2f} | {spawn_first:.2f} s "
-                f"| {cpu_first:.2f} | {ratio} | {f'{median(list(warm)) * 1000:.0f} ms' if warm else '–'} |"
+                f"| {cpu_first:.2f} | {ratio} | {f'{median(list(warm)) * 1000:.0f} ms' if warm else '–'} "
+                f"| {f'{median(list(posts)):.2f} s' if posts else '–'} |"
             )
     return "\n".join(out) + "\n"
 
@@ -315,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-levers", action="store_true", help="skip the +init lever prototype")
     parser.add_argument("--no-ws", action="store_true", help="skip the WebSocket worker")
     parser.add_argument("--out", default="", help="also write coldstart.md and coldstart.json here")
+    parser.add_argument("--report", default="", help="only print the tables of an earlier run's coldstart.json")
     args = parser.parse_args(argv)
+    if args.report:
+        data = json.loads(Path(args.report).read_text())
+        print(markdown([Sample(**s) for s in data["samples"]]))
+        return 0
     from cpu_share import available
 
     if not available():
