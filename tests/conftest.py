@@ -1,6 +1,6 @@
 """Shared fixtures: the fake OpenAI/Anthropic upstream (``tests/fakes/upstream.py``).
 
-Tests marked ``heavy`` (tests/fuzz, tests/load: minutes of CPU) run only with
+Tests marked ``heavy`` (tests/fuzz, tests/load, tests/stress: minutes of CPU) run only with
 ``TOKENRELAY_HEAVY=1`` in the environment, which ``.ci/run`` sets; otherwise
 they are skipped, so a focused ``pytest tests/...`` stays quick.
 """

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from body_limit import BodyLimitMiddleware
-from deadline import stream_deadline_s
+from deadline import remaining_s, stream_deadline_s
 from dev_extras import add_dev_extras
 from errors_http import add_error_handlers, error_body
 from home import add_root
@@ -36,14 +36,15 @@ from openai_wire import status_for
 from openapi_doc import document_api
 from protect import AuthMiddleware, Guard, principal_of
 from request_body import json_body, query_body
-from resume_sse import ResumeServices, add_resume_routes
-from sse_response import STREAM_HEADERS, SSEStreamResponse, finish_after_reader_left, text_body
+from resume_sse import ResumeServices, add_resume_routes, lookup_waits
+from sse_response import STREAM_HEADERS, SSEStreamResponse, TextStreamResponse, finish_after_reader_left, text_body
 from tokenrelay import (
     ChatRequest,
     ProviderRegistry,
     Settings,
     StoreUnavailable,
     StreamError,
+    StreamFinished,
     StreamNotFound,
     StreamRun,
     StreamStore,
@@ -59,7 +60,14 @@ from tokenrelay.telemetry.metrics import CancelPollMetrics, StreamMetrics
 
 log = logging.getLogger("tokenrelay.http")
 
-CANCEL_LOOKUP_WAITS_S = (0.05, 0.15, 0.3)
+FINISH_MARGIN_S = 1.0  # a run's last writes end this long before the Lambda invocation does
+CONFIRM_MARGIN_S = 1.0
+CONFIRM_POLL_S = 0.1  # a cancel on another instance reads the record after 0.1, 0.2, 0.4... s until it ended
+
+
+def _finish_by_s(request: Request) -> float | None:
+    remaining = remaining_s(request.scope)
+    return None if remaining is None else max(remaining - FINISH_MARGIN_S, 0.1)
 
 
 def create_app(
@@ -96,6 +104,9 @@ def create_app(
             metrics.emit(with_upstream(run.summary()))  # called in the run's task: its context has the report
 
     max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
+    # A cancel's answer waits for the stream's end: its producer sees the flag within a poll or
+    # two, closes the upstream and records the end within FINISH_WAIT_S.
+    confirm_s = 2 * settings.cancel_poll_s + settings.finish_wait_s + CONFIRM_MARGIN_S
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +118,8 @@ def create_app(
         await registry.aclose()
 
     app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)  # 413 while reading, never after (body_limit.py)
+    # 413 while reading, never after; 408 for a body that does not arrive in time (body_limit.py)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body, read_timeout_s=settings.body_read_timeout_s)
     app.state.settings, app.state.store, app.state.runs = settings, store, runs
     app.state.guard = guard
     app.add_middleware(AuthMiddleware, guard=guard)  # inside CORS (added next), so a 401 carries CORS headers
@@ -133,6 +145,7 @@ def create_app(
             resume=resume.for_stream(stream_id) if resume is not None and resumable else None,
             poller=poller,
             deadline_s=stream_deadline_s(request.scope, settings.deadline_margin_s),  # Lambda's, less a margin
+            finish_by_s=_finish_by_s(request),  # the last writes of its end, before the invocation's end
         )
         lease = await guard.admit(principal, chat.provider, chat.model, stream_id)  # 403 / 429 before any work
         runs[run.stream_id] = run
@@ -153,7 +166,7 @@ def create_app(
         return run
 
     def sse_response(run: StreamRun) -> SSEStreamResponse:
-        return SSEStreamResponse(run, ping_s=settings.ping_s)
+        return SSEStreamResponse(run, ping_s=settings.ping_s, write_timeout_s=settings.sse_write_timeout_s)
 
     @app.post("/chat/stream")
     async def chat_stream(request: Request) -> SSEStreamResponse:
@@ -166,11 +179,15 @@ def create_app(
         return sse_response(await start_run(request, chat, resumable=True))
 
     @app.post("/chat/stream/{stream_id}/cancel")
-    async def cancel_stream(stream_id: str, request: Request) -> dict[str, str]:
+    async def cancel_stream(stream_id: str, request: Request) -> JSONResponse:
+        """The answer says how the stream ended (docs/faults.md, "Cancel and completion"): 200
+        ``cancelled``; 409 with the status it ended with (it finished first); 202 ``cancelling``
+        if it has not ended within ``confirm_s`` (DynamoDB or its producer is not answering)."""
         # The record is created concurrently with the first token (engine.open), so a cancel sent
         # the moment `start` arrives can land on another instance before the record exists: an
-        # unknown id is looked up again a few times (~0.5 s in all) before it is a 404.
-        for wait_s in (*CANCEL_LOOKUP_WAITS_S, None):
+        # unknown id is looked up again a few times (~3 s in all, as a resume) before it is a 404
+        # (at once for an id that is not a uuid4: it was never ours).
+        for wait_s in (*lookup_waits(stream_id), None):
             try:
                 await cancel_once(stream_id, request)
                 break
@@ -178,10 +195,35 @@ def create_app(
                 if wait_s is None:
                     raise
                 await asyncio.sleep(wait_s)
+        status = await ended_as(stream_id)
+        if status == "cancelled":
+            return JSONResponse({"status": "cancelled", "stream_id": stream_id})
+        if status is None:
+            return JSONResponse({"status": "cancelling", "stream_id": stream_id}, status_code=202)
+        raise StreamFinished(stream_id, status)  # ended otherwise before the cancel could count
+
+    async def ended_as(stream_id: str) -> str | None:
+        """How the stream ended, once it has (None: not within ``confirm_s``)."""
         local = runs.get(stream_id)
         if local is not None:  # same process: stop now instead of at the next poll
             local.stop("client")
-        return {"status": "cancelled", "stream_id": stream_id}
+            try:
+                await asyncio.wait_for(local.ended(), confirm_s)
+            except TimeoutError:
+                return None
+            return local.outcome.status if local.outcome is not None else None
+        deadline, delay = time.monotonic() + confirm_s, CONFIRM_POLL_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            try:
+                record = await store.get(stream_id)
+            except StoreUnavailable:
+                record = None
+            if record is not None and record.status != "active":
+                return record.status
+            if time.monotonic() >= deadline:
+                return None
 
     async def cancel_once(stream_id: str, request: Request) -> None:
         if settings.auth_enabled:  # only the key that started a stream may cancel it (403 otherwise)
@@ -202,8 +244,9 @@ def create_app(
             await events.aclose()
             body = error_body(first.error, first.code, retryable=first.retryable)
             return JSONResponse(body, status_code=status_for(first.code))  # as /v1 answers it (openai_wire)
-        return StreamingResponse(
+        return TextStreamResponse(
             text_body(run, first, events),
+            write_timeout_s=settings.sse_write_timeout_s,
             media_type="text/plain; charset=utf-8",
             headers={**STREAM_HEADERS, "X-Stream-Id": run.stream_id},
         )

@@ -8,7 +8,7 @@
     ApiError                 an HTTP-only refusal (415 unsupported_media_type)
     RequestValidationError   422 naming the field
     HTTPException            404 not_found, 405 method_not_allowed (``Allow``: every method of
-                             the path), 413 (body_limit.py); under ``/v1/`` in OpenAI's shape
+                             the path), 413 and 408 (body_limit.py); under ``/v1/`` in OpenAI's shape
 
 ``/v1`` routes answer their own errors in OpenAI's shape (``openai_compat``); the
 401 of a missing key is answered before routing (``protect.AuthMiddleware``).
@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from body_limit import BodyTooLarge, too_large
+from body_limit import BodyRefused
 from openai_wire import OpenAIError
 from tokenrelay import LimitExceeded, ModelNotAllowed, RequestInvalid, StoreUnavailable, TokenRelayError
 
@@ -73,8 +73,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc, BodyTooLarge):
-            return too_large(exc.limit, openai=False)
+        if isinstance(exc, BodyRefused):  # 413 too large, 408 too slow (body_limit.py)
+            return exc.response(openai=False)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it

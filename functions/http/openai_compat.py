@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from body_limit import BodyTooLarge, too_large
+from body_limit import BodyRefused
 from openai_request import CompletionRequest, list_models, model_not_found, parse_completion_request, resolve_model
 from openai_wire import OpenAIError, OpenAIStreamEncoder, completion_object, from_terminal, model_list, model_object
 from protect import principal_of
@@ -74,7 +74,7 @@ def add_openai_routes(app: FastAPI, settings: Settings, *, start_run: StartRun, 
         watcher = asyncio.create_task(_stop_on_disconnect(request, run))
         try:
             if completion.stream:
-                return await answer.stream(settings.ping_s)
+                return await answer.stream(settings.ping_s, settings.sse_write_timeout_s)
             return await answer.complete()
         except BaseException:
             await finish_run(run)
@@ -119,7 +119,7 @@ class _Answer:
     def _error(self, terminal: StreamError | StreamCancelled) -> JSONResponse:
         return _respond(from_terminal(terminal), self.headers)
 
-    async def stream(self, ping_s: float) -> Response:
+    async def stream(self, ping_s: float, write_timeout_s: float) -> Response:
         events = _events(self.run)
         await anext(events)  # start
         first = await anext(events)  # hold the status line until the first text or the end
@@ -133,6 +133,7 @@ class _Answer:
             self._body(encoder, first, events),
             headers={**STREAM_HEADERS, **self.headers},
             ping=ping_s,
+            send_timeout=write_timeout_s,  # a client that takes no bytes is let go (SSE_WRITE_TIMEOUT_S)
             ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         )
 
@@ -186,7 +187,7 @@ async def _json_body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise OpenAIError(415, "content-type: expected application/json", code="unsupported_media_type")
-    raw = await request.body()  # BodyTooLarge (413) past the cap: the app's BodyLimitMiddleware counts
+    raw = await request.body()  # 413 past the cap, 408 too slow: the app's BodyLimitMiddleware
     try:
         return loads_strict(raw)
     except JSONRejected as exc:
@@ -208,8 +209,8 @@ async def _relay_error(_: Request, exc: TokenRelayError) -> Response:
 
 
 async def _http_error(_: Request, exc: HTTPException) -> Response:
-    if isinstance(exc, BodyTooLarge):  # the app's body cap (body_limit.py)
-        return too_large(exc.limit, openai=True)
+    if isinstance(exc, BodyRefused):  # the app's body cap and read timeout (body_limit.py)
+        return exc.response(openai=True)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _respond(OpenAIError(exc.status_code, str(exc.detail), code=code), dict(exc.headers or {}))
 

@@ -203,9 +203,13 @@ def _operations(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
             "responses": {**_ok("text/plain", "the answer's text"), **_errors([*posted, 502, 504], _ERROR)},
         },
         ("post", "/chat/stream/{stream_id}/cancel"): {
-            "summary": "Cancel a stream, from any instance",
+            "summary": "Cancel a stream, from any instance; the answer says how it ended",
             "responses": {
-                **_ok(JSON, "cancel requested", {"type": "object", "required": ["status", "stream_id"]}),
+                **_ok(JSON, "the stream ended cancelled", {"type": "object", "required": ["status", "stream_id"]}),
+                "202": {
+                    "description": "the cancel is recorded, the stream has not confirmed its end yet",
+                    "content": {JSON: {"schema": {"type": "object", "required": ["status", "stream_id"]}}},
+                },
                 **_errors([401, 403, 404, 409, 503], _ERROR),
             },
         },

@@ -33,7 +33,7 @@ async def json_body(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise ApiError(415, "unsupported_media_type", "content-type: expected application/json")
-    raw = await request.body()  # BodyTooLarge (413) past the app's cap: BodyLimitMiddleware counts the bytes
+    raw = await request.body()  # 413 past the app's cap, 408 too slow: BodyLimitMiddleware (body_limit.py)
     try:
         return loads_strict(raw)
     except JSONRejected as exc:

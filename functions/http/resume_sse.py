@@ -13,16 +13,17 @@ client resumes again from its last id (``EventSource`` does by itself). That is 
 buffered resume through the HTTP API (29 s) returns for a live stream: what the log
 holds up to then, in one piece; a finished stream is replayed whole, with its end.
 
-    404 stream_not_found   unknown id
+    404 stream_not_found   unknown id (after looking again for ~3 s: ``find_record``)
     403 forbidden          the caller (the API key; with AUTH_MODE=off, X-Client-Id, else
                            "anonymous") is not the owner
-    400 invalid_request    a Last-Event-ID that is not a non-negative integer
+    400 invalid_request    a Last-Event-ID (or last_event_id) that is not plain ASCII digits
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -45,7 +46,8 @@ from tokenrelay import (
     encode_comment,
     encode_sse,
 )
-from tokenrelay.output_log import OutputLogStore, OutputLogWriter, follow
+from tokenrelay.output_log import OutputLogStore, follow
+from tokenrelay.output_log_writer import OutputLogWriter
 from tokenrelay.resume import AttachmentStore, Resumable, heartbeat_s
 from tokenrelay.stores.base import StreamRecord
 
@@ -53,6 +55,16 @@ log = logging.getLogger("tokenrelay.http.resume")
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _PING = encode_comment("ping")
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+LOST_AFTER_S = 60.0  # past its timeout and still active: its producer died
+LOG_SLACK_S = 5.0  # past the producer's last write attempts (FINISH_TIMEOUT_S after its end)
+LOOKUP_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)  # ~3 s in all before an unknown id is a 404
+_STREAM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # uuid4, as made
+
+
+def lookup_waits(stream_id: str) -> tuple[float, ...]:
+    """How long to look again for a missing record: ~3 s for an id as TokenRelay makes them."""
+    return LOOKUP_WAITS_S if _STREAM_ID.fullmatch(stream_id) else ()
 
 
 @dataclass(frozen=True)
@@ -81,17 +93,31 @@ class ResumeServices:
 
 
 def last_event_id(request: Request) -> int:
+    """``Last-Event-ID`` (else ``?last_event_id``, else 0): the seq of the last message the client
+    has, exactly as the server sent it in ``id:``: plain ASCII digits, nothing else (``int()``
+    alone would read ``1_0`` as 10 and take ``+5``, `` 5`` or Unicode digits)."""
     raw = request.headers.get("last-event-id")
     field = "Last-Event-ID"
-    if raw is None or raw.strip() == "":
+    if not raw:
         raw, field = request.query_params.get("last_event_id", "0"), "last_event_id"
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise RequestInvalid(field, "expected a non-negative integer") from None
-    if value < 0:
-        raise RequestInvalid(field, "expected a non-negative integer")
-    return value
+    if not _EVENT_ID.fullmatch(raw):
+        raise RequestInvalid(field, "expected the id of a message: ASCII digits only, at most 18")
+    return int(raw)
+
+
+async def find_record(store: StreamStore, stream_id: str) -> StreamRecord:
+    """The stream's record, looked up again for a while before it is a 404: the record is
+    written concurrently with the first token (engine.open), so a client that drops at once
+    and reconnects, or cancels, may come before a slow DynamoDB has it. An id that is not a
+    uuid4 (as stream ids are made) is not waited for."""
+    for wait_s in (*lookup_waits(stream_id), None):
+        record = await store.get(stream_id)
+        if record is not None:
+            return record
+        if wait_s is None:
+            raise StreamNotFound(stream_id)
+        await asyncio.sleep(wait_s)
+    raise AssertionError("unreachable")
 
 
 def terminal_from_record(record: StreamRecord) -> Terminal | None:
@@ -124,9 +150,7 @@ def add_resume_routes(
     @app.get("/chat/stream/{stream_id}")
     async def resume_stream(stream_id: str, request: Request) -> ResumeResponse:
         after = last_event_id(request)
-        record = await store.get(stream_id)
-        if record is None:
-            raise StreamNotFound(stream_id)
+        record = await find_record(store, stream_id)
         guard.check_owner(principal_of(request), record.owner, stream_id)  # the API key, or X-Client-Id
         deadline_s = stream_deadline_s(request.scope, settings.deadline_margin_s)  # None outside Lambda
         return ResumeResponse(record, after, settings, store, output_log, attachments, deadline_s)
@@ -155,13 +179,25 @@ class ResumeResponse(Response):
         self.background = None
         self.init_headers({**STREAM_HEADERS, "X-Stream-Id": record.stream_id})
 
-    async def _fallback(self) -> Terminal | None:
+    async def _fallback(self, last_seq: int) -> Terminal | None:
+        """The log has no final item yet: the record's terminal event once the producer has
+        surely stopped writing the log (its last writes give up ``FINISH_TIMEOUT_S`` after the
+        record's end); None to keep polling. A log that ends short of the record's ``last_seq``
+        is an error, never a ``done`` after a truncated text."""
         record = await self.store.get(self.record.stream_id)
         if record is None:
             return StreamError("the stream is gone", "stream_not_found", False)
         terminal = terminal_from_record(record)
-        if terminal is None and time.time() > record.created_at + self.settings.stream_timeout_s + 60:
-            return StreamError("the stream was lost", "stream_lost", True)  # its producer died
+        now = time.time()
+        if terminal is None:
+            if now > record.created_at + self.settings.stream_timeout_s + LOST_AFTER_S:
+                return StreamError("the stream was lost", "stream_lost", True)  # its producer died
+            return None
+        if now < record.updated_at + self.settings.finish_timeout_s + LOG_SLACK_S:
+            return None  # ended, and its log's last items may still be landing (a slow DynamoDB)
+        if record.last_seq is not None and last_seq < record.last_seq:
+            log.error("stream %s: output log ends at %d of %d", record.stream_id, last_seq, record.last_seq)
+            return StreamError("the stream's output log is incomplete", "stream_lost", False)
         return terminal
 
     async def _lease(self) -> None:

@@ -35,7 +35,8 @@ from tokenrelay import (
     TextDelta,
     TokenRelayError,
 )
-from tokenrelay.output_log import OutputLogStore, OutputLogWriter, follow
+from tokenrelay.output_log import OutputLogStore, follow
+from tokenrelay.output_log_writer import OutputLogWriter
 from tokenrelay.resume import AttachmentStore, Resumable, WatchState
 from tokenrelay.stores.base import StreamStore
 from tokenrelay.stores.connections import ConnectionStore

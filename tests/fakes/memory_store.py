@@ -10,14 +10,16 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 
-from tokenrelay import StreamFinished, StreamNotFound, StreamOutcome, StreamRecord
+from tokenrelay import StoreUnavailable, StreamFinished, StreamNotFound, StreamOutcome, StreamRecord
 from tokenrelay.stores.base import WatchState
 
 
 class MemoryStreamStore:
-    def __init__(self, create_delay_s: float = 0.0) -> None:
+    def __init__(self, create_delay_s: float = 0.0, finish_delay_s: float = 0.0, finish_failures: int = 0) -> None:
         self.records: dict[str, StreamRecord] = {}
         self.create_delay_s = create_delay_s
+        self.finish_delay_s = finish_delay_s  # each terminal write takes this long (lands even if abandoned)
+        self.finish_failures = finish_failures  # the next this-many terminal writes fail
         self.cancel_checks = 0
         self.batch_reads = 0
         self.finish_calls = 0
@@ -54,10 +56,26 @@ class MemoryStreamStore:
         self.records[stream_id] = dataclasses.replace(record, cancel_requested=True, cancel_reason=reason)
 
     async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
+        return await self._finish(stream_id, outcome, unless_cancelled=False) is None
+
+    async def finish_unless_cancelled(self, stream_id: str, outcome: StreamOutcome) -> WatchState | None:
+        return await self._finish(stream_id, outcome, unless_cancelled=True)
+
+    async def _finish(self, stream_id: str, outcome: StreamOutcome, *, unless_cancelled: bool) -> WatchState | None:
         self.finish_calls += 1
+        return await asyncio.shield(self._finish_later(stream_id, outcome, unless_cancelled))
+
+    async def _finish_later(self, stream_id: str, outcome: StreamOutcome, unless_cancelled: bool) -> WatchState | None:
+        if self.finish_delay_s:
+            await asyncio.sleep(self.finish_delay_s)
+        if self.finish_failures:
+            self.finish_failures -= 1
+            raise StoreUnavailable("DynamoDB UpdateItem failed: ProvisionedThroughputExceededException")
         record = self.records.get(stream_id)
-        if record is None or record.status != "active":
-            return False
+        if record is None:
+            return WatchState(status="missing")
+        if record.status != "active" or (unless_cancelled and record.cancel_requested):
+            return WatchState(record.cancel_requested, record.cancel_reason, status=record.status)
         fields = {k: v for k, v in dataclasses.asdict(outcome).items() if v is not None}
         self.records[stream_id] = dataclasses.replace(record, **fields)
-        return True
+        return None

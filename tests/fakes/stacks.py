@@ -66,21 +66,33 @@ def ws_gateway(env: Mapping[str, str]) -> Iterator[tuple[str, Gateway, DynamoStr
 
 
 @contextmanager
-def app_process(env: Mapping[str, str], log_path: Path, startup_s: float = 30.0) -> Iterator[str]:
+def app_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    startup_s: float = 30.0,
+    *,
+    module: str = "app:app",
+    root: Path = ROOT,
+    on_start: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
     """``functions/http/app.py`` under uvicorn in its own process (its own core and GIL), as
-    ``run.sh`` serves it; its stderr (logs, tracebacks) goes to ``log_path``."""
+    ``run.sh`` serves it; its stderr (logs, tracebacks) goes to ``log_path``. ``module``: another
+    ASGI app to serve (found on this repository's root too); ``root``: the checkout whose core
+    and functions run (a benchmark's baseline); ``on_start`` gets the process (its pid)."""
     port = free_port()
-    paths = [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "http")]
+    paths = [str(root / "layers" / "core"), str(root / "functions" / "http"), str(ROOT)]
     full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(paths)}
     command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [*command, "--backlog", "4096", "app:app"],
-            cwd=ROOT / "functions" / "http",
+            [*command, "--backlog", "4096", module],
+            cwd=root / "functions" / "http",
             env=full_env,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
+    if on_start is not None:
+        on_start.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s

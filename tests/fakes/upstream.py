@@ -34,7 +34,8 @@ Choice of scenario for a request: the queue, then ``by_model[model]``, then
 ``scenario``. ``Scenario`` fields (all optional; constructors ``ok``,
 ``http_error``, ``error_frame``, ``truncated``, ``replay``):
 
-- ``tokens``, ``delay_s`` (before each token), ``first_token_delay_s``,
+- ``tokens``, ``delay_s`` (before each token), ``first_token_delay_s``, ``echo_prompt``
+  (the tokens are the words of the request's last user message: a text per request),
   ``finish_reason`` (provider-native; default ``stop`` / ``end_turn``), ``prompt_tokens``;
 - ``status``: answer with that HTTP error and the provider's error JSON;
   ``error_type`` sets its ``type`` (for Anthropic, ``*_limit_reached`` goes to
@@ -85,7 +86,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,7 @@ class Scenario:
     newline: str = "\n"
     chunk_size: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    echo_prompt: bool = False  # the tokens are the words of the last user message (each + " ")
 
     @classmethod
     def ok(cls, *tokens: str, delay_s: float = 0.0, **kw: Any) -> Scenario:
@@ -194,6 +196,7 @@ class Exchange:
     finished: threading.Event = field(default_factory=threading.Event)
     closed_early: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
+    ended_at: float = 0.0  # time.monotonic() when ``ended`` was set
 
     @property
     def model(self) -> str | None:
@@ -334,6 +337,7 @@ class FakeUpstream:
                 exchange.finished.set()
             if closed_early:
                 exchange.closed_early.set()
+            exchange.ended_at = time.monotonic()
             exchange.ended.set()
             self._changed.notify_all()
 
@@ -373,7 +377,7 @@ class FakeUpstream:
     async def _openai(self, request: Request) -> Response:
         body = await _json(request)
         exchange = self._record("openai", request, body)
-        sc = exchange.scenario or Scenario()
+        sc = _for_request(exchange.scenario or Scenario(), body)
         if sc.headers_delay_s and await self._client_left(request, exchange, sc.headers_delay_s):
             return Response(status_code=204)
         key = self._presented_key(request)
@@ -397,7 +401,7 @@ class FakeUpstream:
     async def _anthropic(self, request: Request) -> Response:
         body = await _json(request)
         exchange = self._record("anthropic", request, body)
-        sc = exchange.scenario or Scenario()
+        sc = _for_request(exchange.scenario or Scenario(), body)
         if sc.headers_delay_s and await self._client_left(request, exchange, sc.headers_delay_s):
             return Response(status_code=204)
         key = self._presented_key(request)
@@ -492,6 +496,17 @@ async def _json(request: Request) -> Any:
         return await request.json()
     except ValueError:
         return None
+
+
+def _for_request(sc: Scenario, body: Any) -> Scenario:
+    """``sc``, with ``echo_prompt``'s tokens taken from this request's last user message."""
+    if not sc.echo_prompt or not isinstance(body, dict):
+        return sc
+    users = [m for m in body.get("messages") or () if isinstance(m, dict) and m.get("role") == "user"]
+    content = users[-1].get("content") if users else ""
+    if isinstance(content, list):  # Anthropic's content blocks
+        content = "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return replace(sc, tokens=tuple(f"{word} " for word in str(content).split()))
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 
 from tests.fakes.protection import MemoryKeyStore
 from tokenrelay import ModelNotAllowed, Settings, Unauthorized
-from tokenrelay.auth import MAX_CACHE_S, Authenticator, Principal, hash_secret, new_key, parse_token
+from tokenrelay.auth import MAX_CACHE_S, REFUSAL_FLOOR_S, Authenticator, Principal, hash_secret, new_key, parse_token
 
 
 class Clock:
@@ -95,6 +96,26 @@ async def test_authenticate_caches_valid_keys_within_bound_and_sees_revocation_a
     with pytest.raises(Unauthorized):  # a revoked key is never cached
         await auth.authenticate(token)
     assert store.gets == 3
+
+
+async def test_key_rejection_known_id_wrong_secret_and_unknown_id_do_the_same_work() -> None:
+    """Each refusal costs exactly one read of the table, whatever the cache holds (timing tells nothing)."""
+    store = MemoryKeyStore()
+    token, key = new_key("alice")
+    store.add(key)
+    auth = Authenticator(store, cache_s=10)
+    assert await auth.authenticate(token) == key  # the key id is now cached
+    wrong = f"trk_{key.key_id}_{'x' * 43}"
+    unknown = f"trk_{'0' * 16}_{'x' * 43}"
+    for attempt in range(3):
+        for refused in (wrong, unknown):
+            before, started = store.gets, time.monotonic()
+            with pytest.raises(Unauthorized):
+                await auth.authenticate(refused)
+            assert store.gets - before == 1, (attempt, refused[:20])
+            assert time.monotonic() - started >= REFUSAL_FLOOR_S * 0.99  # and never sooner than the floor
+    before = store.gets
+    assert await auth.authenticate(token) == key and store.gets - before <= 1  # the right secret still works
 
 
 async def test_authenticate_without_cache_reads_the_store_every_time() -> None:

@@ -1,4 +1,5 @@
-"""The request body cap is enforced while the body is read, not after.
+"""The request body cap is enforced while the body is read, not after; a body that never
+completes is refused (408) after the read timeout.
 
 Each test drives the real app over raw ASGI with a ``receive`` that counts the
 chunks it hands out, so it can tell a cap applied while reading from one applied
@@ -7,7 +8,10 @@ after buffering the whole body.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -47,10 +51,16 @@ class Exchange:
 
 async def post(path: str, chunks: int, content_length: int | None) -> Exchange:
     app = create_app(SETTINGS, store=MemoryStreamStore())
+    exchange = Exchange(chunks, content_length)
+    await app(scope_for(path, content_length), exchange.receive, exchange.send)
+    return exchange
+
+
+def scope_for(path: str, content_length: int | None) -> dict[str, Any]:
     headers = [(b"content-type", b"application/json")]
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
-    scope = {
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -64,9 +74,6 @@ async def post(path: str, chunks: int, content_length: int | None) -> Exchange:
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 8000),
     }
-    exchange = Exchange(chunks, content_length)
-    await app(scope, exchange.receive, exchange.send)
-    return exchange
 
 
 @pytest.mark.parametrize("path", ["/chat/stream", "/chat/stream-simple"])
@@ -104,3 +111,33 @@ async def test_openai_route_over_the_cap_answers_in_openai_shape() -> None:
 async def test_body_at_the_cap_is_read_and_judged_as_json() -> None:
     exchange = await post("/chat/stream", chunks=LIMIT // CHUNK, content_length=None)
     assert exchange.status == 400 and exchange.body["code"] == "invalid_request"  # spaces only: not JSON
+
+
+class Trickle(Exchange):
+    """A client that sends ``chunks`` chunks, ``gap_s`` apart, then nothing more."""
+
+    def __init__(self, chunks: int, gap_s: float) -> None:
+        super().__init__(chunks, None)
+        self.gap_s = gap_s
+
+    async def receive(self) -> dict[str, Any]:
+        if self.pulled >= self.chunks:
+            await asyncio.sleep(3600)  # the rest never comes
+        await asyncio.sleep(self.gap_s)
+        self.pulled += 1
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+
+@pytest.mark.parametrize(("path", "openai"), [("/chat/stream", False), ("/v1/chat/completions", True)])
+async def test_body_that_never_completes_is_refused_408_after_the_read_timeout(path: str, openai: bool) -> None:
+    settings = Settings.from_env({"DEFAULT_PROVIDER": "echo", "ALLOWED_MODELS": "echo:echo-1"})
+    app = create_app(replace(settings, body_read_timeout_s=0.3), store=MemoryStreamStore())
+    exchange = Trickle(chunks=1000, gap_s=0.05)  # a byte every 50 ms: 20 bytes a second, for ever
+    started = time.monotonic()
+    await asyncio.wait_for(app(scope_for(path, None), exchange.receive, exchange.send), 5)
+    assert 0.25 < time.monotonic() - started < 2.0
+    assert exchange.status == 408 and (b"connection", b"close") in exchange.sent[0]["headers"]
+    code = exchange.body["error"]["code"] if openai else exchange.body["code"]
+    assert code == "request_timeout"
+    if not openai:
+        assert exchange.body["error"].startswith("body: not received within 0.3 s")

@@ -23,7 +23,8 @@ from tokenrelay import (
     TextDelta,
     Usage,
 )
-from tokenrelay.output_log import LogBatch, LogEnd, OutputLogWriter, decode_end, encode_end, follow
+from tokenrelay.output_log import LogBatch, LogEnd, decode_end, encode_end, follow
+from tokenrelay.output_log_writer import OutputLogWriter
 from tokenrelay.resume import Resumable, WatchState
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)

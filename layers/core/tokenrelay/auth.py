@@ -12,7 +12,11 @@ secret cannot be guessed at any hash speed, so a fast hash loses nothing, and it
 the check cheap enough to run on every request (a deliberately slow hash on every
 request would itself be a denial-of-service lever). The stored and presented hashes
 are compared with ``hmac.compare_digest``; an unknown key id is compared against a
-dummy hash, so both paths do the same work.
+dummy hash, and a refusal always follows one read of the table (a wrong secret for a
+cached key id is looked up again), so refusing an unknown id and refusing a known id
+with a wrong secret do the same work; and no refusal is answered sooner than
+``REFUSAL_FLOOR_S`` (50 ms) after the request, so what is left of a difference (DynamoDB
+returns a found item a little slower than none) does not show either.
 
 ``Authenticator`` looks keys up through a ``KeyStore`` (DynamoDB in
 ``stores/api_keys.py``) and caches a *valid* key in process for at most
@@ -23,6 +27,7 @@ an optimisation; the table is the truth.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -53,6 +58,7 @@ __all__ = [
 
 TOKEN_PREFIX = "trk"
 MAX_CACHE_S = 30.0
+REFUSAL_FLOOR_S = 0.05  # a refused key is answered no sooner than this after the request
 _TOKEN = re.compile(r"trk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})")
 _MODEL_PATTERN = re.compile(r"[A-Za-z0-9._-]+:(\*|[^\s:*][^\s*]*)")
 _DUMMY_HASH = hashlib.sha256(b"tokenrelay: no such key").hexdigest()
@@ -60,6 +66,12 @@ _DUMMY_HASH = hashlib.sha256(b"tokenrelay: no such key").hexdigest()
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _matches(presented_hash: str, key: ApiKey | None) -> bool:
+    """Constant-time compare, against a dummy hash when there is no key (the same work either way)."""
+    stored = key.secret_hash if key is not None else _DUMMY_HASH
+    return hmac.compare_digest(presented_hash, stored) and key is not None
 
 
 def parse_token(raw: str) -> tuple[str, str] | None:
@@ -157,41 +169,63 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 1024,
+        refusal_floor_s: float = REFUSAL_FLOOR_S,
     ) -> None:
         if not 0 <= cache_s <= MAX_CACHE_S:
             raise ValueError(f"cache_s: must be between 0 and {MAX_CACHE_S}")
         self.store = store
         self.cache_s = cache_s
+        self.refusal_floor_s = refusal_floor_s
         self._clock = clock
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
 
     async def authenticate(self, token: str | None) -> ApiKey:
+        started = time.monotonic()
+        try:
+            return await self._authenticate(token)
+        except Unauthorized:
+            # Never sooner than the floor: what is left of a difference between refusals (a
+            # found item comes back a little slower than none) hides under it.
+            await asyncio.sleep(max(self.refusal_floor_s - (time.monotonic() - started), 0.0))
+            raise
+
+    async def _authenticate(self, token: str | None) -> ApiKey:
         if token is None or not token.strip():
             raise Unauthorized(missing=True)
         parsed = parse_token(token)
         if parsed is None:
             raise Unauthorized()
         key_id, secret = parsed
-        key = await self.active(key_id, check=False)
-        stored = key.secret_hash if key is not None else _DUMMY_HASH
-        if not hmac.compare_digest(hash_secret(secret), stored) or key is None or key.revoked:
+        presented = hash_secret(secret)
+        key, cached = await self._lookup(key_id)
+        if cached and not _matches(presented, key):
+            # A refusal always follows one read of the table: a wrong secret for a cached id
+            # would otherwise answer ~10x faster than an unknown id, telling which ids exist.
+            key, _ = await self._lookup(key_id, fresh=True)
+        if key is None or not _matches(presented, key):
             raise Unauthorized()
         return key
 
-    async def active(self, key_id: str, *, check: bool = True) -> ApiKey | None:
-        """The key's record if it exists and is not revoked (cached); with ``check``,
-        ``Unauthorized`` instead of None. Used again by WebSocket ``chat`` on an open connection."""
+    async def active(self, key_id: str) -> ApiKey:
+        """The key's record if it exists and is not revoked (cached), else ``Unauthorized``.
+        Used again by WebSocket ``chat`` on an open connection."""
+        key, _ = await self._lookup(key_id)
+        if key is None:
+            raise Unauthorized()
+        return key
+
+    async def _lookup(self, key_id: str, *, fresh: bool = False) -> tuple[ApiKey | None, bool]:
+        """The key's record if it exists and is not revoked, and whether it came from the cache
+        (``fresh``: from the table, whatever the cache holds)."""
         now = self._clock()
         hit = self._cache.get(key_id)
-        if hit is not None and now - hit[1] < self.cache_s:
-            return hit[0]
+        if hit is not None and now - hit[1] < self.cache_s and not fresh:
+            return hit[0], True
         self._cache.pop(key_id, None)
         key = await self.store.get(key_id)
         if key is None or key.revoked:
-            if check:
-                raise Unauthorized()
-            return key
+            return None, False
         if self.cache_s > 0:
             self._cache[key_id] = (key, now)
             while len(self._cache) > self._max:  # oldest first; another thread may have emptied it
@@ -199,7 +233,7 @@ class Authenticator:
                     self._cache.popitem(last=False)
                 except KeyError:
                     break
-        return key
+        return key, False
 
     def forget(self) -> None:
         self._cache.clear()

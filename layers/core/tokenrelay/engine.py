@@ -51,10 +51,12 @@ from .events import (
     TextDelta,
     Usage,
 )
-from .outcome import outcome_of, write_terminal
+from .live_queue import LiveQueue
+from .outcome import TerminalWrite, outcome_of, summary_of
+from .output_log_writer import MAX_TEXT_CHARS, split_text
 from .providers.base import Finish, Provider, TextChunk
 from .requests import ChatRequest
-from .resume import Resumable
+from .resume import Resumable, cancel_reason
 from .settings import Settings
 from .stores.base import StreamOutcome, StreamRecord, StreamStore
 from .watch import poll_alone, react
@@ -86,6 +88,7 @@ class StreamRun:
         record_exists: bool = False,
         resume: Resumable | None = None,
         poller: CancelPoller | None = None,
+        finish_by_s: float | None = None,
     ) -> None:
         self.request = request
         self.stream_id = stream_id
@@ -100,12 +103,15 @@ class StreamRun:
         self._poller = poller  # the process's shared cancel watcher; None: this run polls on its own
         timeout = settings.stream_timeout_s if deadline_s is None else min(deadline_s, settings.stream_timeout_s)
         self._timeout_s = timeout
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        # Every write of the run's end must land before this (the invocation's end); None: no such bound.
+        self._finish_by = None if finish_by_s is None else clock() + finish_by_s
+        self._live = LiveQueue(settings.stream_buffer_bytes)  # what the reader has not taken yet, bounded
         self._stop_reason: CancelReason | None = None
         self._producer: asyncio.Task[Terminal] | None = None
         self._pump: asyncio.Task[Terminal] | None = None
         self._created: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._ended = asyncio.Event()  # set once the terminal event is queued
         self._text_ready: asyncio.Future[None] | None = None  # done once the provider has the first text
         self._failure: StreamError | None = None  # ends the run if set before a stop reason
         self.started_at = 0.0
@@ -148,7 +154,7 @@ class StreamRun:
         if not created.done():
             created.add_done_callback(self._created_late)
         start = StreamStart(self.stream_id, self.request.provider, self.request.model)
-        self._queue.put_nowait(start)
+        self._live.put(start)
         self._started.set()
         self._producer = asyncio.create_task(self._produce())
         return start
@@ -193,35 +199,35 @@ class StreamRun:
             self.resume.log.flush_soon()  # what the client missed is replayable at once
         return True
 
+    def reader_left(self) -> None:
+        """The transport will read no more events: never hold the producer for it again."""
+        self._live.stop_reading()
+
+    @property
+    def buffer(self) -> LiveQueue:
+        return self._live
+
     @property
     def done(self) -> bool:
         return self.terminal is not None
+
+    async def ended(self) -> None:
+        """Wait until the terminal event is queued (``outcome`` says how it ended); ``wait()``
+        also waits for the last writes."""
+        await self._ended.wait()
 
     async def wait(self) -> Terminal:
         """Wait until the terminal state is written and the terminal event queued."""
         assert self._producer is not None, "open() first"
         return await asyncio.shield(self._producer)
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Yield ``start``, the deltas, usage, and exactly one terminal event."""
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, StreamDone | StreamCancelled | StreamError):
-                return
+        return self._live.events()
 
-    async def batches(self) -> AsyncIterator[list[Event]]:
-        """The same events as ``events()``, grouped: each step waits for one event, then takes
-        every event already queued. An idle stream gets one event per step (no added latency);
-        a transport that falls behind catches up with one write instead of one per token."""
-        queue = self._queue
-        while True:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            yield batch
-            if isinstance(batch[-1], StreamDone | StreamCancelled | StreamError):  # the terminal event is queued last
-                return
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """The same events as ``events()``, grouped (``LiveQueue.batches``)."""
+        return self._live.batches()
 
     # -- internals ---------------------------------------------------------
 
@@ -245,25 +251,28 @@ class StreamRun:
     async def _run_provider(self) -> Terminal:
         """Read the provider until it ends or ``stop`` cancels this task."""
         finish_reason = "stop"
-        queue = self._queue
+        live = self._live
         seq = 0
         sink = self.resume.log.add if self.resume is not None else None
         try:
             async with aclosing(self._provider.stream(self.request)) as chunks:
                 async for chunk in chunks:
                     if type(chunk) is TextChunk:
-                        if not chunk.text:
+                        text = chunk.text
+                        if not text:
                             continue
                         if seq == 0:
                             self.ttft_ms = self._elapsed_ms()
                             if self._text_ready is not None:
                                 self._text_ready.set_result(None)
                             await self._started.wait()  # start is queued before any text
-                        seq += 1
-                        delta = TextDelta(chunk.text, seq)
-                        queue.put_nowait(delta)
-                        if sink is not None:
-                            sink(delta)
+                        for piece in (text,) if len(text) <= MAX_TEXT_CHARS else split_text(text):
+                            seq += 1
+                            delta = TextDelta(piece, seq)
+                            if sink is not None:
+                                sink(delta)  # the output log first: it has every delta, read or not
+                            if live.put_text(delta):
+                                await live.room()  # a slow reader: pause the upstream (live_queue.py)
                     elif isinstance(chunk, Usage):
                         self.usage = chunk
                     elif isinstance(chunk, Finish):
@@ -284,7 +293,7 @@ class StreamRun:
             return StreamError("internal error while streaming", "internal_error", False)
         self.text_chunks = seq
         if self.usage is not None:
-            queue.put_nowait(self.usage)
+            live.put(self.usage)
         return StreamDone(
             stream_id=self.stream_id,
             finish_reason=finish_reason,
@@ -295,22 +304,7 @@ class StreamRun:
 
     def summary(self) -> StreamSummary:
         """How the stream went (for metrics); call once it has ended."""
-        outcome = self.outcome
-        assert outcome is not None, "the stream has not ended"
-        return StreamSummary(
-            stream_id=self.stream_id,
-            transport=self.transport,
-            provider=self.request.provider,
-            model=self.request.model,
-            status=outcome.status,  # type: ignore[arg-type]
-            completion_tokens=self.completion_tokens,
-            total_time_ms=outcome.total_time_ms or 0,
-            ttft_ms=self.ttft_ms,
-            cancel_reason=outcome.cancel_reason,  # type: ignore[arg-type]
-            error_code=outcome.error_code,
-            client_gone=self.client_gone,
-            tokens_after_disconnect=max(self.text_chunks - self.delivered, 0) if self.client_gone else 0,
-        )
+        return summary_of(self)
 
     @property
     def completion_tokens(self) -> int:
@@ -343,28 +337,39 @@ class StreamRun:
                 watcher.cancel()
             if poller is not None:
                 poller.unwatch(self.stream_id)
-        # The terminal write needs the record: wait for its create. One that failed after `start`
-        # has already ended the run (_created_late), unless the run ended first: then the client
-        # has its terminal event and the failed write is logged.
-        await asyncio.gather(self._created, return_exceptions=True)
-        await self._finish(terminal)
-        return terminal
+        return await self._finish(terminal)
 
-    async def _finish(self, terminal: Terminal) -> None:
-        self.outcome = outcome = outcome_of(
+    async def _finish(self, terminal: Terminal) -> Terminal:
+        """Record the end, tell the reader, write the log's end (docs/faults.md, "Ending a stream"):
+        the terminal event waits at most ``FINISH_WAIT_S`` for the state write, which decides a
+        race with a cancel; ``wait()`` returns once every write landed or was given up."""
+        outcome = outcome_of(
             terminal,
             completion_tokens=self.completion_tokens,
             usage=self.usage,
             ttft_ms=self.ttft_ms,
-            total_time_ms=self._elapsed_ms(),
+            total_time_ms=terminal.total_time_ms if isinstance(terminal, StreamDone) else self._elapsed_ms(),
+            last_seq=self.text_chunks,
+        )  # a done's record says what its event says (a resume may rebuild the event from it)
+        give_up_at = self._clock() + self._settings.finish_timeout_s
+        if self._finish_by is not None:
+            give_up_at = min(give_up_at, self._finish_by)
+        # The record's create may still be under way (it failing has ended the run: _created_late).
+        write = TerminalWrite(
+            self._store, self.stream_id, outcome, give_up_at=give_up_at, after=self._created, clock=self._clock
         )
-        await write_terminal(self._store, self.stream_id, outcome)
+        self.outcome = told = await write.decided(self._settings.finish_wait_s)
+        if told.status == "cancelled" and not isinstance(terminal, StreamCancelled):
+            terminal = StreamCancelled(self.stream_id, cancel_reason(told.cancel_reason))  # the cancel won
         self.terminal = terminal
-        self._queue.put_nowait(terminal)
+        self._live.put(terminal)
+        self._ended.set()
         if self.resume is not None:  # after the local reader has its terminal event
-            await self.resume.log.close(terminal, self.usage)
+            await self.resume.log.close(terminal, self.usage, give_up_at)
+        await write.landed()
         if self._on_end is not None:
             try:
                 self._on_end(self)
             except Exception:
                 log.exception("stream %s: on_end hook failed", self.stream_id)
+        return terminal

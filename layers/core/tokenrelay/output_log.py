@@ -11,8 +11,8 @@ stops at the final item.
     batch n+1      end: terminal (+ usage)   the last item of every finished stream
 
 This module does no I/O of its own: ``OutputLogStore`` is the persistence protocol
-(``stores/output_log_dynamodb.py`` is the DynamoDB one); ``OutputLogWriter`` batches,
-``follow`` reads.
+(``stores/output_log_dynamodb.py`` is the DynamoDB one); ``OutputLogWriter``
+(``output_log_writer.py``) batches and writes, ``follow`` reads.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ __all__ = [
     "LogEnd",
     "LogItem",
     "OutputLogStore",
-    "OutputLogWriter",
     "decode_end",
     "encode_end",
     "follow",
@@ -96,111 +95,8 @@ class OutputLogStore(Protocol):
         ...
 
 
-class OutputLogWriter:
-    """Batches the deltas of one stream into log items; at most one write in flight.
-
-    ``add`` is called by the producer for every delta and never waits. A batch is
-    written ``flush_s`` after its first delta, or at once when it reaches
-    ``max_bytes``; writes that fail are retried with the next batch (the texts stay
-    queued, in order). ``close`` flushes what is left and writes the final item.
-    """
-
-    def __init__(
-        self,
-        store: OutputLogStore,
-        stream_id: str,
-        *,
-        expires_at: int,
-        flush_s: float = 0.25,
-        max_bytes: int = 4096,
-    ) -> None:
-        self._store, self.stream_id, self.expires_at = store, stream_id, expires_at
-        self._flush_s, self._max_bytes = flush_s, max_bytes
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._next_seq = 1  # seq of the first pending text
-        self._batch = 0
-        self._wake = asyncio.Event()
-        self._full = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.writes = 0  # items written, for tests and benchmarks
-        self.failures = 0
-
-    def add(self, delta: TextDelta) -> None:
-        if not self._pending:
-            self._next_seq = delta.seq
-            self._wake.set()
-        self._pending.append(delta.text)
-        self._pending_bytes += len(delta.text) * 2  # cheap upper-ish estimate of UTF-8 size
-        if self._pending_bytes >= self._max_bytes:
-            self._full.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self._flusher())
-
-    def flush_soon(self) -> None:
-        """Write what is pending now, not at the end of the window (the reader left: a resume may come)."""
-        if self._pending:
-            self._full.set()
-
-    async def _flusher(self) -> None:
-        while True:
-            await self._wake.wait()
-            try:
-                await asyncio.wait_for(self._full.wait(), self._flush_s)
-            except TimeoutError:
-                pass
-            await self._flush_once()
-            if not self._pending:
-                self._wake.clear()
-            if self.failures:
-                await asyncio.sleep(min(self._flush_s * self.failures, 2.0))  # back off a failing table
-
-    async def _flush_once(self) -> bool:
-        if not self._pending:
-            return True
-        texts, first = self._pending, self._next_seq
-        self._pending, self._pending_bytes = [], 0
-        self._full.clear()
-        batch = LogBatch(self._batch + 1, first, tuple(texts))
-        try:
-            await self._store.append(self.stream_id, batch, self.expires_at)
-        except TokenRelayError as exc:
-            self.failures += 1
-            log.warning("stream %s: output log write failed: %s", self.stream_id, exc)
-            self._pending = texts + self._pending  # keep order; retried with the next batch
-            self._pending_bytes = sum(len(t) * 2 for t in self._pending)
-            self._next_seq = first
-            return False
-        self.failures = 0
-        self._batch = batch.batch
-        self._next_seq = batch.last_seq + 1
-        self.writes += 1
-        return True
-
-    async def close(self, terminal: Terminal, usage: Usage | None, attempts: int = 3) -> None:
-        """Flush what is left, then write the final item. Never raises (logs instead)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        for attempt in range(attempts):
-            if await self._flush_once():
-                break
-            await asyncio.sleep(0.05 * (attempt + 1))
-        else:
-            log.error("stream %s: output log lost its last batch", self.stream_id)
-            return
-        payload = encode_end(terminal, usage)
-        for attempt in range(attempts):
-            try:
-                await self._store.end(self.stream_id, self._batch + 1, payload, self.expires_at)
-                self.writes += 1
-                return
-            except TokenRelayError as exc:
-                log.warning("stream %s: output log end write failed: %s", self.stream_id, exc)
-                await asyncio.sleep(0.05 * (attempt + 1))
-
-
-Fallback = Callable[[], Awaitable[Terminal | None]]
+Fallback = Callable[[int], Awaitable[Terminal | None]]  # given the last seq read
+UNAVAILABLE_S = 30.0  # a replay whose reads keep failing this long ends (retryable error)
 
 
 async def follow(
@@ -211,17 +107,34 @@ async def follow(
     poll_s: float,
     fallback: Fallback | None = None,
     stall_s: float = 5.0,
+    unavailable_s: float = UNAVAILABLE_S,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Event]:
     """Every text delta after ``after_seq``, then usage and the terminal event, from the log.
 
     Polls every ``poll_s`` until the final item. When nothing new has arrived for
-    ``stall_s``, ``fallback`` (if given) may end the replay with a terminal event of its
-    own (the producer died without writing its final item).
+    ``stall_s``, ``fallback`` (if given, called with the last seq read) may end the replay
+    with a terminal event of its own (the producer died without writing its final item).
+    A read that fails is retried with backoff; after ``unavailable_s`` of failures the
+    replay ends with a retryable ``store_unavailable`` error (resume again later).
     """
     after_batch, next_seq, idle_since = 0, 1, clock()
+    failing_since: float | None = None
+    failures = 0
     while True:
-        items = await store.read(stream_id, after_batch)
+        try:
+            items = await store.read(stream_id, after_batch)
+        except TokenRelayError as exc:
+            now, failures = clock(), failures + 1
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= unavailable_s:
+                log.error("stream %s: output log unreadable for %.0f s: %s", stream_id, now - failing_since, exc)
+                yield StreamError("the stream's output log cannot be read now", "store_unavailable", True)
+                return
+            log.warning("stream %s: output log read failed, retrying: %s", stream_id, exc)
+            await asyncio.sleep(min(poll_s * 2**failures, 2.0))
+            continue
+        failing_since, failures = None, 0
         for item in items:
             after_batch = item.batch
             if isinstance(item, LogEnd):
@@ -240,7 +153,11 @@ async def follow(
             idle_since = clock()
         elif fallback is not None and clock() - idle_since >= stall_s:
             idle_since = clock()
-            terminal = await fallback()
+            try:
+                terminal = await fallback(next_seq - 1)
+            except TokenRelayError as exc:  # the record cannot be read now: poll on
+                log.warning("stream %s: record read failed: %s", stream_id, exc)
+                terminal = None
             if terminal is not None:
                 yield terminal
                 return

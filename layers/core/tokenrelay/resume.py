@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .events import CancelReason
-from .output_log import OutputLogWriter
+from .output_log_writer import OutputLogWriter
 from .stores.base import WatchState
 
 __all__ = ["AttachmentStore", "Resumable", "WatchState", "heartbeat_s", "cancel_reason"]

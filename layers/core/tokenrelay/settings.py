@@ -153,6 +153,17 @@ def _upstream(
     }
 
 
+def _under_stress(env: Mapping[str, str]) -> dict[str, Any]:
+    """Bounds that hold when DynamoDB or a client is slow (docs/faults.md, "Under stress")."""
+    return {
+        "finish_wait_s": _float(env, "FINISH_WAIT_S", 2.0, 0.0),
+        "finish_timeout_s": _float(env, "FINISH_TIMEOUT_S", 30.0, 1.0),
+        "stream_buffer_bytes": _int(env, "STREAM_BUFFER_BYTES", 65_536, 1024),
+        "sse_write_timeout_s": _float(env, "SSE_WRITE_TIMEOUT_S", 30.0, 1.0),
+        "body_read_timeout_s": _float(env, "BODY_READ_TIMEOUT_S", 10.0, 0.1),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     streams_table: str = "tokenrelay-streams"
@@ -177,6 +188,11 @@ class Settings:
     upstream_stall_s: float = 30.0
     fallback_model: tuple[str, str] | None = None  # (provider, model), tried once retries are spent
     deadline_margin_s: float = 5.0  # SSE: end this long before the Lambda invocation's deadline
+    finish_wait_s: float = 2.0  # the terminal event waits at most this for the terminal state write
+    finish_timeout_s: float = 30.0  # then the state and output log writes are retried this long at most
+    stream_buffer_bytes: int = 65_536  # text a run queues for a slow reader before it pauses the upstream
+    sse_write_timeout_s: float = 30.0  # an SSE client that takes no bytes for this long is gone
+    body_read_timeout_s: float = 10.0  # the whole request body must arrive within this (408)
     model_aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     bedrock_region: str | None = None
     metrics_enabled: bool = False
@@ -267,6 +283,7 @@ class Settings:
             log_flush_bytes=_int(env, "OUTPUT_LOG_FLUSH_BYTES", cls.log_flush_bytes, 256),
             resume_poll_s=_int(env, "RESUME_POLL_MS", 200, 20) / 1000,
             **_upstream(env, allowed, configured),
+            **_under_stress(env),
             **_protection(env),
         )
 

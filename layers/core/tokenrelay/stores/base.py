@@ -33,6 +33,7 @@ class StreamRecord:
     error_code: str | None = None
     ttft_ms: int | None = None
     total_time_ms: int | None = None
+    last_seq: int | None = None  # the seq of the stream's last text message (set when it ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class StreamOutcome:
     error_code: str | None = None
     ttft_ms: int | None = None
     total_time_ms: int | None = None
+    last_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +86,10 @@ class StreamStore(Protocol):
 
     async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
         """Move an active stream to its final status; False if it had already ended."""
+        ...
+
+    async def finish_unless_cancelled(self, stream_id: str, outcome: StreamOutcome) -> WatchState | None:
+        """``finish`` in one conditional write that also requires no accepted cancel: None once
+        written; else nothing is written and the record's state says why (``status`` not
+        ``active``: it had ended, ``missing``: no record; ``cancel_requested``: a cancel won)."""
         ...

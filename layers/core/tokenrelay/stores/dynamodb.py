@@ -24,7 +24,9 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
@@ -53,7 +55,7 @@ CLIENT_CONFIG = Config(
 )
 
 _STRING_FIELDS = ("owner", "transport", "provider", "model", "status", "cancel_reason", "finish_reason", "error_code")
-_INT_FIELDS = ("expires_at", "prompt_tokens", "completion_tokens", "ttft_ms", "total_time_ms")
+_INT_FIELDS = ("expires_at", "prompt_tokens", "completion_tokens", "ttft_ms", "total_time_ms", "last_seq")
 _OUTCOME_FIELDS = (
     "completion_tokens",
     "prompt_tokens",
@@ -62,11 +64,23 @@ _OUTCOME_FIELDS = (
     "error_code",
     "ttft_ms",
     "total_time_ms",
+    "last_seq",
 )
 
 # What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
 WATCH_PROJECTION = "#pk, cancel_requested, cancel_reason, attached_until, #status, connection_id, resume_after, moves"
 WATCH_NAMES = {"#pk": PARTITION_KEY, "#status": "status"}
+# The terminal write and the cancel watch fail fast instead (one attempt): the engine retries the
+# one with its own short backoff, the poller the other at its next interval. botocore's own retries
+# would back off up to 3 s inside a single call. The timeouts stay: a shorter read timeout only
+# turns a slow answer into a retry that adds to what made it slow.
+FAST_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"mode": "standard", "total_max_attempts": 1},
+    max_pool_connections=50,
+)
+FAST_THREADS = 8  # threads for those calls alone (a poll per interval, a write per stream's end)
 BATCH_GET_MAX_KEYS = 100  # DynamoDB's limit per BatchGetItem
 BATCH_GET_ATTEMPTS = 3  # for keys DynamoDB returns as unprocessed (throttling); the rest wait for the next poll
 
@@ -136,6 +150,7 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> StreamRecord:
         error_code=s("error_code"),
         ttft_ms=n_int("ttft_ms"),
         total_time_ms=n_int("total_time_ms"),
+        last_seq=n_int("last_seq"),
     )
 
 
@@ -143,11 +158,11 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code") or "unknown error")
 
 
-def _new_client() -> Any:
+def _new_client(config: Config = CLIENT_CONFIG) -> Any:
     # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore reads only the
     # latter, so honour AWS_REGION the way the other AWS SDKs do.
     region = os.environ.get("AWS_REGION") or None
-    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+    return boto3.client("dynamodb", region_name=region, config=config)
 
 
 class DynamoStreamStore:
@@ -159,10 +174,27 @@ class DynamoStreamStore:
         # Created once, here, on the caller's thread: creating a client is not
         # thread-safe and costs tens of milliseconds; using one is thread-safe.
         self._client = client if client is not None else _new_client()
+        self._fast_client: Any = client  # FAST_CONFIG's, made on first use (on the loop's thread)
+        self._fast_pool: ThreadPoolExecutor | None = None
+
+    @property
+    def _fast(self) -> Any:
+        if self._fast_client is None:
+            self._fast_client = _new_client(FAST_CONFIG)
+        return self._fast_client
+
+    @property
+    def clients(self) -> tuple[Any, ...]:
+        """Its boto3 clients (tests attach fault injection to every one)."""
+        return (self._client,) if self._fast is self._client else (self._client, self._fast)
 
     def close(self) -> None:
-        """Close the client's connection pool (tests and local tools; Lambda never needs it)."""
+        """Close the clients' connection pools (tests and local tools; Lambda never needs it)."""
         self._client.close()
+        if self._fast_client is not None and self._fast_client is not self._client:
+            self._fast_client.close()
+        if self._fast_pool is not None:
+            self._fast_pool.shutdown(wait=False)
 
     async def create(self, record: StreamRecord) -> None:
         """Insert a new active record.
@@ -229,7 +261,7 @@ class DynamoStreamStore:
         for attempt in range(BATCH_GET_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.02 * 2**attempt)
-            response = await self._call("BatchGetItem", self._client.batch_get_item, RequestItems=request)
+            response = await self._call("BatchGetItem", self._fast.batch_get_item, RequestItems=request)
             for item in response.get("Responses", {}).get(self.table_name, []):
                 found[item[PARTITION_KEY]["S"]] = watch_state(item)
             request = response.get("UnprocessedKeys") or {}
@@ -273,6 +305,14 @@ class DynamoStreamStore:
 
     async def finish(self, stream_id: str, outcome: StreamOutcome) -> bool:
         """Move an active stream to ``outcome.status``; False if it had already ended."""
+        return await self._finish(stream_id, outcome, unless_cancelled=False) is None
+
+    async def finish_unless_cancelled(self, stream_id: str, outcome: StreamOutcome) -> WatchState | None:
+        """``finish``, unless a cancel was accepted first: None once written; otherwise nothing
+        is written and the record's state says why (ended already, or ``cancel_requested``)."""
+        return await self._finish(stream_id, outcome, unless_cancelled=True)
+
+    async def _finish(self, stream_id: str, outcome: StreamOutcome, *, unless_cancelled: bool) -> WatchState | None:
         if outcome.status not in FINAL_STATUSES:
             raise ValueError(f"finish: {outcome.status!r} is not a final status")
         fields: dict[str, str | int | float] = {"updated_at": time.time()}
@@ -282,23 +322,38 @@ class DynamoStreamStore:
                 fields[name] = value
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":f{i}": _attr(value) for i, value in enumerate(fields.values())}
+        update = "SET #status = :final, " + ", ".join(f"{n} = :{n[1:]}" for n in names)
+        condition = "#status = :active"  # false for a missing item too
+        if unless_cancelled:  # the one conditional write that decides a race with a cancel (docs/faults.md)
+            condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+            names["#cancel"] = "cancel_requested"
+            values[":false"] = _attr(False)
         try:
             await self._call(
                 "UpdateItem",
-                self._client.update_item,
+                self._fast.update_item,
                 TableName=self.table_name,
                 Key={PARTITION_KEY: _attr(stream_id)},
-                UpdateExpression="SET #status = :final, " + ", ".join(f"{n} = :{n[1:]}" for n in names),
-                ConditionExpression="#status = :active",  # false for a missing item too
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={**names, "#status": "status"},
                 ExpressionAttributeValues={**values, ":final": _attr(outcome.status), ":active": _attr("active")},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except _ConditionFailed:
-            return False
-        return True
+        except _ConditionFailed as failed:
+            return watch_state(failed.item) if failed.item else WatchState(status="missing")
+        return None
 
     async def _call(self, operation: str, method: Callable[..., T], **kwargs: Any) -> T:
         try:
+            if getattr(method, "__self__", None) is self._fast_client is not self._client:
+                # The cancel watch and the terminal write get threads of their own: in the
+                # default pool (cpu_count + 4 threads: 6 in a 2-vCPU Lambda) slow calls queued
+                # them for seconds, and a cancel went unseen until its stream had completed.
+                pool = self._fast_pool
+                if pool is None:
+                    pool = self._fast_pool = ThreadPoolExecutor(FAST_THREADS, thread_name_prefix="tokenrelay-ddb")
+                return await asyncio.get_running_loop().run_in_executor(pool, partial(method, **kwargs))
             return await asyncio.to_thread(method, **kwargs)
         except ClientError as exc:
             code = _error_code(exc)

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import StoreUnavailable
 from ..output_log import LogBatch, LogItem, decode_end
 from .base import WatchState
-from .dynamodb import PARTITION_KEY, TTL_ATTRIBUTE, WATCH_NAMES, WATCH_PROJECTION, _new_client, watch_state
+from .dynamodb import FAST_CONFIG, PARTITION_KEY, TTL_ATTRIBUTE, WATCH_NAMES, WATCH_PROJECTION, _new_client, watch_state
 
 __all__ = ["SORT_KEY", "DynamoAttachments", "DynamoOutputLog"]
 
@@ -56,11 +56,14 @@ def _decode(item: dict[str, dict[str, Any]]) -> LogItem:
 
 
 class DynamoOutputLog:
-    """``OutputLogStore`` on one DynamoDB table, through the low-level boto3 client."""
+    """``OutputLogStore`` on one DynamoDB table, through the low-level boto3 client.
+
+    Its client fails fast (``FAST_CONFIG``: one attempt, short timeouts): the writer and the
+    reader retry with their own backoff, never a thread asleep in botocore's."""
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
-        self._client = client if client is not None else _new_client()
+        self._client = client if client is not None else _new_client(FAST_CONFIG)
 
     async def append(self, stream_id: str, batch: LogBatch, expires_at: int) -> None:
         item = {
