@@ -1,4 +1,4 @@
-"""DynamoDB for the local stack: moto's server mode, enforcing IAM per access key.
+"""DynamoDB for the local stack: moto's server mode, enforcing IAM per access key, its writes atomic.
 
 moto's server checks every request's SigV4 signature and its caller's IAM policies once
 ``INITIAL_NO_AUTH_ACTION_COUNT`` requests have been served (moto's ``core/authorization.py``).
@@ -16,6 +16,16 @@ table's ARN (``.../index/NAME`` for a Query or Scan of an index), each table of 
 (HTTP 400 ``AccessDeniedException``, "... is not authorized to perform: dynamodb:X on
 resource: ARN ..."), so botocore raises exactly what the functions see on AWS.
 
+DynamoDB applies each write to an item atomically: a conditional write is checked against the
+item as the previous write left it, so of a cancel (condition ``status = active``) and a
+stream's end (``status = active AND no cancel``) racing on one record exactly one wins. moto's
+threaded server checks and applies them without a lock (in 300 such races both writes won
+twice), so here its backend serves one request at a time (``Serialized``); the handler threads
+still read and write their sockets in parallel.
+
+The tests' DynamoDB faults (throttling, errors, latency, a hang) are injected here, in front of
+moto, where every function's own client meets them (``dynamodb_faults.py``).
+
     python scripts/devstack/dynamodb.py --port 8010 --credentials-out .dev/admin.json
 
 prints one JSON line on stdout when it is ready (``{"endpoint", "region", "admin": {"access_key_id",
@@ -32,8 +42,12 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
+from pathlib import Path
 from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or imported as scripts.devstack.dynamodb
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SETUP_REQUESTS = 3  # CreateUser, PutUserPolicy, CreateAccessKey of the admin user
 ADMIN_USER = "admin"
@@ -110,26 +124,44 @@ def check_enforced(endpoint: str, region: str) -> None:
     raise RuntimeError("moto served a request from an unknown access key: IAM is not enforced")
 
 
+class Serialized:
+    """A WSGI app that runs one request at a time: DynamoDB's per-item write atomicity, and more."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))  # the body too: moto computes it lazily
+
+
 def serve(host: str, port: int, region: str) -> Generator[dict[str, Any], None, None]:
     """Run moto with IAM enforced until the generator is closed; yields the ready message."""
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_REQUESTS)
+    from dynamodb_faults import Faults
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
     settings.INITIAL_NO_AUTH_ACTION_COUNT = SETUP_REQUESTS
     ActionAuthenticatorMixin.request_count = 0
     enforce_table_resources()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    bound_host, bound_port = server.get_host_and_port()
+    app = Faults(Serialized(DomainDispatcherApplication(create_backend_app)))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="dynamodb", daemon=True)
+    thread.start()
+    bound_host, bound_port = server.server_address[:2]
     endpoint = f"http://{bound_host}:{bound_port}"
     try:
         admin = create_admin(endpoint, region)
         check_enforced(endpoint, region)
         yield {"endpoint": endpoint, "region": region, "admin": admin}
     finally:
-        server.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(ready, f)
         ready = {k: v for k, v in ready.items() if k != "admin"}  # the key stays out of logs
     print(json.dumps(ready), flush=True)
-    print(f"dynamodb: moto at {ready['endpoint']}, IAM enforced per access key", file=sys.stderr, flush=True)
+    print(
+        f"dynamodb: moto at {ready['endpoint']}, IAM enforced per access key, writes atomic",
+        file=sys.stderr,
+        flush=True,
+    )
     stop.wait()
     server.close()
     return 0

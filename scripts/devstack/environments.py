@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -218,24 +218,39 @@ class Pool(Generic[E]):
         self.stats.cold_starts += 1
         return env
 
-    async def release(self, env: E, *, linger_s: float = 0.0) -> None:
+    async def release(self, env: E, *, linger_s: float = 0.0, until: Coroutine[Any, Any, None] | None = None) -> None:
         """Back to idle; with ``linger_s``, the environment is still busy with work the client left
-        behind: it is not reused, and retires after that long."""
+        behind: it serves again once ``until`` says that work is done, or retires if that does not
+        come within ``linger_s`` (or there is no ``until``)."""
         self.busy.discard(env)
         env.last_used = time.monotonic()
         if linger_s > 0 and env.alive:
-            task = asyncio.get_running_loop().create_task(self._linger(env, linger_s))
+            task = asyncio.get_running_loop().create_task(self._linger(env, linger_s, until))
             self._lingering[task] = env
             task.add_done_callback(lambda t: self._lingering.pop(t, None))
             return
+        if until is not None:
+            until.close()
         if env.alive:
             self.idle.append(env)
         async with self._freed:
             self._freed.notify()
 
-    async def _linger(self, env: E, linger_s: float) -> None:
-        await asyncio.sleep(linger_s)
-        await env.stop()
+    async def _linger(self, env: E, linger_s: float, until: Coroutine[Any, Any, None] | None) -> None:
+        done = False
+        try:
+            if until is not None:
+                await asyncio.wait_for(until, linger_s)
+                done = True
+            else:
+                await asyncio.sleep(linger_s)
+        except TimeoutError:
+            pass
+        if done and env.alive:
+            env.last_used = time.monotonic()
+            self.idle.append(env)
+        else:
+            await env.stop()
         async with self._freed:
             self._freed.notify()
 
@@ -265,6 +280,18 @@ class Pool(Generic[E]):
         if self._reaper is not None:
             self._reaper.cancel()
         await asyncio.gather(*(e.stop() for e in everyone), return_exceptions=True)
+
+
+TEST_LAYER = "TOKENRELAY_TEST_LAYER"
+
+
+def python_path(env: Mapping[str, str], *paths: object) -> str:
+    """An environment's ``PYTHONPATH``: its layers and code (``paths``), after the test layer the
+    stack's environment may name (``TOKENRELAY_TEST_LAYER``: a directory of hooks a test turns on
+    by variable, found first as a Lambda layer's ``python/`` would be; ``tests/fakes/layer``).
+    ``scripts/dev`` never sets it."""
+    layer = env.get(TEST_LAYER)
+    return os.pathsep.join([*([layer] if layer else []), *(str(p) for p in paths)])
 
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:

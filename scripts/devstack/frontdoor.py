@@ -16,8 +16,15 @@ answers); the response streams through as it arrives, byte for byte, never buffe
   ``LAMBDA_QUEUE_S=0``).
 - A client that leaves mid-response: the environment's connection is closed, so the app
   sees the disconnect; the environment may go on working (the resume grace period), so it
-  is never handed another request: it retires after ``linger_s``.
+  is handed no other request until that work is done (its stream's record ended:
+  ``abandoned.py``), and retires instead if that takes more than ``linger_s``.
 - Environments idle for ``idle_timeout_s`` retire.
+- Each request carries the invocation's context as the Web Adapter passes it:
+  ``x-amzn-lambda-context`` (JSON; ``deadline`` in epoch ms: the invocation's start plus the
+  function's ``Timeout``), replacing any such header from the client, so a stream ends before
+  its invocation would, as on AWS (``functions/http/deadline.py``). An invocation still running
+  at its ``Timeout`` is ended as Lambda ends it: the response stops, the environment is stopped
+  (``Task timed out``) and the next request gets a new one.
 
     python scripts/devstack/frontdoor.py --port 8000 --identities .dev/identities.json
 """
@@ -31,17 +38,22 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
-from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink
+from abandoned import StreamRecords
+from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 READY_TIMEOUT_S = 30.0
+READY_POLL_S = 0.01  # the Web Adapter retries its readiness check every 10 ms (its docs, "Readiness Check")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
+CONTEXT_HEADER = b"x-amzn-lambda-context"
+NOT_RELAYED = HOP_BY_HOP | {CONTEXT_HEADER.decode()}  # the adapter sets the context itself
 NOT_FORWARDED = {"PORT", "AWS_LAMBDA_EXEC_WRAPPER"}  # the adapter's own: this front door is the adapter
 log = logging.getLogger("tokenrelay.frontdoor")
 
@@ -64,7 +76,7 @@ class HttpEnv(ProcessEnv):
             if not self.alive or time.monotonic() > deadline:
                 await self.stop(0)
                 raise RuntimeError(f"{self.name} did not become ready; its last lines: {list(self.last_lines)[-10:]}")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(READY_POLL_S)
 
 
 def _free_port() -> int:
@@ -91,8 +103,12 @@ class FrontDoor:
         linger_s: float = 35.0,
         memory_mb: int = 512,
         cpu_share: bool = False,
+        timeout_s: float = 900.0,
+        function_name: str = "tokenrelay-stream",
     ) -> None:
         self.env = {k: v for k, v in env.items() if k not in NOT_FORWARDED}
+        self.timeout_s, self.function_name = timeout_s, function_name
+        self.records = StreamRecords(self.env)
         self.code_dir, self.sink, self.linger_s = code_dir, sink, linger_s
         self.memory_mb, self.cpu_share = memory_mb, cpu_share
         self.client: httpx.AsyncClient | None = None
@@ -102,7 +118,8 @@ class FrontDoor:
 
     def _client(self) -> httpx.AsyncClient:
         if self.client is None:
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            # no keep-alive: uvicorn closes an idle connection after 5 s, which could race its reuse
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
             self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5), limits=limits)
         return self.client
 
@@ -113,7 +130,7 @@ class FrontDoor:
             **self.env,
             "PORT": str(port),
             "PATH": python_dir + os.pathsep + self.env.get("PATH", os.defpath),  # run.sh's `python`
-            "PYTHONPATH": str(ROOT / "layers" / "core"),  # the layer, /opt/python on AWS
+            "PYTHONPATH": python_path(self.env, ROOT / "layers" / "core"),  # the layer, /opt/python on AWS
             "LAMBDA_TASK_ROOT": str(self.code_dir),
         }
         cpu = None
@@ -152,18 +169,27 @@ class FrontDoor:
             log.error("%s: could not start an environment: %s", self.pool.name, exc)
             await _answer(send, 502, "ServiceException", "Internal Server Error")
             return
-        cut = False
+        cut, stream_id = False, ""
         try:
-            cut = await self._relay(environment, scope, bytes(body), receive, send)
+            relay = self._relay(environment, scope, bytes(body), receive, send)
+            cut, stream_id = await asyncio.wait_for(relay, self.timeout_s)
+        except TimeoutError:  # Lambda ends the invocation, and the environment with it
+            log.error("%s: Task timed out after %.2f seconds", environment.name, self.timeout_s)
+            await environment.stop(0)
         finally:
-            await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0)
+            until = self.records.ended(stream_id) if cut and stream_id else None
+            await self.pool.release(environment, linger_s=self.linger_s if cut else 0.0, until=until)
 
-    async def _relay(self, environment: HttpEnv, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> bool:
-        """Send the request to ``environment`` and stream its answer; True if the client left first."""
+    async def _relay(
+        self, environment: HttpEnv, scope: dict[str, Any], body: bytes, receive: Any, send: Any
+    ) -> tuple[bool, str]:
+        """Send the request to ``environment`` and stream its answer: whether the client left first,
+        and the stream it started or read (``X-Stream-Id``), if any."""
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in NOT_RELAYED]
+        headers.append((CONTEXT_HEADER, self._context()))
         client = self._client()
         delivered = asyncio.Event()  # an invocation, once started, gets its whole request even if the client left
 
@@ -178,8 +204,12 @@ class FrontDoor:
             delivered.set()
         request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
 
+        stream_id = ""
+
         async def relay() -> None:
+            nonlocal stream_id
             response = await client.send(request, stream=True)
+            stream_id = response.headers.get("x-stream-id", "")
             try:
                 out = [
                     (k.encode("latin-1"), v.encode("latin-1"))
@@ -211,8 +241,20 @@ class FrontDoor:
             await asyncio.gather(relaying, watching, return_exceptions=True)
         if relaying in done and relaying.exception() is not None:
             log.error("%s: request failed: %r", environment.name, relaying.exception())
-            return True
-        return relaying not in done
+            return True, stream_id
+        return relaying not in done, stream_id
+
+    def _context(self) -> bytes:
+        """The invocation's context, as the adapter serializes the Lambda runtime's (its ``Context``)."""
+        now_ms = int(time.time() * 1000)
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        context = {
+            "request_id": str(uuid.uuid4()),
+            "deadline": now_ms + int(self.timeout_s * 1000),
+            "invoked_function_arn": arn,
+            "env_config": {"function_name": self.function_name, "version": "$LATEST"},
+        }
+        return json.dumps(context, separators=(",", ":")).encode()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -226,6 +268,7 @@ class FrontDoor:
 
     async def aclose(self) -> None:
         await self.pool.close()
+        self.records.close()
         if self.client is not None:
             await self.client.aclose()
             self.client = None

@@ -36,16 +36,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from httpapi_config import Cors, cors_of, function_env  # noqa: E402
-from httpapi_envs import LocalFunction  # noqa: E402
+from environments import LogSink, print_sink  # noqa: E402
+from httpapi_config import Cors, cors_of  # noqa: E402
 from httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
+from identities import Identity  # noqa: E402
+from local_functions import Function, ProcessFunction, template_functions  # noqa: E402
 from tables import load_template  # noqa: E402
 
 log = logging.getLogger("tokenrelay.httpapi")
@@ -60,28 +62,12 @@ def gateway_error(status: int, message: str) -> Answer:
     return status, [("content-type", "application/json")], body
 
 
-class Invocable(Protocol):
-    """A function: ``invoke`` returns the handler's result, or raises if it raised, timed out
-    (its environment then stopped) or could not start; one invocation per environment."""
-
-    async def invoke(self, event: Mapping[str, Any], timeout_s: float) -> Any: ...
-
-    async def close(self) -> None: ...
-
-
-@dataclass
-class Function:
-    name: str
-    timeout_s: float  # the template's Timeout
-    target: Invocable
-
-
 @dataclass
 class HttpApi:
     """The ASGI app: route, invoke, answer."""
 
     routes: list[HttpRoute]
-    functions: dict[str, Function]
+    functions: dict[str, Function]  # by logical id
     api_id: str = "local"
     cors: Cors | None = None
     integration_timeout_s: float = INTEGRATION_TIMEOUT_S
@@ -132,7 +118,7 @@ class HttpApi:
             return gateway_error(413, "Request Entity Too Large")
         function = self.functions[route.function]
         self.invocations += 1
-        call = asyncio.ensure_future(function.target.invoke(payload, function.timeout_s))
+        call = asyncio.ensure_future(function.invoke(payload))  # up to the function's own Timeout
         done, _ = await asyncio.wait({call}, timeout=self.integration_timeout_s)
         if not done:  # API Gateway stops waiting; the invocation runs on to its own timeout
             log.error("%s: %s: no answer within the integration timeout", route.function, route.key)
@@ -182,7 +168,7 @@ class HttpApi:
 
     async def close(self) -> None:
         for function in self.functions.values():
-            await function.target.close()
+            await function.close()
 
 
 def _forget(running: set[asyncio.Future[Any]]) -> Any:
@@ -196,28 +182,43 @@ def _forget(running: set[asyncio.Future[Any]]) -> Any:
 
 def build(
     template: Mapping[str, Any],
-    base_env: Mapping[str, str],
+    identities: Mapping[str, Identity] | None,
+    env: Mapping[str, str],
     overrides: Mapping[str, str] | None = None,
-    python: str = sys.executable,
-    max_envs: int = 10,
+    *,
+    lambdas: Any = None,  # stack.LambdaSettings; from ``env`` if None
+    sink: LogSink = print_sink,
     api_id: str = "HttpApi",
 ) -> HttpApi:
+    """The HTTP API ``api_id`` of ``template``, each of its functions with its own identity
+    (``identities``: None only for a function that never calls AWS, as in a test)."""
+    from stack import LambdaSettings, function_env, local_names
+
     routes = routes_from_template(template, api_id)
-    functions = {}
-    glob = template.get("Globals", {}).get("Function", {})
+    stack_env = {**env, **(overrides or {})}
+    lambdas = lambdas or LambdaSettings.from_env(stack_env)
+    specs = template_functions(template, local_names(stack_env))
+    functions: dict[str, Function] = {}
     for name in sorted({r.function for r in routes}):
-        props = template["Resources"][name]["Properties"]
-        argv = [python, str(HERE / "lambda_runtime.py"), props["Handler"]]
-        target = LocalFunction(name, argv, function_env(template, name, base_env, overrides), max_envs=max_envs)
-        functions[name] = Function(name, float(props.get("Timeout", glob.get("Timeout", 3))), target)
+        spec = specs[name]
+        credentials = identities[name] if identities is not None else None
+        functions[name] = ProcessFunction(
+            spec,
+            function_env(spec, credentials, stack_env),
+            sink=sink,
+            max_envs=lambdas.max_envs,
+            idle_timeout_s=lambdas.idle_timeout_s,
+            queue_timeout_s=lambdas.queue_timeout_s,
+            cpu_share=lambdas.cpu_share,
+        )
     return HttpApi(routes, functions, cors=cors_of(template, api_id))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("HTTPAPI_PORT", "8002")))
-    parser.add_argument("--template", default=str(ROOT / "template.yaml"))
-    parser.add_argument("--max-envs", type=int, default=10, help="execution environments per function")
+    parser.add_argument("--template", default=os.environ.get("TOKENRELAY_TEMPLATE") or str(ROOT / "template.yaml"))
+    parser.add_argument("--identities", required=True, help="identities.json written by scripts/devstack/stack.py")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set in every function")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s httpapi %(levelname)s %(message)s")
@@ -227,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--env {item!r}: expected KEY=VALUE")
         overrides[key] = value
+    from identities import load
+
     template = load_template(args.template)
-    app = build(template, os.environ, overrides, max_envs=args.max_envs)
+    app = build(template, load(args.identities), dict(os.environ), overrides)
     for route in app.routes:
         log.info("route %s -> %s", route.key, route.function)
     import uvicorn

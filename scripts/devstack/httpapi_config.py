@@ -1,8 +1,7 @@
-"""What the local HTTP API takes from the template: the API's CORS, and each function's environment."""
+"""What the local HTTP API takes from the template besides its routes: the API's CORS configuration."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,32 +64,3 @@ def cors_of(template: Mapping[str, Any], api_id: str) -> Cors | None:
         expose=list(value.get("ExposeHeaders") or []),
         max_age=value.get("MaxAge"),
     )
-
-
-def function_env(
-    template: Mapping[str, Any], name: str, base: Mapping[str, str], overrides: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of ``name``'s execution environments: ``base`` (the local stack's tables,
-    endpoints and credentials), the template's literal variables for it (Globals, then its own:
-    an intrinsic such as ``!Ref StreamsTable`` is the local stack's to fill), what Lambda sets,
-    then ``overrides``."""
-    props = template["Resources"][name]["Properties"]
-    glob = template.get("Globals", {}).get("Function", {})
-    env = dict(base)
-    for source in (glob, props):
-        for key, value in (source.get("Environment", {}).get("Variables") or {}).items():
-            if not isinstance(value, dict) and value != "":
-                env[key] = str(value)
-    env["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
-    env.update(
-        AWS_LAMBDA_FUNCTION_NAME=name,
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(props.get("MemorySize", glob.get("MemorySize", 128))),
-        AWS_LAMBDA_FUNCTION_TIMEOUT=str(props.get("Timeout", glob.get("Timeout", 3))),
-    )
-    paths = [str(ROOT / props["CodeUri"])]
-    for layer in props.get("Layers", []):
-        if isinstance(layer, dict) and set(layer) == {"Ref"}:
-            paths.append(str(ROOT / template["Resources"][layer["Ref"]]["Properties"]["ContentUri"]))
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.update(overrides or {})
-    return env

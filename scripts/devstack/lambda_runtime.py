@@ -3,8 +3,10 @@
     python [-S] lambda_runtime.py MODULE.HANDLER     (TOKENRELAY_RUNTIME_FD=<fd> in its environment)
 
 runs as Lambda's Python runtime does: imports the handler once (the init phase), then
-handles one invocation at a time, in order, keeping its module state between them. The
-protocol is JSON lines, the same as ``runtime.py`` of the local stack's process functions:
+handles one invocation at a time, in order, keeping its module state between them. The local
+stack's handler functions run in it (``local_functions.py``: the WebSocket functions, the
+worker, the HTTP API's ApiFunction), and so does ``tests/aws/sam_nodocker.py`` (the built
+functions in a fresh Python 3.12, as ``sam local`` would). The protocol is JSON lines:
 
     stdin                    {"event": {...}, "request_id": "...", "deadline_ms": <epoch ms>,
                               "function_name": "...", "arn": "...", "memory_mb": 512}

@@ -5,7 +5,7 @@
   (resolved as ``iam.py`` resolves intrinsics; ``Globals`` aside, which the local stack's
   own environment replaces).
 - ``ProcessFunction``: a function whose invocations each take an environment from its
-  ``Pool`` (``environments.py``): ``runtime.py`` in a child process with the function's
+  ``Pool`` (``environments.py``): ``lambda_runtime.py`` in a child process with the function's
   environment variables and its own IAM identity's credentials. An invocation that outlives
   the function's timeout ends as Lambda ends it: the environment is killed and the
   invocation fails with ``Task timed out after N seconds``.
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from environments import LogSink, Pool, ProcessEnv, print_sink
+from environments import LogSink, Pool, ProcessEnv, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = Path(__file__).resolve().parent / "runtime.py"
+RUNTIME = Path(__file__).resolve().parent / "lambda_runtime.py"
 INIT_TIMEOUT_S = 30.0  # Lambda gives the init phase 10 s; a loaded 2-core machine needs more
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -87,7 +87,7 @@ def template_functions(template: Mapping[str, Any], names: Any) -> dict[str, Fun
 
 
 class HandlerEnv(ProcessEnv):
-    """One environment of a handler function: ``runtime.py`` in a child process."""
+    """One environment of a handler function: ``lambda_runtime.py`` in a child process."""
 
     async def start(self) -> None:
         read_fd, write_fd = os.pipe()
@@ -177,7 +177,7 @@ class ProcessFunction:
 
     async def _start(self, name: str) -> HandlerEnv:
         layer = ROOT / "layers" / "core"
-        env = {**self.env, "PYTHONPATH": os.pathsep.join([str(layer), str(self.spec.code_dir)])}
+        env = {**self.env, "PYTHONPATH": python_path(self.env, layer, self.spec.code_dir)}
         cpu = None
         if self.cpu_share:
             from cpu_share import CpuShare

@@ -100,9 +100,12 @@ def setup(
     return provision(endpoint, admin, function_policies(data, names), prefix, names.region)
 
 
-def function_env(spec: FunctionSpec, identity: Identity, env: Mapping[str, str]) -> dict[str, str]:
-    """What one environment of ``spec`` runs with: its template variables, the stack's, its key."""
+def function_env(spec: FunctionSpec, identity: Identity | None, env: Mapping[str, str]) -> dict[str, str]:
+    """What one environment of ``spec`` runs with: its template variables, the stack's, its key
+    (None: no AWS credentials at all, for a test's function that never calls AWS)."""
     merged = {**spec.env, **{k: v for k, v in env.items() if k not in NOT_INHERITED}}
+    if identity is None:
+        return {k: v for k, v in merged.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     return {**merged, **identity.env()}
 
 
@@ -131,6 +134,8 @@ def front_door(
         linger_s=grace + 5 if linger_s is None else linger_s,
         memory_mb=spec.memory_mb,
         cpu_share=lambdas.cpu_share,
+        timeout_s=spec.timeout_s,
+        function_name=spec.name,
     )
 
 

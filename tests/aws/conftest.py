@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from tests.aws.schema import TableSpec, create_table, table_spec
+from tests.fakes.local_stack import LocalAws, local_aws
 
 REGION = "us-east-1"
 FAKE_SECRET = "tokenrelay-fake-secret-never-in-messages"
@@ -37,6 +37,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    # boto3's default session resolves credentials once and keeps them: a test that sets other
+    # keys (the stack's admin key) must not get the ones an earlier test's client resolved.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.fixture
@@ -54,17 +57,21 @@ def dynamodb(aws_env: None, streams_spec: TableSpec) -> Iterator[Any]:
         client.close()
 
 
+@pytest.fixture(scope="session")
+def local_dynamodb_server() -> Iterator[LocalAws]:
+    with local_aws() as aws:
+        yield aws
+
+
 @pytest.fixture
-def moto_server() -> Iterator[str]:
-    """moto in server mode on a free local port: real HTTP, as ``scripts/dev`` runs it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        server._server.server_close()  # type: ignore[union-attr]  # stop() leaves the socket open
+def moto_server(local_dynamodb_server: LocalAws, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The local stack's DynamoDB, as ``scripts/dev`` runs it (``scripts/devstack/dynamodb.py``:
+    moto's server mode, IAM enforced, writes atomic), real HTTP; this test holds its admin key
+    (what an operator's tools use), in the environment."""
+    admin = local_dynamodb_server.admin
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", admin["access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", admin["secret_access_key"])
+    return local_dynamodb_server.endpoint
 
 
 @pytest.fixture

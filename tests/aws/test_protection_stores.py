@@ -137,7 +137,8 @@ def test_keys_script_create_list_revoke_round_trip(
     create_table(client, table_spec("ApiKeysTable"), "tokenrelay-api-keys")
     env["DDB_PORT"] = moto_server.rsplit(":", 1)[1]
     admin_file = tmp_path / "admin.json"
-    admin_file.write_text(json.dumps({"admin": {"access_key_id": "local", "secret_access_key": "local"}}))
+    admin = {"access_key_id": os.environ["AWS_ACCESS_KEY_ID"], "secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+    admin_file.write_text(json.dumps({"admin": admin}))  # what scripts/dev writes: the admin key
     env["TOKENRELAY_ADMIN_FILE"] = str(admin_file)
     result = subprocess.run(
         [str(ROOT / "scripts" / "keys"), "--local", "create", "--name", "wrapped"],

@@ -3,13 +3,15 @@
 The SAM CLI's own commands (``tests/aws/sam_nodocker.py``: its route table, payload 2.0
 events, ``--env-vars`` merge and response parsing) drive the *built* ApiFunction (the
 session's ``sam build``) in a fresh Python 3.12, with the shipped ``sam-local-env.json``
-and the DynamoDB of ``scripts/local-dynamodb``. Only the container is missing: the one
-value changed in the env-vars file is the DynamoDB endpoint, ``host.docker.internal`` as
-a container sees this machine, here ``127.0.0.1``.
+and the DynamoDB of ``scripts/local-dynamodb`` (IAM enforced), run with ApiFunction's
+credentials as that script says: what its role grants, nothing more. Only the container is
+missing: the one value changed in the env-vars file is the DynamoDB endpoint,
+``host.docker.internal`` as a container sees this machine, here ``127.0.0.1``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +46,22 @@ def stop(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGINT)
         proc.communicate(timeout=20)
     except (subprocess.TimeoutExpired, ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
 
 
+@dataclass(frozen=True)
+class LocalDynamo:
+    port: int
+    token: str  # an API key
+    credentials: dict[str, str]  # ApiFunction's, as the script prints them for the sam shell
+
+
 @pytest.fixture(scope="module")
-def local_dynamodb() -> Iterator[tuple[int, str]]:
-    """``scripts/local-dynamodb`` as docs/deploy.md runs it (on 127.0.0.1 here): its port and API key."""
+def local_dynamodb() -> Iterator[LocalDynamo]:
+    """``scripts/local-dynamodb`` as docs/deploy.md runs it (on 127.0.0.1 here): its port, an API
+    key and ApiFunction's credentials."""
     port = free_port()
     cmd = [str(ROOT / "scripts" / "local-dynamodb"), "--host", "127.0.0.1", "--port", str(port)]
     out = subprocess.PIPE
@@ -61,8 +73,10 @@ def local_dynamodb() -> Iterator[tuple[int, str]]:
             assert time.monotonic() < deadline and proc.poll() is None, output
             output += proc.stdout.readline()
         token = re.search(r"TOKEN=(trk_\S+)", output)
-        assert token, output
-        yield port, token[1]
+        keys = re.search(r"export (AWS_ACCESS_KEY_ID=\S+ AWS_SECRET_ACCESS_KEY=\S+)", output)
+        assert token and keys, output
+        credentials = dict(pair.split("=", 1) for pair in keys[1].split())
+        yield LocalDynamo(port, token[1], credentials)
     finally:
         stop(proc)
     with pytest.raises(httpx.ConnectError):
@@ -70,23 +84,25 @@ def local_dynamodb() -> Iterator[tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def env_vars(local_dynamodb: tuple[int, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def env_vars(local_dynamodb: LocalDynamo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     shipped = json.loads(ENV_VARS.read_text())
     assert shipped["Parameters"]["AWS_ENDPOINT_URL_DYNAMODB"] == SHIPPED_ENDPOINT
-    shipped["Parameters"]["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{local_dynamodb[0]}"
+    shipped["Parameters"]["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{local_dynamodb.port}"
     path = tmp_path_factory.mktemp("sam-local") / "env.json"
     path.write_text(json.dumps(shipped))
     return path
 
 
-def driver_env() -> dict[str, str]:
-    """A clean shell: SAM gives the functions this shell's credentials, and any variable the
-    template declares that this shell sets would override the template."""
+def driver_env(credentials: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean shell: SAM gives the functions this shell's credentials (ApiFunction's, as
+    ``scripts/local-dynamodb`` says to export), and any variable the template declares that
+    this shell sets would override the template."""
     return {
         "PATH": f"{PYTHON.parent}:/usr/bin:/bin",
         "HOME": os.environ.get("HOME", "/tmp"),
         "AWS_ACCESS_KEY_ID": "sam-local",
         "AWS_SECRET_ACCESS_KEY": "sam-local",
+        **(credentials or {}),
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": "/dev/null",
@@ -96,17 +112,20 @@ def driver_env() -> dict[str, str]:
     }
 
 
-def sam(*args: str, **kw: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(PYTHON), str(DRIVER), *args], cwd=ROOT, env=driver_env(), text=True, **kw)
+def sam(local: LocalDynamo, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    env = driver_env(local.credentials)
+    return subprocess.Popen([str(PYTHON), str(DRIVER), *args], cwd=ROOT, env=env, text=True, **kw)
 
 
 @pytest.fixture(scope="module")
-def start_api(sam_builds: dict[str, Path], env_vars: Path) -> Iterator[tuple[str, list[str]]]:
+def start_api(
+    sam_builds: dict[str, Path], env_vars: Path, local_dynamodb: LocalDynamo
+) -> Iterator[tuple[str, list[str]]]:
     """`sam local start-api --env-vars ...` on the host build: its URL and the routes it mounted."""
     port = free_port()
     template = sam_builds["host"] / "template.yaml"
     args = ["local", "start-api", "--template", str(template), "--env-vars", str(env_vars), "--port", str(port)]
-    proc = sam(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = sam(local_dynamodb, *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         assert proc.stderr is not None
         mounted: list[str] = []
@@ -157,10 +176,10 @@ def test_start_api_mounts_exactly_the_http_api_routes_of_the_template(start_api:
 
 
 async def test_every_route_reaches_the_built_handler_through_start_api(
-    start_api: tuple[str, list[str]], local_dynamodb: tuple[int, str]
+    start_api: tuple[str, list[str]], local_dynamodb: LocalDynamo
 ) -> None:
     url, _ = start_api
-    headers = {"Authorization": f"Bearer {local_dynamodb[1]}"}  # the template's AuthMode: api_key
+    headers = {"Authorization": f"Bearer {local_dynamodb.token}"}  # the template's AuthMode: api_key
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
         health = await client.get("/health")
         assert health.status_code == 200 and health.json()["dependencies"]["dynamodb"] == "ok"
@@ -180,15 +199,15 @@ async def test_every_route_reaches_the_built_handler_through_start_api(
 
 
 def test_sam_local_invoke_with_the_shipped_events(
-    sam_builds: dict[str, Path], env_vars: Path, local_dynamodb: tuple[int, str]
+    sam_builds: dict[str, Path], env_vars: Path, local_dynamodb: LocalDynamo
 ) -> None:
     """As docs/deploy.md says: the health event as is, the chat event with the key put in."""
     template = str(sam_builds["host"] / "template.yaml")
     events = (("httpapi_get_health.json", '"dynamodb":"ok"'), ("httpapi_post_chat_stream.json", "event: done"))
     for name, check in events:
-        event = (ROOT / "tests" / "events" / name).read_text().replace("YOUR_API_KEY", local_dynamodb[1])
+        event = (ROOT / "tests" / "events" / name).read_text().replace("YOUR_API_KEY", local_dynamodb.token)
         args = ["local", "invoke", "ApiFunction", "-e", "-", "--env-vars", str(env_vars), "--template", template]
-        proc = sam(*args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = sam(local_dynamodb, *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate(event, timeout=120)
         assert proc.returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])

@@ -15,6 +15,7 @@ one ``scripts/dev`` serves:
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -43,6 +44,7 @@ class DevStack:
     ddb: str
     token: str
     output: list[str]
+    admin: dict[str, str]  # the operator's key (.dev/admin.json): moto refuses any other for the records
 
     @property
     def key_id(self) -> str:
@@ -56,8 +58,8 @@ class DevStack:
             "dynamodb",
             endpoint_url=self.ddb,
             region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_access_key_id=self.admin["access_key_id"],
+            aws_secret_access_key=self.admin["secret_access_key"],
         )
         item = client.get_item(TableName="tokenrelay-streams", Key={"stream_id": {"S": stream_id}}, ConsistentRead=True)
         return str(item["Item"]["owner"]["S"])
@@ -68,6 +70,7 @@ def dev() -> Iterator[DevStack]:
     """``AUTH_MODE=api_key scripts/dev`` on free ports, and a key made by ``scripts/keys --local``."""
     http_port, ddb_port, ws_port = free_port(), free_port(), free_port()
     ports = {"HTTP_PORT": str(http_port), "DDB_PORT": str(ddb_port), "WS_PORT": str(ws_port)}
+    ports["HTTPAPI_PORT"] = str(free_port())
     env = clean_env(**ports, AUTH_MODE="api_key", ECHO_DELAY_MS="30")
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "dev")],
@@ -114,7 +117,8 @@ def dev() -> Iterator[DevStack]:
         token = keys.stdout.strip()
         assert token.startswith("trk_"), keys
         local = "http://127.0.0.1"
-        yield DevStack(f"{local}:{http_port}", f"ws://127.0.0.1:{ws_port}", f"{local}:{ddb_port}", token, output)
+        admin = json.loads((ROOT / ".dev" / "admin.json").read_text())["admin"]
+        yield DevStack(f"{local}:{http_port}", f"ws://127.0.0.1:{ws_port}", f"{local}:{ddb_port}", token, output, admin)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -12,8 +12,9 @@ Each state of issue 20 that used to leave the pill on "streaming" forever:
   gateway is back.
 
 The gateway here is its own process (``scripts/devstack/gateway.py``, as ``scripts/dev`` runs
-it) on its own moto server process, so the test can kill it with SIGKILL and start it again
-on the same port; moto too, for a restart (empty tables). A 401 on connect is in
+it: each function in its own processes, with its own IAM identity) on its own DynamoDB process
+(``scripts/devstack/dynamodb.py``), so the test can kill it with SIGKILL and start it again on
+the same port; DynamoDB too, for a restart (empty tables, new identities). A 401 on connect is in
 ``test_api_key.py``. Screenshots of each state are copied to docs/frontend/
 (docs/frontend.md) when missing, or with ``UPDATE_SCREENSHOTS=1``.
 """
@@ -30,11 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
-from scripts.devstack.tables import create_tables
 from tests.browser.conftest import ROOT, Stack, save_screenshot
 from tests.browser.test_demo import LONG_PROMPT, status
 from tests.fakes.servers import free_port
@@ -125,36 +124,23 @@ def test_demo_websocket_wrong_url_says_so_within_the_bound(page: Any, stack: Sta
 
 
 class Gateway:
-    """``scripts/devstack/gateway.py`` as its own process on a fixed port, against ``moto``."""
+    """``scripts/devstack/gateway.py`` as its own process on a fixed port, as ``scripts/dev`` runs it:
+    each WebSocket function and the worker in their own process environments, each with its
+    own IAM identity (``--identities``, made by ``stack.py setup`` with the tables)."""
 
-    def __init__(self, dynamodb: str) -> None:
+    def __init__(self, dynamodb: LocalDynamo) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
-        self.env = clean_env(
-            AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",
-            AWS_ENDPOINT_URL_DYNAMODB=dynamodb,
-            STREAMS_TABLE="tokenrelay-streams",
-            CONNECTIONS_TABLE="tokenrelay-connections",
-            OUTPUT_LOG_TABLE="tokenrelay-output-log",
-            AUTH_MODE="off",
-            DEFAULT_PROVIDER="echo",
-            ECHO_DELAY_MS="30",
-            CANCEL_POLL_MS="50",
-            LOG_LEVEL="WARNING",
-            PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / 'http'}",
-        )
+        self.dynamodb = dynamodb
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_s: float = 60.0) -> None:
         script = ROOT / "scripts" / "devstack" / "gateway.py"
+        identities = str(self.dynamodb.identities)  # the DynamoDB's current ones (new after a restart)
         self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--port", str(self.port)],
+            [sys.executable, str(script), "--port", str(self.port), "--identities", identities],
             cwd=ROOT,
-            env=self.env,
+            env=self.dynamodb.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -177,45 +163,55 @@ class Gateway:
         self.proc = None
 
 
-class Moto:
-    """moto's server as its own process on a fixed port (as ``scripts/dev`` runs it), with the
-    tables of template.yaml. Not in this process: moto's state is global to a process, and
-    the package's stack keeps its tables in the one of this process."""
+class LocalDynamo:
+    """The stack's DynamoDB as its own process on a fixed port, as ``scripts/dev`` runs it
+    (``dynamodb.py``: IAM enforced, writes atomic), then ``stack.py setup``: the tables of
+    template.yaml and one identity per function. Not in this process: moto's state is global
+    to a process, and the package's stack keeps its tables in the one of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.admin, self.identities = workdir / "admin.json", workdir / "identities.json"
+        self.env = clean_env(
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_ENDPOINT_URL_DYNAMODB=self.endpoint,
+            STREAMS_TABLE="tokenrelay-streams",
+            CONNECTIONS_TABLE="tokenrelay-connections",
+            OUTPUT_LOG_TABLE="tokenrelay-output-log",
+            AUTH_MODE="off",
+            DEFAULT_PROVIDER="echo",
+            ECHO_DELAY_MS="30",
+            CANCEL_POLL_MS="50",
+            LOG_LEVEL="WARNING",
+            PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT / 'functions' / 'http'}",
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        server = Path(sys.executable).parent / "moto_server"
+        self.admin.unlink(missing_ok=True)
+        script = ROOT / "scripts" / "devstack" / "dynamodb.py"
         self.proc = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(script), "--port", str(self.port), "--credentials-out", str(self.admin)],
+            env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
         def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, "moto exited"
-            try:
-                return httpx.get(f"{self.endpoint}/moto-api/", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+            assert self.proc is not None and self.proc.poll() is None, "DynamoDB exited"
+            return self.admin.exists() and self.admin.stat().st_size > 0
 
-        wait_until(up, 60, "moto to start")
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-        create_tables(client, env={})
-        client.close()
+        wait_until(up, 60, "DynamoDB to start")
+        setup = [sys.executable, str(ROOT / "scripts" / "devstack" / "stack.py"), "setup"]
+        setup += ["--admin", str(self.admin), "--out", str(self.identities)]
+        subprocess.run(setup, env=self.env, cwd=ROOT, check=True, capture_output=True, timeout=60)
 
     def restart(self) -> None:
-        """As a ``scripts/dev`` restart: a new moto, empty, then the tables again."""
+        """As a ``scripts/dev`` restart: a new DynamoDB, empty, then the tables and identities again."""
         self.stop()
         self.start()
 
@@ -231,15 +227,15 @@ class Moto:
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[Moto]:
-    server = Moto()
+def dynamodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDynamo]:
+    server = LocalDynamo(tmp_path_factory.mktemp("failures"))
     yield server
     server.stop()
 
 
 @pytest.fixture
-def gateway(moto: Moto) -> Iterator[Gateway]:
-    gw = Gateway(moto.endpoint)
+def gateway(dynamodb: LocalDynamo) -> Iterator[Gateway]:
+    gw = Gateway(dynamodb)
     gw.start()
     yield gw
     gw.kill()
@@ -248,7 +244,7 @@ def gateway(moto: Moto) -> Iterator[Gateway]:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("state", ["lost", "kept"])
 def test_demo_gateway_killed_mid_answer_reconnects_visibly_then_says_what_happened(
-    page: Any, stack: Stack, moto: Moto, gateway: Gateway, state: str
+    page: Any, stack: Stack, dynamodb: LocalDynamo, gateway: Gateway, state: str
 ) -> None:
     """``lost``: back as after a ``scripts/dev`` restart (empty tables); ``kept``: only the gateway
     restarted (its tables kept, the stream's worker gone with the old process)."""
@@ -268,7 +264,7 @@ def test_demo_gateway_killed_mid_answer_reconnects_visibly_then_says_what_happen
         doc_screenshot(page, "ws-reconnecting.png")
 
     if state == "lost":
-        moto.restart()
+        dynamodb.restart()
     gateway.start()
     bound = RESTARTED_BOUND_S if state == "lost" else RESUME_TIMEOUT_BOUND_S
     took = wait_until(lambda: error_card(page) != "", bound, "the error card after the gateway came back")

@@ -67,6 +67,11 @@ class LocalApp:
     store: DynamoStreamStore  # the admin's view of the streams table
     upstream: FakeUpstream
     stack: FunctionStack
+    aws: LocalAws
+
+    @property
+    def streams_table(self) -> str:
+        return self.store.table_name
 
     @property
     def logs(self) -> LogCapture:
@@ -80,7 +85,7 @@ class LocalApp:
 def local_app(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[LocalApp]:
     with function_stack(aws, {**upstream_server.env, **APP_ENV}, name="e2e") as stack:
         store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
-        yield LocalApp(stack.http, store, upstream_server, stack)
+        yield LocalApp(stack.http, store, upstream_server, stack, aws)
         store.close()
 
 

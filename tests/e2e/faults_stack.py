@@ -1,16 +1,18 @@
-"""The fault matrix's stack: both transports, real servers, faults injected at the edges.
+"""The fault matrix's stack: both transports as deployed, faults injected at the edges.
 
-- SSE: the FastAPI app under real uvicorn (``serve``), its DynamoDB store on moto's server.
-- WebSocket: the local API Gateway emulator, the real ``$connect``/chat/``$disconnect``
-  handlers and the worker, invoked asynchronously as Lambda does, posting through
-  ``@connections``; the same moto server.
+- SSE: the local Function URL (``frontdoor.py``), one request per StreamFunction environment.
+- WebSocket: the local API Gateway emulator, the ``$connect``/chat/``$disconnect`` functions
+  and the worker each in their own process environments, invoked as Lambda does (the worker
+  asynchronously), posting through ``@connections``.
+- Every function with its own IAM identity, on the stack's DynamoDB (``tests/fakes/local_stack.py``).
 - The provider: the real ``openai`` SDK through ``ChaosProxy`` (refuse, reset) to the
   fake upstream; the real ``anthropic`` SDK straight to it (the fallback model).
-- DynamoDB faults: ``DynamoFaults`` answers chosen calls of the stream stores' own
-  boto3 clients, at botocore's ``before-send``, with what DynamoDB answers when
-  throttling (HTTP 400 ``ProvisionedThroughputExceededException``); botocore's own
-  retries (standard mode) then run against it, as in production.
-- Metrics: every EMF document both transports emit, captured by stream id.
+- DynamoDB faults: ``DynamoFaults`` has the DynamoDB server answer chosen calls of the
+  functions (by their access keys; the test's own reads, as the operator, are spared) as
+  DynamoDB answers when throttling (HTTP 400 ``ProvisionedThroughputExceededException``):
+  each function's own botocore retries (standard mode) then run against it, as in production
+  (``scripts/devstack/dynamodb_faults.py``).
+- Metrics: every EMF document the functions print, by stream id.
 
 Settings are small (1.5 s first-chunk and stall timeouts, 10 ms backoff) so every case
 ends within a few seconds; ``FALLBACK_MODEL`` is the Anthropic model.
@@ -19,34 +21,25 @@ ends within a few seconds; ``FALLBACK_MODEL`` is the Anthropic model.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.awsrequest import AWSResponse
-from moto.core.botocore_stubber import MockRawResponse
-
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from scripts.devstack.tables import create_table, table_spec
+from scripts.devstack.dynamodb_faults import injected, set_faults
+from scripts.devstack.gateway import Gateway
 from tests.fakes.chaos import ChaosProxy
-from tests.fakes.environ import environ
-from tests.fakes.servers import free_port, serve
+from tests.fakes.local_stack import LocalAws, LogCapture, changed_template, function_stack
 from tests.fakes.upstream import FakeUpstream
-from tokenrelay import Settings
 from tokenrelay.stores import StreamRecord
 from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.telemetry.metrics import StreamMetrics
-from tokenrelay_http import create_app
 
 FIRST_CHUNK_S = 1.5  # long enough that a busy machine never trips it by accident
 WORKER_MARGIN_S = 1.0
 SSE_MARGIN_S = 1.0
+SSE_TIMEOUT_S = 2.5  # the short function's Timeout: its streams end SSE_TIMEOUT_S - SSE_MARGIN_S in
 FAULT_ENV = {
     "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
     "DEFAULT_PROVIDER": "openai",
@@ -61,90 +54,54 @@ FAULT_ENV = {
     "WORKER_DEADLINE_MARGIN_MS": str(int(WORKER_MARGIN_S * 1000)),
     "CANCEL_POLL_MS": "50",
     "WS_FLUSH_MS": "10",
-    "METRICS_ENABLED": "false",  # the stack captures its own
+    "METRICS_ENABLED": "true",  # one EMF document per stream, in the functions' output
     "AUTH_MODE": "off",
     "CONNECTIONS_TABLE": "tokenrelay-connections-faults",
     "WORKER_FUNCTION_NAME": "tokenrelay-worker",
 }
-THROTTLED = json.dumps(
-    {
-        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-        "message": "The level of configured provisioned throughput for the table was exceeded.",
-    }
-).encode()
+STREAMS = "tokenrelay-streams-faults"
+# Which calls of the streams table each kind of fault takes (the functions' calls only).
+KINDS: dict[str, dict[str, Any]] = {
+    "create": {"operations": ["PutItem"]},  # a stream record's create
+    "read": {"operations": ["GetItem", "BatchGetItem"]},  # the cancel watch
+    "finish": {"operations": ["UpdateItem"], "contains": ":final"},  # the terminal write
+}
 
 
 class DynamoFaults:
-    """Throttles the next ``count`` calls of a kind, on every client it is attached to.
+    """Throttles the next ``count`` calls of a kind that the functions make, at the DynamoDB server."""
 
-    Kinds: ``create`` (PutItem of a stream record), ``read`` (GetItem/BatchGetItem of the
-    streams table: the cancel watch), ``finish`` (the terminal UpdateItem). Thread-safe:
-    the stores call boto3 from worker threads.
-    """
-
-    def __init__(self, table: str) -> None:
-        self.table = table
-        self._left: Counter[str] = Counter()
-        self.injected: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def attach(self, client: Any) -> None:
-        client.meta.events.register_first("before-send.dynamodb", self._before_send)
+    def __init__(self, endpoint: str, table: str, callers: list[str]) -> None:
+        self.endpoint, self.table, self.callers = endpoint, table, callers
 
     def throttle(self, kind: str, count: int) -> None:
-        with self._lock:
-            self._left[kind] = count
+        rule = {"name": kind, "answer": "throttle", "count": count, "table": self.table, "callers": self.callers}
+        set_faults(self.endpoint, rules=[{**rule, **KINDS[kind]}])
 
     def clear(self) -> None:
-        with self._lock:
-            self._left.clear()
-            self.injected.clear()
+        set_faults(self.endpoint)
 
-    def _kind(self, request: Any) -> str | None:
-        target = request.headers.get("X-Amz-Target") or b""
-        operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
-        body = json.loads(request.body or b"{}")
-        if operation == "BatchGetItem":
-            return "read" if self.table in body.get("RequestItems", {}) else None
-        if body.get("TableName") != self.table:
-            return None
-        if operation == "PutItem":
-            return "create"
-        if operation == "GetItem":
-            return "read"
-        if operation == "UpdateItem" and ":final" in body.get("ExpressionAttributeValues", {}):
-            return "finish"
-        return None
-
-    def _before_send(self, request: Any, **_: Any) -> AWSResponse | None:
-        kind = self._kind(request)
-        with self._lock:
-            if kind is None or self._left[kind] <= 0:
-                return None
-            self._left[kind] -= 1
-            self.injected[kind] += 1
-        headers = {"x-amzn-RequestId": "FAULT", "Content-Type": "application/x-amz-json-1.0"}
-        return AWSResponse(request.url, 400, headers, MockRawResponse(THROTTLED))
+    @property
+    def injected(self) -> Counter[str]:
+        return injected(self.endpoint)
 
 
 class Metrics:
-    """EMF documents, by stream id (thread-safe: the worker emits from its own threads)."""
+    """The EMF documents the stack's functions printed since the last ``clear``, by stream id."""
 
-    def __init__(self) -> None:
-        self.docs: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def sink(self, line: str) -> None:
-        with self._lock:
-            self.docs.append(json.loads(line))
+    def __init__(self, logs: LogCapture) -> None:
+        self.logs = logs
+        self.mark = logs.mark()
 
     def clear(self) -> None:
-        with self._lock:
-            self.docs.clear()
+        self.mark = self.logs.mark()
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        return self.logs.emf(self.mark)
 
     def of(self, stream_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [d for d in self.docs if d.get("stream_id") == stream_id]
+        return [d for d in self.docs if d.get("stream_id") == stream_id]
 
     def wait(self, stream_id: str, within_s: float = 10.0) -> list[dict[str, Any]]:
         """The stream's documents once there is one (blocking: call it in a thread)."""
@@ -158,6 +115,7 @@ class Metrics:
 @dataclass
 class FaultStack:
     sse_url: str
+    short_sse_url: str  # the same function with a Timeout of SSE_TIMEOUT_S: the invocation's deadline
     ws_url: str
     gateway: Gateway
     upstream: FakeUpstream
@@ -193,45 +151,31 @@ class FaultStack:
         return False
 
 
-def fault_stack(dynamodb_endpoint: str, upstream: FakeUpstream) -> Iterator[FaultStack]:
+def fault_stack(aws: LocalAws, upstream: FakeUpstream, workdir: Path) -> Iterator[FaultStack]:
     """Build the stack (a generator for a module-scoped fixture)."""
+    short = changed_template(workdir, "StreamFunction", Timeout=SSE_TIMEOUT_S)
     with ChaosProxy.running(upstream.openai_base_url) as proxy:
-        port = free_port()
-        here = f"http://127.0.0.1:{port}"
         env = {
             **upstream.env,
             **FAULT_ENV,
             "OPENAI_BASE_URL": proxy.url,
-            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
-            "AWS_ENDPOINT_URL_LAMBDA": here,
+            "STREAMS_TABLE": STREAMS,
+            "OUTPUT_LOG_TABLE": "",  # resume off: a client gone stops the stream
         }
-        with environ(env, remove=["OUTPUT_LOG_TABLE"]):  # resume off: a client gone stops the stream
-            yield from _stack(env, port, dynamodb_endpoint, upstream, proxy)
-
-
-def _stack(
-    env: dict[str, str], port: int, dynamodb_endpoint: str, upstream: FakeUpstream, proxy: ChaosProxy
-) -> Iterator[FaultStack]:
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    create_table(client, table_spec("ConnectionsTable"), env["CONNECTIONS_TABLE"])
-    client.close()
-    settings = Settings.from_env(os.environ)
-    faults = DynamoFaults(settings.streams_table)
-    metrics = Metrics()
-    store = DynamoStreamStore(settings.streams_table)
-    for client in store.clients:
-        faults.attach(client)
-    app = create_app(settings, store=store, metrics=StreamMetrics("TokenRelay", "faults", sink=metrics.sink))
-    from tokenrelay_ws import environment as common  # functions/websocket
-
-    common.reset()
-    svc = common.services()
-    svc.metrics = StreamMetrics("TokenRelay", "faults", sink=metrics.sink)
-    for client in svc.streams.clients:  # type: ignore[attr-defined]
-        faults.attach(client)
-    gateway = Gateway(GatewayConfig.from_env(port=port))
-    records = DynamoStreamStore(settings.streams_table)
-    with serve(app) as sse_url, serving(gateway) as ws_url:
-        yield FaultStack(sse_url, ws_url, gateway, upstream, proxy, faults, metrics, records)
-    records.close()
-    store.close()
+        with (
+            function_stack(aws, env, http=True, ws=True, name="faults") as stack,
+            stack.serve_front_door(short) as short_url,
+        ):
+            assert stack.gateway is not None
+            keys = [identity.access_key_id for identity in stack.identities.values()]
+            records = DynamoStreamStore(STREAMS)  # the operator's: reads and cancels as another instance would
+            faults = DynamoFaults(aws.endpoint, STREAMS, keys)
+            try:
+                metrics = Metrics(stack.logs)
+                yield FaultStack(
+                    stack.http, short_url, stack.ws, stack.gateway, upstream, proxy, faults, metrics, records
+                )
+                stack.assert_no_access_denied()
+            finally:
+                faults.clear()
+                records.close()

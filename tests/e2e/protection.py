@@ -1,10 +1,13 @@
-"""What the protection end-to-end tests share: their tables on moto's server, keys, and slot probes."""
+"""What the protection end-to-end tests share: their stack's settings, their tables, keys, slot probes
+and the refusal metrics the functions print."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,6 +19,35 @@ from tokenrelay.stores.dynamodb import DynamoApiKeyStore
 
 KEYS_TABLE = "tokenrelay-api-keys-e2e"
 LIMITS_TABLE = "tokenrelay-rate-limits-e2e"
+FIXED_NOW = 1_800_000_030.0  # mid-minute, frozen: the per-minute window never rolls over during a test
+LAYER = Path(__file__).resolve().parents[1] / "fakes" / "layer"
+
+
+def protected_env(streams_table: str) -> dict[str, str]:
+    """The stack's settings: keys required, each function's limiter on the frozen clock (the test
+    layer, ``tests/fakes/layer``), keys never cached (a revocation shows at once), metrics on (the
+    ``Refusals`` documents are read from the functions' output)."""
+    return {
+        "AUTH_MODE": "api_key",
+        "API_KEYS_TABLE": KEYS_TABLE,
+        "RATE_LIMITS_TABLE": LIMITS_TABLE,
+        "API_KEY_CACHE_S": "0",
+        "STREAMS_TABLE": streams_table,
+        "DEFAULT_PROVIDER": "echo",
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,gpt-4.1-mini",
+        "ECHO_DELAY_MS": "2",
+        "CANCEL_POLL_MS": "50",
+        "UPSTREAM_MAX_RETRIES": "0",
+        "METRICS_ENABLED": "true",
+        "TOKENRELAY_TEST_LAYER": str(LAYER),
+        "TOKENRELAY_TEST_FROZEN_CLOCK": str(FIXED_NOW),
+    }
+
+
+def refusal_docs(lines: list[str]) -> list[dict[str, Any]]:
+    """The ``Refusals`` EMF documents among a stack's output lines, in order."""
+    docs = [json.loads(line) for line in lines if line.startswith("{") and '"Refusals"' in line]
+    return [d for d in docs if "_aws" in d]
 
 
 @dataclass

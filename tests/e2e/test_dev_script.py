@@ -38,6 +38,7 @@ def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
     http_port, ddb_port, ws_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
     env.update(HTTP_PORT=str(http_port), DDB_PORT=str(ddb_port), WS_PORT=str(ws_port), ECHO_DELAY_MS="30")
+    env["HTTPAPI_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "dev")],
         cwd=ROOT,
@@ -85,7 +86,7 @@ def test_dev_script_prints_working_curl_and_stops_on_ctrl_c() -> None:
 
 
 def _start_dev() -> tuple[subprocess.Popen[str], dict[str, int], str]:
-    ports = {"HTTP_PORT": free_port(), "DDB_PORT": free_port(), "WS_PORT": free_port()}
+    ports = {"HTTP_PORT": free_port(), "DDB_PORT": free_port(), "WS_PORT": free_port(), "HTTPAPI_PORT": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "AWS_"))}
     env.update({k: str(v) for k, v in ports.items()})
     proc = subprocess.Popen(

@@ -1,8 +1,9 @@
 """The fault matrix (issue #5): every upstream and AWS fault, on both transports, end to end.
 
-Each case runs over SSE (the app under uvicorn) and over WebSocket (gateway, handlers,
-worker), against the real SDKs, the fake upstream (behind ``ChaosProxy`` for OpenAI)
-and moto's DynamoDB server (``faults_stack.py``). For every case and transport:
+Each case runs over SSE (the local Function URL) and over WebSocket (gateway, handlers,
+worker), every function in its own process environments with its own IAM identity, against
+the real SDKs, the fake upstream (behind ``ChaosProxy`` for OpenAI) and the stack's DynamoDB,
+whose server injects the DynamoDB faults (``faults_stack.py``). For every case and transport:
 
 - the client sees exactly one terminal event (none after a client went away), the
   text it got is the upstream's text or a prefix of it, never repeated, in order;
@@ -23,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from botocore.retries.standard import ExponentialBackoff
 
-from tests.e2e.faults_stack import SSE_MARGIN_S, WORKER_MARGIN_S, FaultStack, fault_stack
+from tests.e2e.faults_stack import WORKER_MARGIN_S, FaultStack, fault_stack
 from tests.e2e.sse_client import iter_sse
+from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 
 TOKENS = tuple(f"t{i} " for i in range(6))
@@ -121,16 +122,15 @@ class Seen:
 
 
 @pytest.fixture(scope="module")
-def stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[FaultStack]:
-    yield from fault_stack(dynamodb_endpoint, upstream_server)
+def stack(
+    aws: LocalAws, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultStack]:
+    yield from fault_stack(aws, upstream_server, tmp_path_factory.mktemp("faults"))
 
 
 @pytest.fixture
-def faults(stack: FaultStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultStack]:
+def faults(stack: FaultStack) -> Iterator[FaultStack]:
     stack.reset()
-    # botocore's own backoff for throttling (up to 1 s, then 2 s) at 1/20: its retry logic, fast.
-    delay = ExponentialBackoff.delay_amount
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, ctx: delay(self, ctx) * 0.05)
     yield stack
     assert stack.wait_idle(), "a worker or an upstream request outlived its case"
     stack.reset()
@@ -164,13 +164,12 @@ async def on_first_text(stack: FaultStack, case: Case, stream_id: str) -> None:
 
 async def run_sse(stack: FaultStack, case: Case) -> Seen:
     seen = Seen()
-    headers = {}
-    if case.action == "deadline":  # what the Lambda Web Adapter sends: 0.5 s left after the margin
-        headers["x-amzn-lambda-context"] = json.dumps({"deadline": int((time.time() + SSE_MARGIN_S + 0.5) * 1000)})
+    # the deadline: a function whose Timeout leaves 1.5 s after the margin (the Web Adapter's context)
+    url = stack.short_sse_url if case.action == "deadline" else stack.sse_url
     body = {"message": "go", "provider": "openai"}
     async with (
-        httpx.AsyncClient(base_url=stack.sse_url, timeout=20) as client,
-        client.stream("POST", "/chat/stream", json=body, headers=headers) as response,
+        httpx.AsyncClient(base_url=url, timeout=20) as client,
+        client.stream("POST", "/chat/stream", json=body) as response,
     ):
         if response.status_code != 200:
             await response.aread()

@@ -1,9 +1,10 @@
 """The app's routes on both deployed paths, as docs/deploy.md promises them.
 
-The Function URL path: the app under uvicorn (what ``run.sh`` starts behind the Web Adapter),
-every route. The HTTP API path: the local HTTP API (``scripts/devstack/httpapi.py``) built
-from ``template.yaml``, its routes only, each request a payload 2.0 event for ``ApiFunction``
-(Mangum) in a Lambda execution environment of its own process.
+The Function URL path: the local Function URL (``frontdoor.py``), every route, each request in
+an execution environment of StreamFunction (``run.sh``: the app under uvicorn). The HTTP API
+path: the local HTTP API (``scripts/devstack/httpapi.py``) built from ``template.yaml``, its
+routes only, each request a payload 2.0 event for ``ApiFunction`` (Mangum) in an execution
+environment of its own. Each function runs with its own IAM identity, as everywhere in tests/e2e.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from scripts.devstack.httpapi import build
 from scripts.devstack.httpapi_routes import routes_from_template
 from scripts.devstack.tables import load_template
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.route_samples import sample_request
-from tests.fakes.servers import serve
 from tokenrelay import Settings
 from tokenrelay_http import create_app
 
@@ -49,17 +49,14 @@ LONG = " ".join(f"w{i}" for i in range(250))  # 252 tokens x 20 ms: about 5 s
 class Paths:
     function_url: str
     http_api: str
-
-
-def http_api(template: dict[str, Any], **env: str) -> Any:
-    return serve(build(template, os.environ, {**ENV, **env}, max_envs=4))
+    stack: FunctionStack
 
 
 @pytest.fixture(scope="module")
-def paths(dynamodb_endpoint: str) -> Iterator[Paths]:
-    settings = Settings.from_env({**os.environ, **ENV})
-    with serve(create_app(settings)) as function_url, http_api(load_template()) as api:
-        yield Paths(function_url, api)
+def paths(aws: LocalAws) -> Iterator[Paths]:
+    with function_stack(aws, ENV, http=True, http_api=True, name="httpapi") as stack:
+        yield Paths(stack.http, stack.http_api, stack)
+        stack.assert_no_access_denied()
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -129,7 +126,7 @@ async def test_buffered_stream_and_its_resume_through_the_http_api(paths: Paths)
 async def test_buffered_resume_of_a_live_stream_ends_at_the_deadline_then_resumes(paths: Paths) -> None:
     template = load_template()
     template["Resources"]["ApiFunction"]["Properties"]["Timeout"] = 4  # 29 s on AWS: the same, faster
-    with http_api(template, DEADLINE_MARGIN_S="1") as api:
+    with paths.stack.serve_http_api(template, DEADLINE_MARGIN_S="1") as api:
         async with httpx.AsyncClient(timeout=40) as client:
             async with client.stream("POST", f"{paths.function_url}/chat/stream", json={"message": LONG}) as live:
                 events, reader = [], iter_sse(live)
@@ -158,7 +155,7 @@ async def test_a_route_missing_from_the_template_is_a_404_on_the_http_api_only(p
     template = copy.deepcopy(load_template())
     del template["Resources"]["ApiFunction"]["Properties"]["Events"]["ChatStreamResume"]
     stream_id = (await post_stream(paths.function_url, {"message": "hi"}))[0].data["stream_id"]
-    with http_api(template) as api:
+    with paths.stack.serve_http_api(template) as api:
         async with httpx.AsyncClient(timeout=40) as client:
             on_api = await client.get(f"{api}/chat/stream/{stream_id}")
             on_url = await client.get(f"{paths.function_url}/chat/stream/{stream_id}")

@@ -1,7 +1,9 @@
 """The local HTTP API holds AWS's limits (scripts/devstack/httpapi.py), with a function built to hit them.
 
 Real uvicorn in front, real processes behind: each Lambda execution environment runs
-``lambda_runtime.py`` with the handler below, one invocation at a time.
+``lambda_runtime.py`` with the handler below, one invocation at a time, in the local stack's
+environment pool (``local_functions.ProcessFunction``). The function never calls AWS: it runs
+without credentials.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from scripts.devstack.httpapi import HttpApi, build
+from scripts.devstack.stack import LambdaSettings
 from tests.fakes.servers import serve
 
 HANDLER = """
@@ -37,7 +40,8 @@ HANDLER = """
             return {"statusCode": 200, "body": "x" * (7 * 1024 * 1024)}
         print("a log line, never part of the response")
         body = {"invocations": invocations, "pid": os.getpid(), "remaining_ms": context.get_remaining_time_in_millis(),
-                "event": event, "env": {k: os.environ.get(k) for k in ("AWS_LAMBDA_FUNCTION_NAME", "FROM_TEMPLATE")}}
+                "event": event, "function": context.function_name,
+                "env": {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "FROM_TEMPLATE", "FROM_STACK")}}
         return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
 """
 
@@ -55,7 +59,7 @@ def template(code: Path, timeout_s: int) -> dict[str, Any]:
                     "CodeUri": str(code),
                     "Handler": "fake.handler",
                     "Timeout": timeout_s,
-                    "Environment": {"Variables": {"FROM_TEMPLATE": "yes", "FROM_STACK": {"Ref": "Other"}}},
+                    "Environment": {"Variables": {"FROM_TEMPLATE": "yes", "FROM_STACK": {"Ref": "Api"}}},
                     "Events": {"Items": route("GET", "/items/{id}"), "Fn": route("ANY", "/fn/{rest+}")},
                 },
             },
@@ -66,7 +70,8 @@ def template(code: Path, timeout_s: int) -> dict[str, Any]:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, HttpApi]]:
     (tmp_path / "fake.py").write_text(textwrap.dedent(HANDLER))
-    app = build(template(tmp_path, timeout_s=2), os.environ, api_id="Api", max_envs=4)
+    lambdas = LambdaSettings(max_envs=4, queue_timeout_s=30.0)
+    app = build(template(tmp_path, timeout_s=2), None, dict(os.environ), api_id="Api", lambdas=lambdas)
     with serve(app) as url:
         yield url, app
 
@@ -82,7 +87,8 @@ async def test_only_declared_routes_reach_the_function(gateway: tuple[str, HttpA
     assert ok.status_code == 200
     body = ok.json()
     assert body["event"]["pathParameters"] == {"id": "7"} and body["event"]["routeKey"] == "GET /items/{id}"
-    assert body["env"] == {"AWS_LAMBDA_FUNCTION_NAME": "Fn", "FROM_TEMPLATE": "yes"}
+    assert body["function"] == "tokenrelay-fn"  # the context names the function
+    assert body["env"] == {"AWS_ACCESS_KEY_ID": None, "FROM_TEMPLATE": "yes", "FROM_STACK": "Api"}
     assert 0 < body["remaining_ms"] <= 2000  # the context counts down from the function's Timeout
     for method, path in (("POST", "/items/7"), ("GET", "/items"), ("GET", "/fn"), ("GET", "/elsewhere")):
         refused = await get(f"{url}{path}", method=method)
@@ -94,10 +100,10 @@ async def test_each_environment_serves_one_request_at_a_time_and_stays_warm(gate
     url, app = gateway
     first, second = await asyncio.gather(get(f"{url}/fn/sleep?s=0.5"), get(f"{url}/fn/sleep?s=0.5"))
     assert first.status_code == second.status_code == 200
-    function: Any = app.functions["Fn"].target  # httpapi_envs.LocalFunction
-    assert function.cold_starts == 2  # the second request did not wait for the first's environment
+    pool: Any = app.functions["Fn"].pool  # type: ignore[attr-defined]  # local_functions.ProcessFunction
+    assert pool.stats.cold_starts == 2  # the second request did not wait for the first's environment
     warm = (await get(f"{url}/items/1")).json()
-    assert function.cold_starts == 2 and warm["invocations"] == 2  # reused, with its module state
+    assert pool.stats.cold_starts == 2 and warm["invocations"] == 2  # reused, with its module state
 
 
 async def test_a_function_past_its_timeout_is_a_500_and_its_environment_is_replaced(
@@ -109,7 +115,7 @@ async def test_a_function_past_its_timeout_is_a_500_and_its_environment_is_repla
     assert (slow.status_code, slow.json()) == (500, {"message": "Internal Server Error"})
     after = (await get(f"{url}/items/1")).json()
     assert after["pid"] != before["pid"] and after["invocations"] == 1  # a fresh environment: a cold start
-    assert getattr(app.functions["Fn"].target, "cold_starts", None) == 2
+    assert app.functions["Fn"].pool.stats.cold_starts == 2  # type: ignore[attr-defined]
 
 
 async def test_the_integration_timeout_is_a_503_when_it_comes_first(gateway: tuple[str, HttpApi]) -> None:

@@ -1,94 +1,60 @@
-"""API keys and per-key limits over HTTP, end to end: the app under real uvicorn with
-AUTH_MODE=api_key, keys and limits in moto's DynamoDB server, the fake upstream, real HTTP clients."""
+"""API keys and per-key limits over HTTP, end to end, as deployed: the local Function URL (one
+request per StreamFunction environment, its own IAM identity) with AUTH_MODE=api_key, keys and
+limits in the stack's DynamoDB, the fake upstream, real HTTP clients. The limiter's clock is
+frozen mid-minute in every environment (the test layer), so no window rolls over mid-test."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 import openai
 import pytest
-from botocore.config import Config
 
-from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
+from tests.e2e.protection import LIMITS_TABLE, ProtectionTables, protected_env, refusal_docs
 from tests.e2e.sse_client import iter_sse
-from tests.fakes.environ import environ
-from tests.fakes.servers import serve
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay import Settings
-from tokenrelay.protection import Authenticator, Guard, RateLimiter
-from tokenrelay.stores.dynamodb import DynamoApiKeyStore, DynamoRateLimitStore, DynamoStreamStore
-from tokenrelay.telemetry.metrics import RefusalMetrics
-from tokenrelay_http import create_app
+from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 STREAMS = "tokenrelay-streams-protect-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
 CHAT = {"message": "hello", "provider": "openai"}
-FIXED_NOW = 1_800_000_030.0  # mid-minute, frozen: the per-minute window never rolls over during a test
 
 
 @dataclass
 class Served:
-    url: str  # the app, STREAM_TIMEOUT_S=840
-    short_url: str  # the same tables, STREAM_TIMEOUT_S=1 (the deadline path)
+    url: str  # the Function URL, STREAM_TIMEOUT_S=840
+    short_url: str  # another on the same tables, STREAM_TIMEOUT_S=1 (the deadline path)
     tables: ProtectionTables
     upstream: FakeUpstream
-    refusals: list[str]  # the Refusals metric's EMF lines, of both apps
+    stack: FunctionStack
 
-
-def _app(tables: ProtectionTables, timeout_s: str, refusals: list[str]) -> Any:
-    settings = Settings.from_env(
-        {
-            **os.environ,
-            "AUTH_MODE": "api_key",
-            "API_KEYS_TABLE": KEYS_TABLE,
-            "RATE_LIMITS_TABLE": LIMITS_TABLE,
-            "STREAMS_TABLE": STREAMS,
-            "OUTPUT_LOG_TABLE": "tokenrelay-output-log",  # resume on, as deployed (created by the session)
-            "RESUME_GRACE_S": "1",
-            "DEFAULT_PROVIDER": "echo",
-            "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,gpt-4.1-mini",
-            "ECHO_DELAY_MS": "2",
-            "CANCEL_POLL_MS": "50",
-            "UPSTREAM_MAX_RETRIES": "0",
-            "STREAM_TIMEOUT_S": timeout_s,
-        }
-    )
-    limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE, patient()), lease_s=900, clock=lambda: FIXED_NOW)
-    counter = RefusalMetrics("TokenRelay", "tokenrelay-e2e", sink=refusals.append)
-    guard = Guard(settings, Authenticator(DynamoApiKeyStore(KEYS_TABLE, patient()), cache_s=0), limiter, counter)
-    return create_app(settings, store=DynamoStreamStore(STREAMS, patient()), guard=guard)
-
-
-def patient() -> Any:
-    """A DynamoDB client that waits for moto instead of timing out and retrying.
-
-    moto runs in this process: on a loaded machine one of 50 parallel calls can take more
-    than botocore's 5 s read timeout, and a retried ``ADD count :1`` counts a request twice
-    (9 admitted, not 10) while three timeouts make a 503. What these tests check is the
-    limits' logic, not timeouts (tests/stress and the fault matrix do that), so their calls
-    wait, one attempt each; the product's clients keep their timeouts."""
-    config = Config(connect_timeout=30, read_timeout=120, retries={"mode": "standard", "total_max_attempts": 1})
-    return boto3.client("dynamodb", config=config)
+    def refusals(self, since: int) -> list[dict[str, Any]]:
+        """The Refusals metric's documents both Function URLs printed since ``since`` (a log mark)."""
+        return refusal_docs(self.stack.logs.since(since))
 
 
 @pytest.fixture(scope="module")
-def served(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[Served]:
-    tables = ProtectionTables.create(dynamodb_endpoint, STREAMS)
-    refusals: list[str] = []
+def served(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[Served]:
+    tables = ProtectionTables.create(aws.endpoint, STREAMS)
+    env = {
+        **upstream_server.env,
+        **protected_env(STREAMS),
+        "OUTPUT_LOG_TABLE": "tokenrelay-output-log-protect",  # resume on, as deployed
+        "RESUME_GRACE_S": "1",
+        "STREAM_TIMEOUT_S": "840",
+    }
     with (
-        environ(upstream_server.env),
-        serve(_app(tables, "840", refusals)) as url,
-        serve(_app(tables, "1", refusals)) as short,
+        function_stack(aws, env, name="protect-http") as stack,
+        stack.serve_front_door(STREAM_TIMEOUT_S="1") as short,
     ):
-        yield Served(url, short, tables, upstream_server, refusals)
+        yield Served(stack.http, short, tables, upstream_server, stack)
+        stack.assert_no_access_denied()
 
 
 @pytest.fixture
@@ -252,7 +218,7 @@ async def test_cancel_and_resume_of_another_keys_stream_are_refused_403(app: Ser
 async def test_each_refusal_is_counted_once_by_reason_and_nothing_else_is(app: Served) -> None:
     owner, _ = await app.tables.key()
     limited, _ = await app.tables.key(models=["echo:*"], rpm=1)
-    app.refusals.clear()
+    mark = app.stack.logs.mark()
     async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
         assert (await client.post("/chat/stream-simple", json=CHAT)).status_code == 401
         assert (await client.get("/v1/models", headers=bearer("trk_nope"))).status_code == 401
@@ -267,7 +233,7 @@ async def test_each_refusal_is_counted_once_by_reason_and_nothing_else_is(app: S
         assert (await client.get(f"/chat/stream/{stream_id}", headers=bearer(limited))).status_code == 403
         assert (await client.post("/chat/stream/no-such/cancel", headers=bearer(limited))).status_code == 404
         assert (await client.post("/chat/stream", json={}, headers=bearer(owner))).status_code == 400
-    docs = [json.loads(line) for line in app.refusals]
+    docs = app.refusals(mark)
     assert [d["Reason"] for d in docs] == [
         "unauthorized",
         "unauthorized",
@@ -278,7 +244,8 @@ async def test_each_refusal_is_counted_once_by_reason_and_nothing_else_is(app: S
     ]
     assert all(d["Refusals"] == [1.0] and d["Transport"] == "http" for d in docs)
     assert all(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Reason", "service"]] for d in docs)
-    assert limited not in "".join(app.refusals) and "trk_nope" not in "".join(app.refusals)  # no key in a metric
+    said = "".join(app.stack.logs.since(mark))
+    assert limited not in said and "trk_nope" not in said  # no key in a metric, nor in any log line
 
 
 # -- rate limits -----------------------------------------------------------------------------
@@ -294,7 +261,7 @@ async def test_fifty_parallel_requests_against_rpm_ten_admit_exactly_ten(app: Se
     statuses = Counter(r.status_code for r in answers)
     count = app.tables.client.get_item(TableName=LIMITS_TABLE, Key={"pk": {"S": f"rpm#{key.key_id}#30000000"}})
     counted = int(count["Item"]["count"]["N"])
-    # Nothing here depends on time (the minute is frozen, DynamoDB calls wait): any failure is a bug.
+    # Nothing here depends on time (the minute is frozen in every environment): any failure is a bug.
     assert statuses[200] <= 10, f"the limit let {statuses[200]} of 50 through (counter {counted}): a real bug"
     assert statuses == {200: 10, 429: 40}, f"{dict(statuses)}, counter {counted}: {[r.text for r in answers][:3]}"
     for refused in (r for r in answers if r.status_code == 429):

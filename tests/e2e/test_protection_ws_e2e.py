@@ -1,5 +1,7 @@
 """API keys and per-key limits on the WebSocket API, end to end: a real WebSocket client, the local
-API Gateway emulator, the real handlers and worker, moto's DynamoDB server and the fake upstream."""
+API Gateway emulator, the real handlers and worker each in its own process environments with its
+own IAM identity, the stack's DynamoDB and the fake upstream. The limiter's clock is frozen
+mid-minute in every environment (the test layer), so no window rolls over mid-test."""
 
 from __future__ import annotations
 
@@ -14,19 +16,15 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from tests.e2e.protection import KEYS_TABLE, LIMITS_TABLE, ProtectionTables
-from tests.fakes.environ import environ
-from tests.fakes.servers import free_port
+from scripts.devstack.gateway import Gateway
+from tests.e2e.protection import ProtectionTables, protected_env, refusal_docs
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay.protection import RateLimiter
-from tokenrelay.stores.dynamodb import DynamoRateLimitStore, DynamoStreamStore
-from tokenrelay.telemetry.metrics import RefusalMetrics
+from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 STREAMS = "tokenrelay-streams-protect-ws-e2e"
 CONNECTIONS = "tokenrelay-connections-protect-ws-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
-FIXED_NOW = 1_800_000_030.0  # the limiter's clock: mid-minute, frozen
 
 
 @dataclass
@@ -35,46 +33,27 @@ class WsStack:
     gateway: Gateway
     tables: ProtectionTables
     upstream: FakeUpstream
-    refusals: list[str]  # the Refusals metric's EMF lines
+    stack: FunctionStack
+
+    def refusals(self, since: int) -> list[dict[str, Any]]:
+        """The Refusals metric's documents the functions printed since ``since`` (a log mark)."""
+        return refusal_docs(self.stack.logs.since(since))
 
 
 @pytest.fixture(scope="module")
-def ws_stack(dynamodb_endpoint: str, upstream_server: FakeUpstream) -> Iterator[WsStack]:
-    port = free_port()
-    here = f"http://127.0.0.1:{port}"
+def ws_stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[WsStack]:
     env = {
         **upstream_server.env,
-        "AUTH_MODE": "api_key",
-        "API_KEYS_TABLE": KEYS_TABLE,
-        "RATE_LIMITS_TABLE": LIMITS_TABLE,
-        "API_KEY_CACHE_S": "0",  # a revocation shows at the next chat
-        "STREAMS_TABLE": STREAMS,
+        **protected_env(STREAMS),
         "CONNECTIONS_TABLE": CONNECTIONS,
         "WORKER_FUNCTION_NAME": "tokenrelay-worker",
-        "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,gpt-4.1-mini",
-        "ECHO_DELAY_MS": "2",
-        "CANCEL_POLL_MS": "50",
-        "UPSTREAM_MAX_RETRIES": "0",
         "WS_FLUSH_MS": "20",
-        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
-        "AWS_ENDPOINT_URL_LAMBDA": here,
     }
-    with environ(env):
-        tables = ProtectionTables.create(dynamodb_endpoint, STREAMS)
-        from scripts.devstack.tables import create_table, table_spec
-
-        create_table(tables.client, table_spec("ConnectionsTable"), CONNECTIONS)
-        from tokenrelay_ws import environment as common
-
-        common.reset()  # services from the environment above
-        svc = common.services()
-        svc.limiter = RateLimiter(DynamoRateLimitStore(LIMITS_TABLE), lease_s=900, clock=lambda: FIXED_NOW)
-        refusals: list[str] = []
-        svc.refusals = RefusalMetrics("TokenRelay", "tokenrelay-e2e", sink=refusals.append)
-        gateway = Gateway(GatewayConfig.from_env(port=port))
-        with serving(gateway) as url:
-            yield WsStack(url, gateway, tables, upstream_server, refusals)
+    tables = ProtectionTables.create(aws.endpoint, STREAMS)
+    with function_stack(aws, env, http=False, ws=True, name="protect-ws") as stack:
+        assert stack.gateway is not None
+        yield WsStack(stack.ws, stack.gateway, tables, upstream_server, stack)
+        stack.assert_no_access_denied()
 
 
 @pytest.fixture
@@ -182,7 +161,7 @@ async def test_rpm_limit_refuses_with_retry_after(app: WsStack) -> None:
 async def test_each_refusal_is_counted_once_by_reason(app: WsStack) -> None:
     limited, _ = await app.tables.key(models=["echo:*"], rpm=1)
     other, _ = await app.tables.key()
-    app.refusals.clear()
+    mark = app.stack.logs.mark()
     with pytest.raises(InvalidStatus):  # 401 at $connect
         async with connect(app, "/?access_token=trk_nope"):
             pass
@@ -200,9 +179,20 @@ async def test_each_refusal_is_counted_once_by_reason(app: WsStack) -> None:
         assert (await recv(ws))["code"] == "forbidden"
         await ws.send(json.dumps({"type": "nonsense"}))
         assert (await recv(ws))["code"] == "unknown_type"  # an error, not a refusal
-    docs = [json.loads(line) for line in app.refusals]
+    docs = await refusals_once_idle(app, mark, expected=4)
     assert [d["Reason"] for d in docs] == ["unauthorized", "model_not_allowed", "rate_limited", "forbidden"]
     assert all(d["Refusals"] == [1.0] and d["Transport"] == "websocket" for d in docs)
+
+
+async def refusals_once_idle(app: WsStack, mark: int, expected: int) -> list[dict[str, Any]]:
+    """The refusals since ``mark`` once ``expected`` of them were printed (each function prints its
+    document as it answers: the last may still be on its way from its process); bounded."""
+    assert await app.gateway.wait_idle(10.0)
+    for _ in range(100):
+        if len(app.refusals(mark)) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    return app.refusals(mark)
 
 
 @pytest.mark.parametrize("how", ["cancel", "disconnect", "complete"])

@@ -1,28 +1,32 @@
 """The stress suite (``TOKENRELAY_HEAVY=1``; a full ``scripts/test`` runs it): its stack is in
-``stack.py``. Seeds are printed; ``TOKENRELAY_STRESS_SEED=<n>`` replays a run's choices;
-``TOKENRELAY_STRESS_APP_ROOT=<checkout>`` runs another tree's app (to see what it loses)."""
+``stack.py``, one for the package, its environments warm from test to test. Seeds are printed;
+``TOKENRELAY_STRESS_SEED=<n>`` replays a run's choices."""
 
 from __future__ import annotations
 
 import os
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.stress.stack import cpu_hogs, dynamodb
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack, local_aws
+from tests.fakes.upstream import FakeUpstream
+from tests.stress.stack import STRESS_LAMBDAS, cpu_hogs, stack_env
 
 
 @pytest.fixture(scope="package")
-def stress_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stress")
+def aws() -> Iterator[LocalAws]:
+    with local_aws() as local:
+        yield local
 
 
 @pytest.fixture(scope="package")
-def endpoint(stress_dir: Path) -> Iterator[str]:
-    with dynamodb(stress_dir) as url:
-        yield url
+def stress_stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[FunctionStack]:
+    """The stack as scripts/dev runs it, with its Function URL (the WebSocket API: ``serve_gateway``)."""
+    with function_stack(aws, stack_env(upstream_server), name="stress", lambdas=STRESS_LAMBDAS) as stack:
+        yield stack
+        stack.assert_no_access_denied()
 
 
 @pytest.fixture(scope="package")

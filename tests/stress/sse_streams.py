@@ -5,10 +5,10 @@ prompt (``Scenario(echo_prompt=True)``), so the expected text of stream ``tag`` 
 and no two streams share one. A plan says what the client does:
 
     live        reads the stream to its end
-    drop        reads some messages, drops the connection, resumes on the other instance
+    drop        reads some messages, drops the connection, resumes (in another environment)
                 with ``Last-Event-ID`` after a pause (once, or twice: ``drop2``)
     late        drops, and resumes only after the stream has ended (a replay from the log)
-    cancel      reads some messages, then cancels on the other instance, reading on
+    cancel      reads some messages, then cancels (in another environment), reading on
 
 ``verify`` then checks, for each stream: the ids the client saw are 1..n once each, in
 order; the text is the requested one (all of it for ``done``, a prefix otherwise); a full
@@ -29,10 +29,11 @@ import httpx
 
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse
 from tests.fakes.upstream import FakeUpstream
-from tests.stress.stack import Instances
+from tests.stress.stack import TABLES, Instances
 
 STATUS_OF = {"done": "complete", "cancelled": "cancelled", "error": "failed"}
 START_ATTEMPTS = 20  # a 503 (DynamoDB too slow to answer) is retried, as a client would
+STREAMS = TABLES["STREAMS_TABLE"]
 
 
 def words(tag: str, count: int) -> list[str]:
@@ -160,9 +161,10 @@ async def replay(seen: Seen, other: httpx.AsyncClient) -> None:
 async def final_record(stack: Instances, stream_id: str, within_s: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + within_s
     while True:
-        item = stack.ddb.get_item(
-            TableName="tokenrelay-streams", Key={"stream_id": {"S": stream_id}}, ConsistentRead=True
-        ).get("Item", {})
+        key = {"stream_id": {"S": stream_id}}
+        item = (await asyncio.to_thread(stack.ddb.get_item, TableName=STREAMS, Key=key, ConsistentRead=True)).get(
+            "Item", {}
+        )
         if item.get("status", {}).get("S") not in (None, "active") or time.monotonic() > deadline:
             return dict(item)
         await asyncio.sleep(0.2)

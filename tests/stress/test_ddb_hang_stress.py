@@ -1,7 +1,8 @@
 """DynamoDB stops answering just before a stream ends (issue 14, item 2).
 
-The stream's last text goes out, then every DynamoDB call hangs (each until botocore's read
-timeout, then retried: ``Chaos.hang_file``) for ``HANG_S``. The client must get its terminal
+The stream's last text goes out, then DynamoDB stops answering for ``HANG_S`` (its server holds
+every call: each function's client gives up at botocore's read timeout and retries, and a call
+given up on is never applied: ``dynamodb_faults.py``). The client must get its terminal
 event about ``FINISH_WAIT_S`` after the last text (before: 18-30 s), the response must stay
 open until the record and the log's end are written (in Lambda the invocation ends with the
 response), and once DynamoDB answers again the record is terminal and a full replay from the
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from scripts.devstack.dynamodb_faults import set_hang
 from tests.e2e.sse_client import TERMINALS, iter_sse
+from tests.fakes.local_stack import FunctionStack, LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tests.stress.sse_streams import final_record, words
 from tests.stress.stack import instances
@@ -29,12 +31,12 @@ FINISH_WAIT_S = 2.0  # the default
 
 
 async def test_stress_done_with_dynamodb_hung_arrives_within_finish_wait_and_record_ends_terminal(
-    endpoint: str, upstream_server: FakeUpstream, hogs: list[int], tmp_path: Path
+    aws: LocalAws, stress_stack: FunctionStack, upstream_server: FakeUpstream, hogs: list[int]
 ) -> None:
     upstream_server.reset()
     upstream_server.scenario = Scenario(echo_prompt=True, delay_s=0.02)
-    hang = tmp_path / "hang"
-    with instances(endpoint, upstream_server, tmp_path, f"hang_file={hang}") as stack:
+    released = None
+    with instances(aws, stress_stack, None) as stack:
         async with httpx.AsyncClient(base_url=stack.producer, timeout=120) as client:
             body = {"message": " ".join(words("h", 60)), "provider": "openai"}
             async with client.stream("POST", "/chat/stream", json=body) as response:
@@ -44,13 +46,14 @@ async def test_stress_done_with_dynamodb_hung_arrives_within_finish_wait_and_rec
                         texts.append(event.data["text"])
                         last_text_at = event.at
                         if len(texts) == 50:
-                            hang.touch()  # DynamoDB stops answering: the end's writes will hang
-                            released = asyncio.get_running_loop().call_later(HANG_S, hang.unlink)
+                            set_hang(aws.endpoint, True)  # DynamoDB stops answering: the end's writes hang
+                            released = asyncio.get_running_loop().call_later(HANG_S, set_hang, aws.endpoint, False)
                     if event.event in TERMINALS:
                         terminal, terminal_at = event, event.at
             body_closed_at = time.monotonic()
-        released.cancel()
-        hang.unlink(missing_ok=True)
+        if released is not None:
+            released.cancel()
+        set_hang(aws.endpoint, False)
         record = await final_record(stack, stream_id, within_s=60)
         async with httpx.AsyncClient(base_url=stack.other, timeout=60) as other:
             async with other.stream("GET", f"/chat/stream/{stream_id}", headers={"Last-Event-ID": "0"}) as replay:

@@ -1,25 +1,26 @@
 """Dozens of concurrent resumable SSE streams under CPU load, with a slow and with a failing
-DynamoDB, and clients that drop, resume on another instance and cancel: nothing is lost or
-repeated, and every stream ends with one terminal event and one terminal record that agree
-(``sse_streams.py`` says what is checked for each stream)."""
+DynamoDB, and clients that drop, resume in another environment and cancel from another: nothing
+is lost or repeated, and every stream ends with one terminal event and one terminal record that
+agree (``sse_streams.py`` says what is checked for each stream). Each request runs in its own
+StreamFunction environment with the function's own identity, as on AWS."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fakes.local_stack import FunctionStack, LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tests.stress.sse_streams import final_record, plans, problems, replay, run
 from tests.stress.stack import FAILING, SLOW, instances
 
 pytestmark = pytest.mark.heavy
 
-STREAMS = 32
+STREAMS = 32  # with their resumes, cancels and replays: about STRESS_LAMBDAS.max_envs environments
 TOKENS = 100
 TOKEN_DELAY_S = 0.01
 KINDS = ("live", "drop", "drop2", "late", "cancel", "drop", "live", "drop2")
@@ -28,14 +29,19 @@ WITHIN_S = 150.0  # a bound on the whole phase, never a pass condition
 
 @pytest.mark.parametrize("store", ["slow", "failing"])
 async def test_stress_resumable_sse_streams_lose_nothing_and_end_once(
-    store: str, endpoint: str, upstream_server: FakeUpstream, hogs: list[int], tmp_path: Path, rng: random.Random
+    store: str,
+    aws: LocalAws,
+    stress_stack: FunctionStack,
+    upstream_server: FakeUpstream,
+    hogs: list[int],
+    rng: random.Random,
 ) -> None:
     upstream_server.reset()
     upstream_server.scenario = Scenario(echo_prompt=True, delay_s=TOKEN_DELAY_S)
     chaos = {"slow": SLOW, "failing": FAILING}[store]
     todo = plans(STREAMS, TOKENS, rng, KINDS)
     by_tag = {p.tag: p for p in todo}
-    with instances(endpoint, upstream_server, tmp_path, chaos) as stack:
+    with instances(aws, stress_stack, chaos, seed=rng.randrange(1 << 30)) as stack:
         limits = httpx.Limits(max_connections=4 * STREAMS, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=stack.producer, timeout=60, limits=limits) as producer,

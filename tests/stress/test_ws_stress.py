@@ -1,32 +1,31 @@
 """WebSocket streams that drop and resume on a new connection, under CPU load, on a slow DynamoDB.
 
-The local API Gateway (``scripts/devstack/gateway.py``) runs the real handlers and the worker in
-this process; their DynamoDB clients get the stress suite's slow-store faults. Each client
-chats, drops its socket after some text, and resumes (``{"type":"resume","after_seq":n}``) on a
-new one: while the worker still runs (it moves the stream), or after it ended (a replay from
-the output log). For each stream: seqs 1..n once, the requested text, one terminal event, the
-record complete, the upstream closed, and the output log (read directly) holds the same text.
+The local API Gateway (``scripts/devstack/gateway.py``) runs the WebSocket functions and the
+worker each in their own environments with their own identities; DynamoDB is slow for them
+(the stress suite's slow-store faults, at the server). Each client chats, drops its socket after
+some text, and resumes (``{"type":"resume","after_seq":n}``) on a new one: while the worker still
+runs (it moves the stream), or after it ended (a replay from the output log). For each stream:
+seqs 1..n once, the requested text, one terminal event, the record complete, the upstream
+closed, and the output log (read directly) holds the same text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+import websockets
 
-from scripts.devstack.gateway import Gateway, GatewayConfig, serving
-from tests.e2e.test_websocket_e2e import TERMINAL, Client, Stack, connect, text
-from tests.fakes.dynamo_chaos import Chaos
+from tests.e2e.test_websocket_e2e import TERMINAL, Client, Stack, text
 from tests.fakes.environ import environ
-from tests.fakes.servers import free_port
+from tests.fakes.local_stack import FunctionStack, LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tests.stress.sse_streams import final_record, prompt_of, words
-from tests.stress.stack import APP_ENV, AWS, SLOW, TABLES
+from tests.stress.stack import SLOW, TABLES, Instances, instances
 from tokenrelay.resume import follow
 from tokenrelay.stores.dynamodb import DynamoOutputLog, DynamoStreamStore
 
@@ -36,37 +35,29 @@ STREAMS = 12
 TOKENS = 80
 
 
-@pytest.fixture(scope="module")
-def ws_stack(endpoint: str, upstream_server: FakeUpstream) -> Iterator[Stack]:
-    port = free_port()
-    here = f"http://127.0.0.1:{port}"
-    env = {
-        **AWS,
-        **APP_ENV,
-        **upstream_server.env,
-        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-        "WORKER_FUNCTION_NAME": "tokenrelay-worker",
-        "WS_FLUSH_MS": "20",
-        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": here,
-        "AWS_ENDPOINT_URL_LAMBDA": here,
-    }
-    with environ(env):
-        from tokenrelay_ws import environment as common  # functions/websocket
-        from tokenrelay_ws import resume as resume_ws
-
-        common.reset()
-        chaos = Chaos.from_spec(f"{SLOW},seed=7")
-        chaos.install()  # on the default session, for the clients made now...
+@pytest.fixture
+def ws_stack(
+    aws: LocalAws, stress_stack: FunctionStack, upstream_server: FakeUpstream, rng: random.Random
+) -> Iterator[tuple[Stack, Instances]]:
+    with (
+        # a grace longer than the 6 s pause before a late resume: the stream ends on its own first
+        stress_stack.serve_gateway(RESUME_GRACE_S="15") as (url, gateway),
+        environ(aws.env()),  # the test's own reads: the operator's, with no faults
+        instances(aws, stress_stack, SLOW, seed=rng.randrange(1 << 30)) as stack,
+    ):
+        boto3.setup_default_session()  # it keeps the credentials it first read: these, not an earlier test's
+        store = DynamoStreamStore(TABLES["STREAMS_TABLE"])
         try:
-            svc = common.services()
-            assert svc.streams.clients and resume_ws.deps(svc.settings) is not None  # every client made
-        finally:  # ...and for no later client of this process (each client keeps its own copy)
-            assert boto3.DEFAULT_SESSION is not None
-            boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", chaos._before_send)
-        gateway = Gateway(GatewayConfig.from_env(port=port))
-        with serving(gateway) as url:
-            yield Stack(url, gateway, DynamoStreamStore(TABLES["STREAMS_TABLE"]), upstream_server)
-        common.reset()
+            yield Stack(url, gateway, store, upstream_server, stress_stack), stack
+        finally:
+            store.close()
+            boto3.DEFAULT_SESSION = None
+
+
+def connect(stack: Stack, query: str) -> Any:
+    """A WebSocket handshake that allows for $connect's cold starts on a loaded machine (API
+    Gateway waits up to 29 s for its integration)."""
+    return websockets.connect(stack.url + query, open_timeout=30, close_timeout=2)
 
 
 async def chat_drop_resume(stack: Stack, tag: str, drop_after: int, pause_s: float) -> dict[str, Any]:
@@ -91,15 +82,16 @@ async def chat_drop_resume(stack: Stack, tag: str, drop_after: int, pause_s: flo
 
 
 async def test_stress_websocket_drops_and_resumes_lose_nothing_and_end_once(
-    ws_stack: Stack, upstream_server: FakeUpstream, hogs: list[int], rng: random.Random
+    ws_stack: tuple[Stack, Instances], upstream_server: FakeUpstream, hogs: list[int], rng: random.Random
 ) -> None:
+    gateway, stack = ws_stack
     upstream_server.reset()
     upstream_server.scenario = Scenario(echo_prompt=True, delay_s=0.02)
     plans = [(f"w{i}", rng.randint(2, TOKENS - 10), 6.0 if i % 4 == 3 else rng.uniform(0, 1)) for i in range(STREAMS)]
     async with asyncio.timeout(150):
-        results = await asyncio.gather(*(chat_drop_resume(ws_stack, *plan) for plan in plans))
+        results = await asyncio.gather(*(chat_drop_resume(gateway, *plan) for plan in plans))
+    stack.chaos(None)  # the output log, read directly below, as it is
     log = DynamoOutputLog(TABLES["OUTPUT_LOG_TABLE"])
-    ddb = boto3.client("dynamodb", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), **_region())
     problems: dict[str, list[str]] = {}
     for result in results:
         tag, stream_id, messages = result["tag"], result["stream_id"], result["messages"]
@@ -115,22 +107,11 @@ async def test_stress_websocket_drops_and_resumes_lose_nothing_and_end_once(
             logged = [e async for e in follow(log, stream_id, 0, poll_s=0.2)]
         if "".join(getattr(e, "text", "") for e in logged) != text(messages):
             out.append("the output log's text differs")
-        record = await final_record(_Records(ddb), stream_id)  # type: ignore[arg-type]
+        record = await final_record(stack, stream_id)
         if record.get("status", {}).get("S") != "complete":
             out.append(f"record {record.get('status')}")
         exchanges = [x for x in upstream_server.requests if prompt_of(x.json).startswith(f"{tag}.0 ")]
         if len(exchanges) != 1 or not exchanges[0].ended.wait(10):
             out.append("upstream not closed")
-    ddb.close()
     assert {tag: p for tag, p in problems.items() if p} == {}
-
-
-class _Records:
-    """What ``final_record`` reads (the streams table), without the stress stack's instances."""
-
-    def __init__(self, ddb: Any) -> None:
-        self.ddb = ddb
-
-
-def _region() -> dict[str, str]:
-    return {"region_name": AWS["AWS_REGION"]}
+    assert "Traceback" not in stack.log_text()

@@ -19,7 +19,7 @@ lost, nothing repeated" hold for all of them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from .errors import TokenRelayError
@@ -149,14 +149,11 @@ class StreamError:
     error: str
     code: str
     retryable: bool
-    # "provider" for the provider's rate limit (docs/protocol.md §7): a qualifier of the code, not
-    # part of the event's identity (two errors that differ only in it are the same ending)
-    limited_by: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, exc: TokenRelayError) -> StreamError:
         """The terminal event of a stream that ``exc`` ended."""
-        return cls(exc.message, exc.code, exc.retryable, exc.fields().get("limited_by"))
+        return cls(exc.message, exc.code, exc.retryable)
 
 
 Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError
