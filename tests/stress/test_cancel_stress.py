@@ -230,7 +230,9 @@ async def drops(
                     if seen >= at:
                         return  # gone, never to resume
 
-        async with asyncio.timeout(90):
+        # A bound on liveness, not on speed: each environment serves drop after drop, each once the
+        # last one's record has ended (its 2 s grace), with cold starts at the machine's load.
+        async with asyncio.timeout(240):
             await asyncio.gather(*(drop(i) for i in range(count)))
             return [await final_record(stack, sid, within_s=30) for sid in ids]
 
