@@ -57,7 +57,7 @@ def loop_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeB
         "UPSTREAM_MAX_RETRIES": "0",
     }
     with function_stack(aws, env, name="tool-loop") as stack:
-        app = LocalApp(stack.http, None, upstream_server, stack)  # type: ignore[arg-type]
+        app = LocalApp(stack.http, None, upstream_server, stack, aws)  # type: ignore[arg-type]
         app.bedrock = bedrock_server  # type: ignore[attr-defined]
         yield app
 
