@@ -240,7 +240,8 @@ def _sse_event(names: list[str] | None) -> dict[str, Any]:
     return event
 
 
-STREAM_EVENTS = _sse_event(["start", "message", "usage", "done", "cancelled", "error"])
+PART_EVENTS = ["reasoning", "tool_call_start", "tool_call_delta", "tool_call_end"]  # protocol.md §11
+STREAM_EVENTS = _sse_event(["start", "message", *PART_EVENTS, "usage", "done", "cancelled", "error"])
 
 
 def _ok(media: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
