@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from tokenrelay.auth import ApiKey, model_pattern_ok, new_key
-from tokenrelay.stores.api_keys import DynamoApiKeyStore
+from tokenrelay.protection import model_pattern_ok, new_key
+from tokenrelay.stores import ApiKey
+from tokenrelay.stores.dynamodb import DynamoApiKeyStore
 
 LOCAL_TABLE = "tokenrelay-api-keys"
 

@@ -1,12 +1,12 @@
 """The ASGI app instance that uvicorn (``run.sh``) and Mangum (``handler.py``) serve.
 
-Settings, the DynamoDB client and the provider registry are created here once
+Settings, the DynamoDB clients and the provider registry are created here once
 per execution environment, at cold start.
 """
 
-from api import create_app
 from tokenrelay import Settings
 from tokenrelay.telemetry.logging import configure
+from tokenrelay_http import create_app
 
 settings = Settings.from_env()
 configure(settings)  # JSON logs (Powertools Logger) in Lambda; plain text locally

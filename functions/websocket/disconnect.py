@@ -1,32 +1,5 @@
-"""``$disconnect``: mark the connection gone and cancel its active streams (reason ``disconnect``).
+"""Lambda entry point (the template's ``Handler: disconnect.handler``): ``tokenrelay_ws.disconnect``."""
 
-API Gateway calls this on a best-effort basis; the worker does not depend on it:
-its next post gets ``GoneException`` and it stops the stream then.
-"""
+from tokenrelay_ws.disconnect import handler
 
-from __future__ import annotations
-
-import logging
-from typing import Any
-
-import common
-from tokenrelay import StoreUnavailable
-
-log = logging.getLogger("tokenrelay.websocket")
-
-
-async def on_disconnect(event: dict[str, Any], svc: common.Services) -> dict[str, Any]:
-    connection_id = event["requestContext"]["connectionId"]
-    try:
-        record = await svc.connections.disconnect(connection_id)
-        # With resume on, a drop is not a cancel: the worker's next post gets GoneException and
-        # the grace period starts there (resume_ws.py).
-        if record is not None and record.streams and not svc.settings.resume_enabled:
-            await common.request_cancel_all(svc.streams, record.active_streams, "disconnect")
-    except StoreUnavailable as exc:
-        log.error("$disconnect %s: %s", connection_id, exc)
-    return common.OK
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return common.run(on_disconnect(event, common.services()))
+__all__ = ["handler"]

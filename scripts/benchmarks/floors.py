@@ -115,7 +115,7 @@ import os
 
 import openai
 
-import common
+from tokenrelay_ws import environment as common
 from worker import handler  # the product, unchanged
 
 _svc = common.services()  # settings, stores and their boto3 clients, metrics

@@ -38,8 +38,8 @@ from moto.server import ThreadedMotoServer  # noqa: E402
 
 from scripts.devstack.tables import create_table, table_spec  # noqa: E402
 from tests.fakes.stacks import app_process  # noqa: E402
-from tokenrelay.auth import new_key  # noqa: E402
-from tokenrelay.stores.api_keys import DynamoApiKeyStore  # noqa: E402
+from tokenrelay.protection import new_key  # noqa: E402
+from tokenrelay.stores.dynamodb import DynamoApiKeyStore  # noqa: E402
 
 KEYS_TABLE = "tokenrelay-api-keys-bench"
 

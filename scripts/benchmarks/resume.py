@@ -37,14 +37,13 @@ import boto3  # noqa: E402
 import httpx  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from api import create_app  # noqa: E402
 from scripts.devstack.tables import create_table, create_tables, table_spec  # noqa: E402
 from tests.e2e.sse_client import iter_sse  # noqa: E402
 from tests.fakes.servers import serve  # noqa: E402
 from tokenrelay import ChatRequest, Settings, Usage  # noqa: E402
 from tokenrelay.providers.base import Finish, TextChunk  # noqa: E402
-from tokenrelay.stores.dynamodb import DynamoStreamStore  # noqa: E402
-from tokenrelay.stores.output_log_dynamodb import DynamoOutputLog  # noqa: E402
+from tokenrelay.stores.dynamodb import DynamoOutputLog, DynamoStreamStore  # noqa: E402
+from tokenrelay_http import create_app  # noqa: E402
 
 LOG_TABLE = "tokenrelay-output-log-bench"
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         create_table(ddb, spec, spec.table_name())
     install_paced_provider(args.rate)
 
-    import common  # functions/websocket, on sys.path through the gateway module
+    from tokenrelay_ws import environment as common  # functions/websocket, on sys.path through the gateway module
 
     gateway = Gateway(GatewayConfig.from_env(port=port, post_delay_s=args.post_delay_ms / 1000))
     runs: list[Run] = []

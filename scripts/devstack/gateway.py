@@ -119,7 +119,7 @@ def default_functions(config: GatewayConfig) -> tuple[dict[str, Function], dict[
     import connect
     import disconnect
     import message
-    import worker
+    from tokenrelay_ws import worker
 
     on_message = InProcessFunction("tokenrelay-message", message.handler, config.handler_timeout_s)
     routes: dict[str, Function] = {
@@ -251,7 +251,7 @@ class Gateway:
         await self.lambdas.aclose()
         await asyncio.gather(*(f.close() for f in set(self.routes.values()) if hasattr(f, "close")))
         if self.in_process:
-            import common
+            from tokenrelay_ws import environment as common
 
             await asyncio.to_thread(common.reset)
 

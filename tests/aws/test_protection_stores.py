@@ -18,10 +18,9 @@ from scripts import keys as keys_script
 from tests.aws.conftest import FAKE_SECRET, REGION
 from tests.aws.schema import create_table, table_spec
 from tokenrelay import LimitExceeded, StoreUnavailable
-from tokenrelay.auth import Authenticator, new_key
-from tokenrelay.limits import Limits, RateLimiter
-from tokenrelay.stores.api_keys import DynamoApiKeyStore
-from tokenrelay.stores.rate_limits import DynamoRateLimitStore
+from tokenrelay.protection import Authenticator, RateLimiter, new_key
+from tokenrelay.stores import Limits
+from tokenrelay.stores.dynamodb import DynamoApiKeyStore, DynamoRateLimitStore
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS, LIMITS = "api-keys-test", "rate-limits-test"

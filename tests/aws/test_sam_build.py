@@ -55,7 +55,7 @@ def test_sam_build_ships_layer_and_functions_for_arm64(sam_builds: dict[str, Pat
     for lid in functions(load_template()):
         assert (built / lid).is_dir(), lid
     layer = built / "CoreLayer" / "python"
-    assert (layer / "tokenrelay" / "engine.py").is_file()
+    assert (layer / "tokenrelay" / "stream" / "_run.py").is_file()
     for package in LAYER_PACKAGES:
         assert (layer / package).is_dir(), package
     for native in ("pydantic_core", "uvloop"):

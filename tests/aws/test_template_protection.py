@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.aws.schema import load_template, table_spec
-from tokenrelay.stores import api_keys, rate_limits
+from tokenrelay.stores.dynamodb import api_keys, rate_limits
 
 AUTH_FUNCTIONS = {"StreamFunction", "ApiFunction", "ConnectFunction", "MessageFunction"}
 ADMIT_FUNCTIONS = {"StreamFunction", "ApiFunction", "MessageFunction"}

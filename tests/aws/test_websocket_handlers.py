@@ -28,18 +28,19 @@ from moto.core.botocore_stubber import MockRawResponse
 from tests.aws.conftest import REGION
 from tests.aws.schema import create_table, table_spec
 from tokenrelay import StreamOutcome
-from tokenrelay.stores.connections import ConnectionNotFound, DynamoConnectionStore, TooManyStreams
+from tokenrelay.errors import ConnectionNotFound, TooManyStreams
+from tokenrelay.stores.dynamodb import DynamoConnectionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 WS_FUNCTIONS = str(ROOT / "functions" / "websocket")
 if WS_FUNCTIONS not in sys.path:  # until pyproject's pythonpath lists functions/websocket
     sys.path.insert(0, WS_FUNCTIONS)
 
-import common  # noqa: E402
 import connect  # noqa: E402
 import disconnect  # noqa: E402
 import message  # noqa: E402
-import worker  # noqa: E402
+from tokenrelay_ws import environment as common  # noqa: E402
+from tokenrelay_ws import worker  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
 CONNECTION = "UjXb5eIuoAMCJUw="

@@ -34,7 +34,7 @@ from scripts.devstack.tables import load_template
 from tests.e2e.conftest import aws, dynamodb_endpoint  # noqa: F401  (fixtures)
 from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.servers import free_port, serve
-from tokenrelay.stores.base import StreamRecord
+from tokenrelay.stores import StreamRecord
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from tests.contract.streaming import run
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock, bedrock_server, encode_frame
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.upstream import UPSTREAM_DETAIL
-from tokenrelay import Settings, StreamCancelled, StreamRun
+from tokenrelay import Settings, StreamCancelled, StreamRun, StreamServices
 from tokenrelay.errors import ProviderError, RateLimited, Rejected, Unavailable
 from tokenrelay.events import Usage
 from tokenrelay.providers import Chunk, Finish, TextChunk
@@ -148,7 +148,7 @@ async def test_bedrock_stream_http_429_throttling_raises_rate_limited(
     with pytest.raises(RateLimited) as caught:
         await run(make_provider(), chat())
 
-    assert caught.value.code == "rate_limited" and caught.value.retryable
+    assert caught.value.code == "upstream_rate_limited" and caught.value.retryable
     assert "ThrottlingException" in caught.value.message
     assert_clean(caught.value)
 
@@ -283,12 +283,11 @@ async def test_bedrock_stream_run_stop_client_closes_upstream_and_records_cancel
     store = MemoryStreamStore()
     run_ = StreamRun(
         chat(),
+        make_provider(),
+        StreamServices(Settings(cancel_poll_s=0.05), store),
         stream_id="b-1",
         owner="tester",
         transport="openai",
-        provider=make_provider(),
-        store=store,
-        settings=Settings(cancel_poll_s=0.05),
     )
     await run_.open()
     texts = 0

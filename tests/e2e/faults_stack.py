@@ -33,7 +33,7 @@ from scripts.devstack.gateway import Gateway
 from tests.fakes.chaos import ChaosProxy
 from tests.fakes.local_stack import LocalAws, LogCapture, changed_template, function_stack
 from tests.fakes.upstream import FakeUpstream
-from tokenrelay.stores.base import StreamRecord
+from tokenrelay.stores import StreamRecord
 from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 FIRST_CHUNK_S = 1.5  # long enough that a busy machine never trips it by accident

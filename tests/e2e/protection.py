@@ -13,8 +13,9 @@ from typing import Any
 import boto3
 
 from scripts.devstack.tables import create_table, table_spec
-from tokenrelay.auth import ApiKey, new_key
-from tokenrelay.stores.api_keys import DynamoApiKeyStore
+from tokenrelay.protection import new_key
+from tokenrelay.stores import ApiKey
+from tokenrelay.stores.dynamodb import DynamoApiKeyStore
 
 KEYS_TABLE = "tokenrelay-api-keys-e2e"
 LIMITS_TABLE = "tokenrelay-rate-limits-e2e"

@@ -21,13 +21,13 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import create_app
 from scripts.devstack.httpapi_routes import routes_from_template
 from scripts.devstack.tables import load_template
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
 from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.route_samples import sample_request
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "deploy.md")
 ROW = re.compile(r"^\| `([A-Z]+) (/\S*)` \| ([^|]+) \| ([^|]+) \|$")

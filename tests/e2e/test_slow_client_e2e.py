@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from api import create_app
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.servers import serve
 from tokenrelay import ChatRequest, Settings
 from tokenrelay.providers.base import Finish, TextChunk
+from tokenrelay_http import create_app
 
 TOKEN = "x" * 1000
 TOKENS = 100_000  # 100 MB if nothing held it back

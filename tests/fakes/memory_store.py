@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from tokenrelay import StoreUnavailable, StreamFinished, StreamNotFound, StreamOutcome, StreamRecord
-from tokenrelay.stores.base import WatchState
+from tokenrelay.stores import WatchState
 
 
 class MemoryStreamStore:

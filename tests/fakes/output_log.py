@@ -12,8 +12,7 @@ import asyncio
 from collections.abc import Callable
 
 from tokenrelay.errors import StoreUnavailable
-from tokenrelay.output_log import LogBatch, LogItem, decode_end
-from tokenrelay.resume import WatchState
+from tokenrelay.stores import LogBatch, LogItem, WatchState, decode_end
 
 ItemSize = Callable[[LogItem], int]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from tokenrelay.auth import ApiKey
+from tokenrelay.stores import ApiKey
 
 
 @dataclass

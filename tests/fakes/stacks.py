@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
-from api import create_app
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
 from tests.fakes.environ import environ
 from tests.fakes.servers import free_port, serve
 from tokenrelay import Settings
 from tokenrelay.stores.dynamodb import DynamoStreamStore
+from tokenrelay_http import create_app
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request at INFO
 
@@ -54,7 +54,9 @@ def ws_gateway(env: Mapping[str, str]) -> Iterator[tuple[str, Gateway, DynamoStr
         "AWS_ENDPOINT_URL_LAMBDA": here,
     }
     with environ(full):
-        import common  # functions/websocket, on sys.path once the gateway module is imported
+        from tokenrelay_ws import (
+            environment as common,  # functions/websocket, on sys.path once the gateway module is imported
+        )
 
         common.reset()  # services are read from the environment set above
         gateway = Gateway(GatewayConfig.from_env(port=port))

@@ -31,12 +31,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api import create_app
 from tests.fakes.environ import environ
 from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.stacks import TABLES, as_env
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 pytestmark = pytest.mark.heavy
 

@@ -26,9 +26,8 @@ from tests.fakes.local_stack import FunctionStack, LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tests.stress.sse_streams import final_record, prompt_of, words
 from tests.stress.stack import SLOW, TABLES, Instances, instances
-from tokenrelay.output_log import follow
-from tokenrelay.stores.dynamodb import DynamoStreamStore
-from tokenrelay.stores.output_log_dynamodb import DynamoOutputLog
+from tokenrelay.resume import follow
+from tokenrelay.stores.dynamodb import DynamoOutputLog, DynamoStreamStore
 
 pytestmark = pytest.mark.heavy
 

@@ -9,7 +9,15 @@ import pytest
 
 from tests.fakes.protection import MemoryKeyStore
 from tokenrelay import ModelNotAllowed, Settings, Unauthorized
-from tokenrelay.auth import MAX_CACHE_S, REFUSAL_FLOOR_S, Authenticator, Principal, hash_secret, new_key, parse_token
+from tokenrelay.protection import (
+    MAX_CACHE_S,
+    REFUSAL_FLOOR_S,
+    Authenticator,
+    Principal,
+    hash_secret,
+    new_key,
+    parse_token,
+)
 
 
 class Clock:

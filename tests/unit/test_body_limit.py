@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from api import create_app
 from tests.fakes.memory_store import MemoryStreamStore
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 SETTINGS = Settings.from_env({"DEFAULT_PROVIDER": "echo", "ALLOWED_MODELS": "echo:echo-1", "MAX_MESSAGE_CHARS": "1000"})
 LIMIT = 1000 * 6 + 16_384  # api.py: worst-case JSON escaping of MAX_MESSAGE_CHARS, plus the other fields

@@ -9,8 +9,17 @@ import pytest
 
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.providers import ScriptedProvider
-from tokenrelay import ChatRequest, Message, Settings, StoreUnavailable, StreamCancelled, StreamDone, StreamRun
-from tokenrelay.cancel_poller import CancelPoller
+from tokenrelay import (
+    ChatRequest,
+    Message,
+    Settings,
+    StoreUnavailable,
+    StreamCancelled,
+    StreamDone,
+    StreamRun,
+    StreamServices,
+)
+from tokenrelay.stream import CancelPoller
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
 POLL_S = 0.02
@@ -19,13 +28,11 @@ POLL_S = 0.02
 def run_on(poller: CancelPoller, store: MemoryStreamStore, stream_id: str, provider: ScriptedProvider) -> StreamRun:
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(Settings(cancel_poll_s=POLL_S), store, poller=poller),
         stream_id=stream_id,
         owner="tester",
         transport="sse",
-        provider=provider,
-        store=store,
-        settings=Settings(cancel_poll_s=POLL_S),
-        poller=poller,
     )
 
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from mangum import Mangum
 
-from api import create_app
-from deadline import remaining_s, stream_deadline_s
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.unit.test_mangum_handler import parse_sse
 from tokenrelay import Settings
+from tokenrelay_http import create_app
+from tokenrelay_http.deadline import remaining_s, stream_deadline_s
 
 EVENTS = Path(__file__).parent.parent / "events"
 NOW = 1_700_000_000.0

@@ -17,6 +17,7 @@ from tokenrelay import (
     StreamError,
     StreamRecord,
     StreamRun,
+    StreamServices,
     StreamStart,
     TextDelta,
     Usage,
@@ -28,12 +29,14 @@ REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model=
 def make_run(provider: ScriptedProvider, store: MemoryStreamStore | None = None, **settings: object) -> StreamRun:
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(
+            Settings(**{"cancel_poll_s": 0.02, **settings}),  # type: ignore[arg-type]
+            store or MemoryStreamStore(),
+        ),
         stream_id="s-1",
         owner="tester",
         transport="sse",
-        provider=provider,
-        store=store or MemoryStreamStore(),
-        settings=Settings(**{"cancel_poll_s": 0.02, **settings}),  # type: ignore[arg-type]
     )
 
 
@@ -68,8 +71,8 @@ async def test_run_provider_error_midstream_ends_with_one_error_event_and_failed
     store = MemoryStreamStore()
     events = await collect(make_run(provider, store))
     assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("a", 1), TextDelta("b", 2)]
-    assert events[-1] == StreamError("slow down", "rate_limited", True)
-    assert store.records["s-1"].status == "failed" and store.records["s-1"].error_code == "rate_limited"
+    assert events[-1] == StreamError("slow down", "upstream_rate_limited", True)
+    assert store.records["s-1"].status == "failed" and store.records["s-1"].error_code == "upstream_rate_limited"
 
 
 async def test_run_unexpected_exception_is_internal_error_without_details() -> None:
@@ -202,12 +205,11 @@ async def test_run_empty_text_chunks_are_dropped_and_seq_has_no_gaps() -> None:
 async def test_run_summary_after_disconnect_counts_tokens_not_delivered() -> None:
     provider = ScriptedProvider(["x"] * 1000, delay_s=0.002)
     run = make_run(provider)
-    await run.open()
-    async for event in run.events():
-        if isinstance(event, TextDelta):
-            if event.seq == 5:
-                run.delivered = 3  # the transport got only three to its client
-                run.stop("disconnect")
+    async with run.session() as events:  # a transport: the reader leaves while writing the fourth
+        async for event in events:
+            if isinstance(event, TextDelta) and event.seq == 4:
+                await asyncio.sleep(0.05)  # writing the fourth when the client leaves: more were made
+                break  # the transport got only three to its client
     s = run.summary()
     assert (s.status, s.cancel_reason, s.client_gone) == ("cancelled", "disconnect", True)
     assert s.tokens_after_disconnect == s.completion_tokens - 3 >= 2

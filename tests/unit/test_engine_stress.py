@@ -19,13 +19,13 @@ from tokenrelay import (
     StreamError,
     StreamFinished,
     StreamRun,
+    StreamServices,
     TextDelta,
 )
 from tokenrelay.errors import Unavailable
-from tokenrelay.live_queue import EVENT_COST
-from tokenrelay.output_log import LogEnd
-from tokenrelay.output_log_writer import MAX_TEXT_CHARS, OutputLogWriter
-from tokenrelay.resume import Resumable
+from tokenrelay.resume import MAX_TEXT_CHARS, OutputLogWriter, Resumable
+from tokenrelay.stores import LogEnd
+from tokenrelay.stream import EVENT_COST
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
 
@@ -42,12 +42,11 @@ def make_run(
         resume = Resumable(writer, MemoryAttachments(), grace_s=30)
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(Settings(**{"cancel_poll_s": 10.0, **settings}), store),  # type: ignore[arg-type]
         stream_id="s-1",
         owner="t",
         transport="sse",
-        provider=provider,
-        store=store,
-        settings=Settings(**{"cancel_poll_s": 10.0, **settings}),  # type: ignore[arg-type]
         resume=resume,
     )
 
@@ -159,9 +158,10 @@ async def test_run_slow_reader_pauses_upstream_with_bounded_buffer() -> None:
     assert run.buffer.buffered <= 4096 + len(tokens[0]) + EVENT_COST and run.buffer.pauses == 1
     assert not run.done
     texts = []
-    async for batch in run.batches():  # a reader that takes a little at a time
-        texts += [e.text for e in batch if isinstance(e, TextDelta)]
-        await asyncio.sleep(0)
+    async with run.session() as events:
+        async for batch in events.batches():  # a reader that takes a little at a time
+            texts += [e.text for e in batch if isinstance(e, TextDelta)]
+            await asyncio.sleep(0)
     assert texts == tokens and run.buffer.peak <= 4096 + len(tokens[0]) + EVENT_COST
     assert provider.completed == 1
 
@@ -175,7 +175,7 @@ async def test_run_reader_left_resumable_run_keeps_generating_into_the_log() -> 
     await asyncio.sleep(0.05)
     assert run.buffer.pauses == 1 and not run.done  # paused for the reader...
     assert run.detach() is True
-    run.reader_left()  # ...who is gone: generation goes on, into the output log only
+    await run.session().aclose()  # ...who is gone: generation goes on, into the output log only
     await asyncio.wait_for(run.wait(), 5)
     assert provider.completed == 1 and log.texts("s-1") == tokens and run.buffer.buffered == 0
 

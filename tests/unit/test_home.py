@@ -7,12 +7,11 @@ from pathlib import Path
 import httpx
 from starlette.staticfiles import StaticFiles
 
-from api import create_app
-from protect import Guard
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.protection import MemoryKeyStore
 from tokenrelay import Settings
-from tokenrelay.auth import Authenticator
+from tokenrelay.protection import Authenticator, Guard
+from tokenrelay_http import create_app
 
 ON = Settings(auth_mode="api_key", api_keys_table="keys", echo_delay_s=0.0)
 

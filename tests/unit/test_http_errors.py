@@ -10,8 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from api import create_app
-from openai_wire import from_terminal, status_for
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.providers import ScriptedProvider
 from tokenrelay import (
@@ -26,6 +24,8 @@ from tokenrelay import (
 )
 from tokenrelay.errors import UpstreamTimeout
 from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay.transports.openai import from_terminal, status_for
+from tokenrelay_http import create_app
 
 SETTINGS = Settings(echo_delay_s=0.0)
 
@@ -116,7 +116,8 @@ async def test_simple_failure_before_text_has_the_status_v1_gives(error: Provide
             json={"model": "echo/echo-1", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
         )
     assert simple.status_code == v1.status_code == status
-    assert simple.json() == {"error": error.message, "code": error.code, "retryable": error.retryable}
+    # ...and the error's own fields (none for the provider's errors: the code says whose limit it is)
+    assert simple.json() == {"error": error.message, "code": error.code, "retryable": error.retryable, **error.fields()}
     assert v1.json()["error"]["code"] == error.code
 
 
@@ -124,6 +125,7 @@ async def test_simple_failure_before_text_has_the_status_v1_gives(error: Provide
     "code",
     [
         "rate_limited",
+        "upstream_rate_limited",
         "upstream_error",
         "upstream_rejected",
         "upstream_unavailable",

@@ -9,7 +9,8 @@ import pytest
 
 from tests.fakes.protection import MemoryRateLimitStore
 from tokenrelay import LimitExceeded
-from tokenrelay.limits import Lease, Limits, RateLimiter, rpm_key, slot_key
+from tokenrelay.protection import RateLimiter, rpm_key, slot_key
+from tokenrelay.stores import Lease, Limits
 
 
 class Clock:

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api import create_app
 from tests.fakes.memory_store import MemoryStreamStore
 from tokenrelay import ProviderRegistry, Settings
 from tokenrelay.telemetry import logging as tlog
+from tokenrelay_http import create_app
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from openai_wire import DONE, OpenAIError, OpenAIStreamEncoder, completion_object, from_terminal, model_list
 from tokenrelay import (
     Event,
     RateLimited,
@@ -17,6 +16,14 @@ from tokenrelay import (
     StreamStart,
     TextDelta,
     Usage,
+)
+from tokenrelay.transports.openai import (
+    DONE,
+    OpenAIStreamEncoder,
+    completion_object,
+    from_terminal,
+    model_list,
+    openai_error,
 )
 
 HEAD = '"id":"chatcmpl-s1","object":"chat.completion.chunk","created":1700000000,"model":"echo/echo-1"'
@@ -104,6 +111,7 @@ def test_openai_encoder_cancelled_is_error_frame_naming_the_reason(reason: str, 
     ("code", "status", "kind", "retry"),
     [
         ("rate_limited", 429, "rate_limit_error", "true"),
+        ("upstream_rate_limited", 429, "rate_limit_error", "true"),
         ("upstream_unavailable", 503, "server_error", "true"),
         ("upstream_rejected", 502, "upstream_error", "false"),
         ("internal_error", 500, "server_error", "false"),
@@ -120,10 +128,11 @@ def test_openai_error_from_terminal_maps_status_type_and_retry_header(
 
 
 def test_openai_error_from_relay_errors_keeps_status_and_retryability() -> None:
-    limited = OpenAIError.from_relay(RateLimited("slow down"))
-    store = OpenAIError.from_relay(StoreUnavailable("could not record the stream"))
+    limited = openai_error(RateLimited("slow down"))
+    store = openai_error(StoreUnavailable("could not record the stream"))
 
     assert (limited.status, limited.type, limited.retryable) == (429, "rate_limit_error", True)
+    assert limited.code == "upstream_rate_limited"  # the provider's limit, apart from a key's own
     assert (store.status, store.code, store.retryable) == (503, "store_unavailable", True)
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from mangum import Mangum
 
-from api import create_app
 from tests.fakes.memory_store import MemoryStreamStore
 from tokenrelay import Settings
+from tokenrelay_http import create_app
 
 EVENTS = Path(__file__).parent.parent / "events"
 

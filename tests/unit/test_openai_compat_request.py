@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from openai_request import list_models, parse_completion_request, resolve_model
-from openai_wire import OpenAIError
 from tokenrelay import Message, Settings
-from tokenrelay.auth import Principal
+from tokenrelay.protection import Principal
+from tokenrelay.transports.openai import OpenAIError
+from tokenrelay_http.openai_request import list_models, parse_completion_request, resolve_model
 
 SETTINGS = Settings.from_env(
     {

@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api import create_app
-from openapi_doc import chat_body_schema
 from tests.fakes.memory_store import MemoryStreamStore
 from tokenrelay import Settings
 from tokenrelay.requests import _Body
+from tokenrelay_http import create_app
+from tokenrelay_http.openapi import chat_body_schema
 
 QUERY = ("message", "system", "provider", "model", "max_tokens", "temperature")
 SETTINGS = Settings.from_env({"DEFAULT_PROVIDER": "echo", "ALLOWED_MODELS": "echo:echo-1,echo-2"})

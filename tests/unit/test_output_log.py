@@ -19,21 +19,24 @@ from tokenrelay import (
     StreamDone,
     StreamError,
     StreamRun,
+    StreamServices,
     Terminal,
     TextDelta,
     Usage,
 )
-from tokenrelay.output_log import LogBatch, LogEnd, decode_end, encode_end, follow
-from tokenrelay.output_log_writer import OutputLogWriter
-from tokenrelay.resume import Resumable, WatchState
+from tokenrelay.resume import OutputLogWriter, Resumable, follow
+from tokenrelay.stores import LogBatch, LogEnd, WatchState, decode_end, encode_end
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
 
 
-async def feed(writer: OutputLogWriter, texts: list[str], pace_s: float) -> None:
+async def feed(writer: OutputLogWriter, texts: list[str], pace_s: float, burst: int = 1) -> None:
+    """Add ``texts`` ``burst`` at a time, sleeping ``pace_s`` between bursts: the writer's flush
+    runs only while this sleeps, so it can write at most once per burst however slow the machine."""
     for seq, text in enumerate(texts, 1):
         writer.add(TextDelta(text, seq))
-        await asyncio.sleep(pace_s)
+        if seq % burst == 0:
+            await asyncio.sleep(pace_s)
 
 
 async def test_output_log_writer_many_tokens_writes_once_per_window_not_per_token() -> None:
@@ -41,7 +44,7 @@ async def test_output_log_writer_many_tokens_writes_once_per_window_not_per_toke
     writer = OutputLogWriter(store, "s", expires_at=1, flush_s=0.05, max_bytes=1 << 20)
     texts = [f"t{i} " for i in range(300)]
     started = time.monotonic()
-    await feed(writer, texts, 0.001)
+    await feed(writer, texts, 0.01, burst=20)  # 15 bursts over >= 0.15 s: several windows, on any machine
     await writer.close(StreamDone("s", "stop", 1, 2, 300), Usage(1, 300))
     elapsed = time.monotonic() - started
     assert store.writes <= math.ceil(elapsed / 0.05) + 2  # one per window, the last one, the end
@@ -107,12 +110,11 @@ def resumable_run(
     writer = OutputLogWriter(log, "s-1", expires_at=1, flush_s=0.02)
     return StreamRun(
         REQUEST,
+        provider,
+        StreamServices(Settings(cancel_poll_s=0.02), MemoryStreamStore()),
         stream_id="s-1",
         owner="t",
         transport="sse",
-        provider=provider,
-        store=MemoryStreamStore(),
-        settings=Settings(cancel_poll_s=0.02),
         resume=Resumable(writer, att, grace_s),
     )
 

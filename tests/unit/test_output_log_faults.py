@@ -12,8 +12,8 @@ import time
 
 from tests.fakes.output_log import MemoryOutputLog
 from tokenrelay import StreamCancelled, StreamDone, TextDelta, Usage
-from tokenrelay.output_log import LogBatch, LogEnd, follow
-from tokenrelay.output_log_writer import MAX_BATCH_BYTES, OutputLogWriter, text_bytes
+from tokenrelay.resume import MAX_BATCH_BYTES, OutputLogWriter, follow, text_bytes
+from tokenrelay.stores import LogBatch, LogEnd
 
 DONE = StreamDone("s", "stop", 1, 2, 3)
 

@@ -12,14 +12,13 @@ import httpx
 import pytest
 from mangum import Mangum
 
-from api import create_app
-from protect import Guard, bearer_token
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.protection import MemoryKeyStore, MemoryRateLimitStore
 from tests.fakes.providers import ScriptedProvider
 from tokenrelay import Settings
-from tokenrelay.auth import Authenticator, new_key
-from tokenrelay.limits import RateLimiter
+from tokenrelay.protection import Authenticator, Guard, RateLimiter, new_key
+from tokenrelay_http import create_app
+from tokenrelay_http.auth import bearer_token
 
 EVENTS = Path(__file__).parent.parent / "events"
 ON = Settings(auth_mode="api_key", api_keys_table="keys", echo_delay_s=0.0)

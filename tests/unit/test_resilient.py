@@ -21,6 +21,7 @@ from tokenrelay import (
     StreamDone,
     StreamError,
     StreamRun,
+    StreamServices,
     TextDelta,
     Unavailable,
 )
@@ -278,14 +279,13 @@ async def test_resilient_in_the_engine_timeout_then_text_ends_done_with_the_full
     policy = RetryPolicy(max_retries=1, backoff_s=0.001, first_chunk_s=0.05)
     run = StreamRun(
         REQUEST,
+        ResilientProvider(Attempts(slow, ok), policy),
+        StreamServices(Settings(cancel_poll_s=0.02), store),
         stream_id="s-r",
         owner="t",
         transport="sse",
-        provider=ResilientProvider(Attempts(slow, ok), policy),
-        store=store,
-        settings=Settings(cancel_poll_s=0.02),
     )
-    report = track_upstream()
+    report = run.upstream  # the run's own report: its provider stream fills it in
     await run.open()
     events = [e async for e in run.events()]
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["a", "b", "c"]
@@ -298,12 +298,11 @@ async def test_resilient_in_the_engine_stall_ends_with_a_retryable_upstream_time
     store = MemoryStreamStore()
     run = StreamRun(
         REQUEST,
+        ResilientProvider(stalls, RetryPolicy(first_chunk_s=0.05, stall_s=0.05)),
+        StreamServices(Settings(cancel_poll_s=0.02), store),
         stream_id="s-t",
         owner="t",
         transport="sse",
-        provider=ResilientProvider(stalls, RetryPolicy(first_chunk_s=0.05, stall_s=0.05)),
-        store=store,
-        settings=Settings(cancel_poll_s=0.02),
     )
     await run.open()
     events = [e async for e in run.events()]

@@ -7,8 +7,9 @@ import uuid
 import pytest
 from starlette.requests import Request
 
-from resume_sse import last_event_id, lookup_waits
 from tokenrelay import RequestInvalid
+from tokenrelay.resume import lookup_waits
+from tokenrelay_http.routers.resume import last_event_id
 
 
 def request(header: str | None = None, query: str = "") -> Request:

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from api import create_app
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.upstream import FakeUpstream
 from tokenrelay import ProviderRegistry, Rejected, Settings, Unavailable
-from tokenrelay.secrets import ApiKeys, parse_secret
+from tokenrelay.providers import ApiKeys, parse_secret
 from tokenrelay.telemetry import logging as tlog
 from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay_http import create_app
 
 REGION = "us-east-1"
 KEY = "sk-live-SECRET-in-secrets-manager-7f3a"

@@ -12,8 +12,8 @@ from aws_xray_sdk.core.async_context import AsyncContext
 
 from tests.fakes.providers import ScriptedProvider
 from tokenrelay import ChatRequest, Message, Settings
-from tokenrelay.providers import ProviderRegistry, TextChunk
-from tokenrelay.telemetry.tracing import TracedProvider, TraceHeaderMiddleware, traced
+from tokenrelay.providers import ProviderRegistry, TextChunk, TracedProvider, traced
+from tokenrelay.telemetry.tracing import TraceHeaderMiddleware
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="scripted", model="m-1", max_tokens=10)
 

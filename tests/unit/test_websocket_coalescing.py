@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 from tokenrelay import StreamCancelled, StreamDone, StreamStart, TextDelta, Usage
-from tokenrelay.transports.websocket import MAX_FRAME_BYTES, CoalescingSender, ConnectionGone
+from tokenrelay.errors import ConnectionGone
+from tokenrelay.transports import CoalescingSender
+from tokenrelay.transports.websocket import MAX_FRAME_BYTES
 
 START = StreamStart("s-1", "echo", "echo-1")
 DONE = StreamDone("s-1", "stop", 1, 2, 3)

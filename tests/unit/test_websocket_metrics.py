@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-import common
-import worker
-from job import StreamJob
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.providers import ScriptedProvider
 from tests.unit.test_websocket_worker import ENDPOINT, REQUEST, MemoryConnectionStore, Poster, Registry, World
 from tokenrelay import Rejected, Settings
 from tokenrelay.telemetry.metrics import StreamMetrics
+from tokenrelay_ws import environment as common
+from tokenrelay_ws import worker
+from tokenrelay_ws.job import StreamJob
 
 
 @pytest.fixture

@@ -15,16 +15,16 @@ import pytest
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.providers import ScriptedProvider
 from tokenrelay import Settings, StreamRecord, Usage
-from tokenrelay.stores.connections import ClaimResult, ConnectionNotFound, ConnectionRecord, TooManyStreams
-from tokenrelay.transports.websocket import ConnectionGone
+from tokenrelay.errors import ConnectionGone, ConnectionNotFound, TooManyStreams
+from tokenrelay.stores import ClaimResult, ConnectionRecord
 
 WS_FUNCTIONS = str(Path(__file__).resolve().parents[2] / "functions" / "websocket")
 if WS_FUNCTIONS not in sys.path:  # until pyproject's pythonpath lists functions/websocket
     sys.path.insert(0, WS_FUNCTIONS)
 
-import common  # noqa: E402
-import worker  # noqa: E402
-from job import StreamJob  # noqa: E402
+from tokenrelay_ws import environment as common  # noqa: E402
+from tokenrelay_ws import worker  # noqa: E402
+from tokenrelay_ws.job import StreamJob  # noqa: E402
 
 ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
 REQUEST = {"messages": [{"role": "user", "content": "hi"}], "provider": "echo", "model": "echo-1", "max_tokens": 100}

@@ -1,6 +1,21 @@
-"""TokenRelay core: provider-agnostic LLM token streaming for AWS serverless."""
+"""TokenRelay core: provider-agnostic LLM token streaming for AWS serverless.
 
-from .engine import StreamRun
+    errors.py     the whole error tree, drawn in its docstring
+    events.py     the stream's vocabulary: small immutable events every package shares
+    settings.py   frozen settings, read once at cold start
+    requests.py   the chat request, validated against the deployment's limits
+    stream/       one stream's life: StreamRun (the one owner), its session, watch, outcome
+    resume/       the output log, the grace period and lease, the WebSocket handover
+    protection/   API keys, per-key limits, admission (one Guard for every transport)
+    providers/    the provider protocol, OpenAI, Anthropic, Bedrock, echo; retries, fallback
+    transports/   wire formats: SSE, WebSocket, OpenAI (pure encoders), the WebSocket senders
+    stores/       each record next to its store protocol; stores.dynamodb implements them
+    telemetry/    metrics (EMF), logs, tracing: the only importers of Powertools
+    wiring.py     the composition root: a deployment's stores, guard, metrics, made once
+
+Dependencies point one way, with no cycles (docs/architecture.md; tests/unit/test_import_graph.py).
+"""
+
 from .errors import (
     LimitExceeded,
     ModelNotAllowed,
@@ -29,10 +44,12 @@ from .events import (
 from .providers import ProviderRegistry
 from .requests import ChatRequest, Message, parse_chat_request
 from .settings import Settings
-from .stores.base import StreamOutcome, StreamRecord, StreamStore
+from .stores import StreamOutcome, StreamRecord, StreamStore
+from .stream import Bounds, StreamRun, StreamServices
 from .transports.sse import encode_comment, encode_sse
 
 __all__ = [
+    "Bounds",
     "ChatRequest",
     "Event",
     "LimitExceeded",
@@ -53,6 +70,7 @@ __all__ = [
     "StreamOutcome",
     "StreamRecord",
     "StreamRun",
+    "StreamServices",
     "StreamStart",
     "StreamStore",
     "Terminal",

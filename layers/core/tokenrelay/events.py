@@ -10,7 +10,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from .errors import TokenRelayError
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "CancelReason",
+    "Event",
+    "StreamCancelled",
+    "StreamDone",
+    "StreamError",
+    "StreamStart",
+    "StreamSummary",
+    "Terminal",
+    "TextDelta",
+    "Usage",
+    "cancel_reason",
+    "is_terminal",
+]
+
 CancelReason: TypeAlias = Literal["client", "disconnect", "timeout"]
+
+
+def cancel_reason(value: str | None) -> CancelReason:
+    """A cancel reason as a record keeps it (any string) -> one the protocol names (default ``client``)."""
+    if value == "disconnect":
+        return "disconnect"
+    if value == "timeout":
+        return "timeout"
+    return "client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +83,11 @@ class StreamError:
     error: str
     code: str
     retryable: bool
+
+    @classmethod
+    def of(cls, exc: TokenRelayError) -> StreamError:
+        """The terminal event of a stream that ``exc`` ended."""
+        return cls(exc.message, exc.code, exc.retryable)
 
 
 Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError

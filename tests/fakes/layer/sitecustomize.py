@@ -6,7 +6,7 @@ Lambda layer's ``python/`` is on the path: Python imports ``sitecustomize`` at s
 before the function's code. ``scripts/dev`` and deployments never have it. Each hook changes
 only what a test cannot set from outside, and says so:
 
-- ``TOKENRELAY_TEST_FROZEN_CLOCK=<epoch s>``: the rate limiter's clock (``tokenrelay.limits``)
+- ``TOKENRELAY_TEST_FROZEN_CLOCK=<epoch s>``: the rate limiter's clock (``tokenrelay.protection``)
   reads that instant, so a per-minute window never rolls over during a test and its
   ``Retry-After`` is known. Everything else keeps the real time.
 """
@@ -17,7 +17,7 @@ import os
 
 _frozen = os.environ.get("TOKENRELAY_TEST_FROZEN_CLOCK")
 if _frozen:
-    from tokenrelay import limits
+    from tokenrelay.protection import _limits as limits
 
     _now = float(_frozen)
     limits.RateLimiter.__init__.__kwdefaults__["clock"] = lambda: _now

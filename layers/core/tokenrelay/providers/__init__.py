@@ -1,5 +1,9 @@
-"""Provider registry. SDK-backed providers are imported lazily: the
-``anthropic`` SDK alone costs about a second of cold start.
+"""Providers: one chat request in, an async stream of chunks out (``base.Provider``).
+
+A new provider is a module here (its SDK's stream -> ``TextChunk``/``Usage``/``Finish``,
+its errors -> ``tokenrelay.errors``) and one branch of ``ProviderRegistry._create``.
+SDK-backed providers are imported lazily: the ``anthropic`` SDK alone costs about a
+second of cold start.
 
 What ``get`` hands out for an SDK-backed provider is a ``ResilientProvider``
 (``resilient.py``): retries, the fallback model and timeouts, the same for every
@@ -9,12 +13,29 @@ so the two never multiply; ``UPSTREAM_MAX_RETRIES`` is the wrapper's.
 
 from __future__ import annotations
 
-from ..secrets import ApiKeys
 from ..settings import Settings
+from ._secrets import ApiKeys, parse_secret
+from ._traced import TracedProvider, traced
 from .base import Chunk, Finish, Provider, TextChunk
-from .resilient import ResilientProvider, RetryPolicy
+from .resilient import ResilientProvider, RetryPolicy, UpstreamReport, reporting, track_upstream, with_upstream
 
-__all__ = ["Chunk", "Finish", "Provider", "ProviderRegistry", "TextChunk"]
+__all__ = [
+    "ApiKeys",
+    "Chunk",
+    "Finish",
+    "Provider",
+    "ProviderRegistry",
+    "ResilientProvider",
+    "RetryPolicy",
+    "TextChunk",
+    "TracedProvider",
+    "UpstreamReport",
+    "parse_secret",
+    "reporting",
+    "traced",
+    "track_upstream",
+    "with_upstream",
+]
 
 
 class ProviderRegistry:
@@ -43,8 +64,6 @@ class ProviderRegistry:
         if provider is None:
             provider = self._create(name)
             if self._settings.tracing_enabled:
-                from ..telemetry.tracing import traced
-
                 provider = traced(provider)
             self._inner[name] = provider
         return provider

@@ -39,7 +39,7 @@ retry policy, the same for every provider, Bedrock included.
 Every attempt is consumed in ``aclosing``: a failed attempt's request is closed
 before the wait; a stopped stream (cancel, disconnect, deadline) closes the one
 in flight. What happened goes to the log (``tokenrelay.upstream``) and to an
-``UpstreamReport`` that the transports turn into metrics (``with_upstream``).
+``UpstreamReport`` that the run turns into metrics (``with_upstream``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,7 @@ __all__ = [
     "RetryPolicy",
     "UpstreamReport",
     "current_upstream",
+    "reporting",
     "track_upstream",
     "with_upstream",
 ]
@@ -117,11 +118,19 @@ _report: ContextVar[UpstreamReport | None] = ContextVar("tokenrelay_upstream_rep
 
 
 def track_upstream() -> UpstreamReport:
-    """Start a report in this context. Call it before ``StreamRun.open()``: the run's tasks
-    copy the context, so the provider stream fills in this same report."""
+    """Start a report in this context: a provider stream read in it (or in a task started
+    from it) fills it in."""
     report = UpstreamReport()
     _report.set(report)
     return report
+
+
+def reporting(report: UpstreamReport) -> Context:
+    """A copy of this context in which a provider stream fills in ``report`` (``StreamRun``
+    reads its provider in a task of this context: the run owns its report)."""
+    context = copy_context()
+    context.run(_report.set, report)
+    return context
 
 
 def current_upstream() -> UpstreamReport | None:

@@ -1,10 +1,6 @@
-"""X-Ray traces around provider calls, through Powertools Tracer.
+"""X-Ray traces through Powertools Tracer: the tracer, and the trace header under the Web Adapter.
 
-``traced(provider)`` wraps a provider so that every stream runs inside an
-``## <provider>.stream`` subsegment annotated with provider and model, closed
-however the stream ends (also when the engine closes it early on cancel).
-With tracing off (outside Lambda, or ``POWERTOOLS_TRACE_DISABLED=true``) the
-provider is returned unchanged: no wrapper on the per-token path.
+``providers.traced`` wraps a provider in subsegments with this module's ``tracer()``.
 
 Under the Lambda Web Adapter the uvicorn process has no per-invocation
 ``_X_AMZN_TRACE_ID``; the adapter forwards the trace header instead, and
@@ -15,12 +11,9 @@ at a time per execution environment, so the process environment is safe).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
-from ..providers.base import Chunk, Provider
-from ..requests import ChatRequest
+__all__ = ["TraceHeaderMiddleware", "tracer"]
 
 _tracer: Any = None
 
@@ -33,33 +26,6 @@ def tracer() -> Any:
 
         _tracer = Tracer(auto_patch=False)
     return _tracer
-
-
-class TracedProvider:
-    def __init__(self, inner: Provider, recorder: Any) -> None:
-        self._inner = inner
-        self._recorder = recorder
-        self.name = inner.name
-
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        async with self._recorder.in_subsegment_async(name=f"## {self.name}.stream") as subsegment:
-            subsegment.put_annotation("provider", self.name)
-            subsegment.put_annotation("model", request.model)
-            async with aclosing(self._inner.stream(request)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def traced(provider: Provider, recorder: Any = None) -> Provider:
-    if recorder is None:
-        t = tracer()
-        if t.disabled:
-            return provider
-        recorder = t.provider
-    return TracedProvider(provider, recorder)
 
 
 class TraceHeaderMiddleware:

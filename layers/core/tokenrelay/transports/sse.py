@@ -1,15 +1,22 @@
-"""Server-Sent Events encoding (PROTOCOL section 2): a pure function, event -> bytes.
+"""Server-Sent Events encoding (docs/protocol.md §2): pure functions, event -> bytes.
 
 ``message`` events carry ``id: <seq>`` so a client's ``Last-Event-ID`` names
 the last chunk of text it has; no other event carries an id. Data is compact
 JSON on a single line (JSON escapes newlines, so one ``data:`` line suffices).
+
+TokenRelay's error shape, ``{"error", "code", ...}``, is the same in an SSE ``error``
+event and in an HTTP error body (docs/protocol.md §7): ``error_body`` renders both.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from ..errors import TokenRelayError
 from ..events import Event, StreamCancelled, StreamDone, StreamError, StreamStart, TextDelta, Usage
+
+__all__ = ["encode_comment", "encode_sse", "error_body", "event_payload", "terminal_error"]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -38,7 +45,7 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
     if isinstance(event, StreamCancelled):
         return "cancelled", {"stream_id": event.stream_id, "reason": event.reason}
     if isinstance(event, StreamError):
-        return "error", {"error": event.error, "code": event.code, "retryable": event.retryable}
+        return "error", terminal_error(event)
     raise TypeError(f"not a stream event: {event!r}")
 
 
@@ -52,3 +59,18 @@ def encode_sse(event: Event) -> bytes:
 def encode_comment(text: str) -> bytes:
     """A comment line (``: ping``): keeps idle connections and proxies alive."""
     return f": {text}\n\n".encode()
+
+
+def terminal_error(event: StreamError) -> dict[str, Any]:
+    """A stream's terminal error: ``error``, ``code``, ``retryable``."""
+    return {"error": event.error, "code": event.code, "retryable": event.retryable}
+
+
+def error_body(exc: TokenRelayError) -> dict[str, Any]:
+    """``exc`` as an HTTP error body: ``error``, ``code``, then its fields (``field``, ``status``,
+    ``retry_after``...). ``retryable: true`` is said when nothing else tells the client when to
+    try again (a 429 says it with ``retry_after``)."""
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code, **exc.fields()}
+    if exc.retryable and "retry_after" not in body:
+        body["retryable"] = True
+    return body

@@ -1,0 +1,211 @@
+"""An OpenAI Chat Completions request -> a validated ``tokenrelay.ChatRequest``.
+
+The translation builds a docs/protocol.md §1 body and runs it through the same
+``parse_chat_request`` as ``/chat/stream``, so the same limits and allow-list
+apply; its errors come back in OpenAI's shape, naming the OpenAI ``param``.
+
+Models are ``provider/model`` (``anthropic/claude-haiku-4-5``, ``echo/echo-1``) or
+an alias of the deployment's ``MODEL_ALIASES``; anything else, or a model the
+deployment does not allow, is a 404 ``model_not_found`` (as OpenAI answers).
+
+Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
+
+- honoured: ``model``, ``messages``, ``stream``, ``stream_options.include_usage``,
+  ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``stop``;
+- accepted and ignored, because they never change the answer: ``user``,
+  ``safety_identifier``, ``prompt_cache_key``, ``stream_options.include_obfuscation``,
+  and the no-op values SDKs send by default (``n=1``, ``top_p=1``, zero penalties,
+  ``logprobs=false``, ``store=false``, ``parallel_tool_calls``, ``service_tier``
+  ``auto``/``default``, ``response_format={"type":"text"}``);
+- any other value of those, and OpenAI features TokenRelay does not relay (tools,
+  structured output, seeds, audio...), is a 400 naming the ``param``; an unknown
+  field is a 400 ``Unrecognized request argument supplied``.
+
+Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``;
+``content`` is a string or a list of ``text`` parts (joined with a newline).
+Fields an SDK echoes back from a previous answer (``refusal``, ``tool_calls``...)
+are accepted when empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tokenrelay import ChatRequest, RequestInvalid, Settings, parse_chat_request
+from tokenrelay.transports.openai import OpenAIError, openai_error
+
+__all__ = ["CompletionRequest", "list_models", "model_not_found", "parse_completion_request", "resolve_model"]
+
+_IGNORED = frozenset({"user", "safety_identifier", "prompt_cache_key"})
+_NO_OP: dict[str, tuple[object, ...]] = {
+    "n": (1,),
+    "top_p": (1, 1.0),
+    "presence_penalty": (0, 0.0),
+    "frequency_penalty": (0, 0.0),
+    "logprobs": (False,),
+    "store": (False,),
+    "parallel_tool_calls": (True, False),
+    "service_tier": ("auto", "default"),
+    "response_format": ({"type": "text"},),
+}
+_UNSUPPORTED = frozenset(_NO_OP) | frozenset(
+    "tools tool_choice functions function_call seed logit_bias top_logprobs modalities audio prediction "
+    "reasoning_effort web_search_options verbosity metadata".split()
+)
+_HONOURED = frozenset(
+    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "stop"}
+)
+_STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ECHOED_FIELDS = frozenset({"name", "refusal", "tool_calls", "function_call", "audio", "annotations", "tool_call_id"})
+_MAX_STOP = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    chat: ChatRequest
+    model: str  # as answered in ``model``: provider/model
+    stream: bool
+    include_usage: bool
+
+
+def invalid(param: str | None, message: str, code: str | None = "invalid_value") -> OpenAIError:
+    return OpenAIError(400, message, param=param, code=code)
+
+
+def _same(value: object, allowed: tuple[object, ...]) -> bool:
+    return any(type(value) is type(a) and value == a for a in allowed)
+
+
+def _check_fields(body: dict[str, Any]) -> None:
+    for name, value in body.items():
+        if name not in _HONOURED and name not in _IGNORED and name not in _UNSUPPORTED:
+            raise invalid(name, f"Unrecognized request argument supplied: {name}", "unknown_parameter")
+        if name in _HONOURED or name in _IGNORED or value is None:
+            continue
+        if name in _NO_OP and _same(value, _NO_OP[name]):
+            continue
+        shown = repr(value) if isinstance(value, str | int | float | bool) else "this value"
+        raise invalid(name, f"'{name}': {shown} is not supported by TokenRelay", "unsupported_parameter")
+
+
+def _content(value: Any, param: str) -> str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not value:
+        raise invalid(param, f"'{param}': expected a string or a non-empty list of text parts")
+    texts: list[str] = []
+    for j, part in enumerate(value):
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text parts are supported")
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise invalid("messages", "'messages': expected a non-empty array")
+    out: list[dict[str, str]] = []
+    for i, message in enumerate(value):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise invalid(param, f"'{param}': expected an object")
+        got_role = message.get("role")
+        role = _ROLES.get(got_role) if isinstance(got_role, str) else None
+        if role is None:
+            got = repr(got_role)[:64]
+            raise invalid(f"{param}.role", f"'{param}.role': {got} is not supported; use system, user or assistant")
+        for key, field in message.items():
+            if key not in ("role", "content") and (key not in _ECHOED_FIELDS or field not in (None, [], "")):
+                raise invalid(
+                    f"{param}.{key}", f"'{param}.{key}': not supported by TokenRelay", "unsupported_parameter"
+                )
+        out.append({"role": role, "content": _content(message.get("content"), f"{param}.content")})
+    return out
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or len(stops) > _MAX_STOP or not all(isinstance(s, str) and s for s in stops):
+        raise invalid("stop", f"'stop': expected a non-empty string or a list of at most {_MAX_STOP} of them")
+    return tuple(stops)
+
+
+def resolve_model(name: Any, settings: Settings) -> tuple[str, str]:
+    """``provider/model`` or an alias -> ``(provider, model)``; 404 ``model_not_found`` otherwise."""
+    if not isinstance(name, str) or not name:
+        raise invalid("model", "you must provide a model parameter", None)
+    provider, sep, model = name.partition("/")
+    target = settings.model_aliases.get(name) or ((provider, model) if sep and provider and model else None)
+    if target is not None:
+        try:
+            return target[0], settings.resolve_model(*target)
+        except RequestInvalid:
+            pass
+    raise model_not_found(name)
+
+
+def model_not_found(name: str) -> OpenAIError:
+    """OpenAI's 404 for a model that does not exist or that the caller may not use: the same words."""
+    return OpenAIError(
+        404,
+        f"The model `{name}` does not exist or you do not have access to it. "
+        "Name models provider/model or by an alias; GET /v1/models lists them.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def list_models(settings: Settings, allows: Callable[[str, str], bool] | None = None) -> list[tuple[str, str]]:
+    """``(id, owned_by)`` for every model this deployment serves, then its aliases; with
+    ``allows(provider, model)`` (the caller's API key), only those it lets the caller use."""
+    providers = sorted(settings.configured_providers & set(settings.allowed_models))
+    models = [(f"{p}/{m}", p, (p, m)) for p in providers for m in settings.allowed_models[p]]
+    aliases = [(alias, p, (p, m)) for alias, (p, m) in settings.model_aliases.items() if p in providers]
+    return [(name, owner) for name, owner, target in models + aliases if allows is None or allows(*target)]
+
+
+def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest:
+    """Validate a decoded JSON body; raise ``OpenAIError`` (400/404) naming the ``param``."""
+    if not isinstance(body, dict):
+        raise invalid(None, "We could not parse the JSON body of your request: expected a JSON object.", None)
+    _check_fields(body)
+    provider, model = resolve_model(body.get("model"), settings)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream", "'stream': expected a boolean")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not stream:
+            raise invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+        if not isinstance(options, dict) or not set(options) <= _STREAM_OPTIONS:
+            raise invalid(
+                "stream_options", f"'stream_options': only {', '.join(sorted(_STREAM_OPTIONS))} are supported"
+            )
+        include_usage = options.get("include_usage") is True
+    limit_param = "max_tokens"
+    if body.get("max_tokens") is not None and body.get("max_completion_tokens") is not None:
+        raise invalid("max_tokens", "max_tokens and max_completion_tokens cannot both be set")
+    if body.get("max_completion_tokens") is not None:
+        limit_param = "max_completion_tokens"
+    fields: dict[str, Any] = {"messages": _messages(body.get("messages")), "provider": provider, "model": model}
+    if body.get(limit_param) is not None:
+        fields["max_tokens"] = body[limit_param]
+    if body.get("temperature") is not None:
+        fields["temperature"] = body["temperature"]
+    stop = _stop(body.get("stop"))
+    try:
+        chat = parse_chat_request(fields, settings)
+    except RequestInvalid as exc:
+        param = exc.field.split(".")[0]
+        param = {"max_tokens": limit_param, "provider": "model", "message": "messages"}.get(param, param)
+        raise openai_error(exc, param) from None
+    if stop:
+        chat = dataclasses.replace(chat, stop=stop)
+    return CompletionRequest(chat, f"{provider}/{model}", bool(stream), include_usage)

@@ -1,0 +1,221 @@
+"""The coalescing sender: a stream's messages posted on one WebSocket connection.
+
+- one post in flight at a time, so messages arrive in order;
+- tokens that arrive while a post is in flight, or within ``flush_interval_s``
+  of the previous post, are merged into the next ``text`` message; the first
+  text goes out at once (time to first token is not traded for fewer posts);
+- a ``text`` message never exceeds ``max_frame_bytes`` (the JSON envelope
+  included), under API Gateway's 32 KB frame; a longer token is split;
+- ``start``, ``usage`` and the terminal message are posted on their own, in
+  stream order, pending text before them; the terminal one is flushed last.
+
+Posting goes through a ``ConnectionPoster`` (API Gateway's ``@connections`` API
+in the worker). A poster raises ``ConnectionGone`` when the client has left:
+the sender stops posting and calls ``on_gone`` once, so the producer can stop
+the upstream at once instead of at its next token. ``delivered`` is the seq of the
+last token posted: how far the client got (the run reads it for its summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..errors import ConnectionGone
+from ..events import Event, TextDelta
+from .websocket import MAX_FRAME_BYTES, ConnectionPoster, dumps, encode_message, envelope
+
+__all__ = ["CoalescingSender"]
+
+log = logging.getLogger("tokenrelay.websocket")
+_SEQ_RESERVE = 24  # room for the `seq` and `tokens` digits beyond the envelope measured with 0s
+
+
+def _escaped_size(text: str) -> int:
+    """Bytes ``text`` takes inside a JSON string (escaping is per character, so sizes add up)."""
+    return len(dumps(text).encode()) - 2
+
+
+def _split(text: str, room: int) -> list[tuple[str, int]]:
+    """Cut ``text`` into pieces whose escaped size fits in ``room`` (slow path: huge tokens only)."""
+    pieces: list[tuple[str, int]] = []
+    start = size = 0
+    for i, char in enumerate(text):
+        char_size = _escaped_size(char)
+        if size + char_size > room and i > start:
+            pieces.append((text[start:i], size))
+            start, size = i, 0
+        size += char_size
+    pieces.append((text[start:], size))
+    return pieces
+
+
+class _TextRun:
+    """Tokens waiting to go out as one ``text`` message."""
+
+    __slots__ = ("last_seq", "parts", "size", "tokens")
+
+    def __init__(self, text: str, size: int, seq: int, tokens: int = 1) -> None:
+        self.parts = [text]
+        self.size = size
+        self.last_seq = seq  # the engine's seq of the last token in it
+        self.tokens = tokens  # how many chunks it merges (a chunk split over frames: the first piece)
+
+
+class CoalescingSender:
+    """Posts one stream's messages on one connection, merging tokens (see module docstring)."""
+
+    def __init__(
+        self,
+        poster: ConnectionPoster,
+        connection_id: str,
+        *,
+        stream_id: str,
+        request_id: str | None = None,
+        flush_interval_s: float = 0.05,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        coalesce: bool = True,
+        on_gone: Callable[[], object] | None = None,  # what it returns is ignored
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._poster = poster
+        self._connection_id = connection_id
+        self._stream_id = stream_id
+        self._request_id = request_id
+        self._interval = flush_interval_s if coalesce else 0.0
+        self._coalesce = coalesce
+        self._on_gone = on_gone
+        self._clock = clock
+        head = dumps(envelope("text", stream_id, request_id))[:-1] + ',"content":'
+        self._text_head = head
+        self._room = max_frame_bytes - len(f'{head}"","seq":0,"tokens":0}}'.encode()) - _SEQ_RESERVE
+        if self._room < 64:
+            raise ValueError(f"max_frame_bytes={max_frame_bytes} leaves no room for text")
+        self._items: deque[bytes | _TextRun] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_post_at = float("-inf")
+        self._text_posted = False
+        self.gone = False
+        self.error: BaseException | None = None
+        self.posts = 0
+        self.text_messages = 0
+        self.max_frame = 0
+        self.delivered = 0  # the engine's seq of the last token posted
+
+    # -- producer side (never blocks) ------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"ws-sender-{self._stream_id}")
+
+    def send(self, event: Event) -> None:
+        """Queue ``event``; text may be merged with the text queued before it."""
+        if self.gone or self._closing:
+            return
+        items = self._items
+        if type(event) is TextDelta:
+            text = event.text
+            size = _escaped_size(text)
+            tail = items[-1] if items else None
+            if self._coalesce and type(tail) is _TextRun and tail.size + size <= self._room:
+                tail.parts.append(text)
+                tail.size += size
+                tail.last_seq = event.seq
+                tail.tokens += 1
+                return  # merged: the sender needs no wake-up for this
+            if size <= self._room:
+                items.append(_TextRun(text, size, event.seq))
+            else:
+                pieces = _split(text, self._room)
+                items.extend(_TextRun(piece, n, event.seq, 1 if i == 0 else 0) for i, (piece, n) in enumerate(pieces))
+        else:
+            items.append(encode_message(event, self._stream_id, self._request_id))
+        self._wake.set()
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Post everything queued (the terminal message last), then stop; bounded by ``timeout_s``."""
+        self._closing = True
+        self._wake.set()
+        if self._task is None:
+            self.start()
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            log.warning("stream %s: flush timed out with %d messages queued", self._stream_id, len(self._items))
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- the one task that posts ------------------------------------------
+
+    def _paused(self) -> bool:
+        """Hold the queue without posting (a resumable sender between connections)."""
+        return False
+
+    def _posting(self, head: _TextRun | bytes, data: bytes) -> None:
+        """``data``, encoded from ``head``, is about to be posted (a resumable sender keeps it)."""
+
+    def _connection_gone(self) -> bool:
+        """The connection is gone: True to keep the queue and go on, False to stop posting."""
+        self._stop_posting(None)
+        return False
+
+    async def _run(self) -> None:
+        items = self._items
+        while True:
+            if self._paused() or not items:
+                if self._closing:
+                    return
+                await self._wait(None)
+                continue
+            head = items[0]
+            if type(head) is _TextRun and len(items) == 1 and not self._closing and self._text_posted:
+                delay = self._last_post_at + self._interval - self._clock()
+                if delay > 0:  # only text pending: give more tokens a chance to join
+                    await self._wait(delay)
+                    continue
+            items.popleft()
+            if type(head) is _TextRun:
+                self.text_messages += 1
+                self._text_posted = True
+                text = dumps("".join(head.parts))
+                data = f'{self._text_head}{text},"seq":{self.text_messages},"tokens":{head.tokens}}}'.encode()
+            else:
+                assert isinstance(head, bytes)
+                data = head
+            self._posting(head, data)
+            self._last_post_at = self._clock()
+            try:
+                await self._poster.post(self._connection_id, data)
+            except ConnectionGone:
+                if self._connection_gone():
+                    continue
+                return
+            except Exception as exc:
+                log.error("stream %s: post to %s failed: %r", self._stream_id, self._connection_id, exc)
+                self._stop_posting(exc)
+                return
+            self.posts += 1
+            self.max_frame = max(self.max_frame, len(data))
+            if type(head) is _TextRun:
+                self.delivered = head.last_seq
+
+    async def _wait(self, timeout_s: float | None) -> None:
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    def _stop_posting(self, error: BaseException | None) -> None:
+        self.gone = True
+        self.error = error
+        self._items.clear()
+        if self._on_gone is not None:
+            self._on_gone()
