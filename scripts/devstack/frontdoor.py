@@ -49,7 +49,9 @@ from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, pytho
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
-READY_TIMEOUT_S = 30.0
+# Lambda gives the init phase 10 s, then retries it within the first invocation, bounded by the
+# function's Timeout (AWS docs, "Lambda execution environment lifecycle", Init phase): a slow
+# start on a loaded machine is slow, not an error, until that Timeout.
 READY_POLL_S = 0.01  # the Web Adapter retries its readiness check every 10 ms (its docs, "Readiness Check")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
 CONTEXT_HEADER = b"x-amzn-lambda-context"
@@ -63,10 +65,10 @@ class HttpEnv(ProcessEnv):
 
     url = ""
 
-    async def start(self, port: int, client: httpx.AsyncClient) -> None:
+    async def start(self, port: int, client: httpx.AsyncClient, timeout_s: float) -> None:
         self.url = f"http://127.0.0.1:{port}"
         await self.spawn()
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 if (await client.get(f"{self.url}/health", timeout=2)).status_code < 500:
@@ -140,7 +142,7 @@ class FrontDoor:
             cpu = CpuShare.for_memory(name, self.memory_mb)
         argv = ["bash", str(self.code_dir / "run.sh")]
         environment = HttpEnv(name, argv, env=env, cwd=str(self.code_dir), sink=self.sink, cpu=cpu)
-        await environment.start(port, self._client())
+        await environment.start(port, self._client(), self.timeout_s)
         return environment
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
