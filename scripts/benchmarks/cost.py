@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import cost_paths as cp  # noqa: E402
-import cost_report  # noqa: E402
-import lambda_stack as ls  # noqa: E402
-from gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.benchmarks import cost_model, cost_report  # noqa: E402
+from scripts.benchmarks import cost_paths as cp  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
 
 TOKENS, INTERVAL_MS, LEAVE_AFTER = 500, 10.0, 100
 
@@ -74,8 +74,7 @@ class Bench:
         return counts
 
     def sse(self) -> cp.Counts:
-        from stack import front_door
-
+        from scripts.devstack.stack import front_door
         from tests.fakes.servers import serve
 
         front = front_door(self.identities, self.env, lambdas=ls.BENCH_LAMBDAS, sink=self.sink)
@@ -98,13 +97,12 @@ class Bench:
         return counts
 
     def httpapi(self) -> cp.Counts:
-        from httpapi import Function, HttpApi
-        from httpapi_config import cors_of
-        from httpapi_routes import routes_from_template
-        from local_functions import ProcessFunction, template_functions
-        from stack import function_env, local_names
-        from tables import load_template
-
+        from scripts.devstack.httpapi import HttpApi
+        from scripts.devstack.httpapi_config import cors_of
+        from scripts.devstack.httpapi_routes import routes_from_template
+        from scripts.devstack.local_functions import ProcessFunction, template_functions
+        from scripts.devstack.stack import function_env, local_names
+        from scripts.devstack.tables import load_template
         from tests.fakes.servers import serve
 
         template = load_template(ls.ROOT / "template.yaml")
@@ -112,7 +110,7 @@ class Bench:
         env = {**function_env(spec, self.identities["ApiFunction"], self.env), **ls.lambda_vars(spec.name, 512)}
         target = ProcessFunction(spec, env, sink=self.sink, max_envs=64, queue_timeout_s=120, cpu_share=True)
         api_starts = cp.timed_leases(target.pool, "ApiFunction", self.counts)
-        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": Function("ApiFunction", spec.timeout_s, target)},
+        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": target},
                       cors=cors_of(template, "HttpApi"))  # fmt: skip
         counts = cp.Counts("httpapi", "HTTP API, buffered")
         with serve(api, startup_timeout_s=30) as url:
@@ -126,9 +124,9 @@ class Bench:
         return counts
 
     def websocket(self, windows: list[float]) -> list[cp.Counts]:
-        from coldstart import WsBench
-        from floors import code_dir
-        from gateway import serving
+        from scripts.benchmarks.coldstart import WsBench
+        from scripts.benchmarks.floors import code_dir
+        from scripts.devstack.gateway import serving
 
         with tempfile.TemporaryDirectory() as tmp:
             bench = WsBench(self.aws, self.env, ls.ROOT / "template.yaml", self.identities,
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     head = (f"Run {started} on {info['cpu']}, {info['cores']} cores (load average at start {info['loadavg_at_start']:.2f}); "
             f"{args.streams} streams per path, {args.concurrency} at a time, {TOKENS} tokens at {1000 / INTERVAL_MS:g} tokens/s, "
-            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_report.m.PRICES_CHECKED}.\n\n")  # fmt: skip
+            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_model.PRICES_CHECKED}.\n\n")  # fmt: skip
     table = cost_report.markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-
-import cost_model as m
+from scripts.benchmarks import cost_model as m
 
 
 @pytest.mark.parametrize(
