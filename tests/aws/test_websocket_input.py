@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.aws.test_websocket_handlers import Aws, aws, event, message
+import message  # functions/websocket
+from tests.aws.test_websocket_handlers import Aws, aws, event
 from tokenrelay.json_text import MAX_DEPTH
 
 __all__ = ["aws"]  # the fixture, shared with the handler tests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scripts.benchmarks import cost_model as m
@@ -24,7 +26,7 @@ from scripts.benchmarks import cost_model as m
         ({}, 0),
     ],
 )
-def test_item_size_follows_dynamodb_rules(item: dict, size: int) -> None:
+def test_item_size_follows_dynamodb_rules(item: dict[str, Any], size: int) -> None:
     assert m.item_size(item) == size
 
 

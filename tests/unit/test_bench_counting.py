@@ -3,12 +3,14 @@ DynamoDB meter's reads, import-time lines, profile buckets (scripts/benchmarks/)
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scripts.benchmarks import cold_path, cost_paths, cost_report, metered_dynamodb, per_token
 
 
-def write(table: str, before: int, after: int, status: int = 200, error: str = "") -> dict:
+def write(table: str, before: int, after: int, status: int = 200, error: str = "") -> dict[str, Any]:
     items = [{"table": table, "before": before, "after": after, "transactional": False}]
     return {"op": "UpdateItem", "status": status, "error": error, "items": items, "read": []}
 
