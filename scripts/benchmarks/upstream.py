@@ -15,6 +15,8 @@ With interval 0, each stream writes all its frames as fast as the socket drains.
                                 tokens (capped by the configured count); usage chunk if
                                 ``stream_options.include_usage``; then ``data: [DONE]``
     POST /_config               {"tokens": N, "interval_ms": X}: the current scenario
+    GET  /_stats                {"tokens": written, "streams": started, "open": still streaming}: what
+                                was generated, whether or not anyone still read it (scripts/bench cost)
 
     python scripts/benchmarks/upstream.py --port 9100 [--tokens 200] [--interval-ms 5]
 """
@@ -65,6 +67,9 @@ class Upstream:
         self._paced: dict[asyncio.StreamWriter, list[int]] = {}  # writer -> [remaining]
         self._waiters: dict[asyncio.StreamWriter, asyncio.Future[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self.written = 0  # tokens written to any stream
+        self.started = 0
+        self.open = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -85,6 +90,9 @@ class Upstream:
                     writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                 elif path.endswith("/chat/completions") and method == "POST":
                     await self._stream(json.loads(body), writer)
+                elif path == "/_stats":
+                    stats = json.dumps({"tokens": self.written, "streams": self.started, "open": self.open}).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(stats), stats))
                 elif path in ("/health", "/health/liveliness"):
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 else:
@@ -101,7 +109,16 @@ class Upstream:
         asked = body.get("max_completion_tokens") or body.get("max_tokens") or self.tokens
         n = min(int(asked), self.tokens)  # type: ignore[call-overload]
         usage = bool((body.get("stream_options") or {}).get("include_usage"))  # type: ignore[attr-defined]
+        self.started += 1
+        self.open += 1
+        try:
+            await self._stream_tokens(n, usage, writer)
+        finally:
+            self.open -= 1
+
+    async def _stream_tokens(self, n: int, usage: bool, writer: asyncio.StreamWriter) -> None:
         writer.write(_HEAD + _chunk(_ROLE) + _token())
+        self.written += 1
         if self.interval_s > 0:
             if n > 1:
                 done = asyncio.get_running_loop().create_future()
@@ -117,6 +134,7 @@ class Upstream:
         else:
             for i in range(1, n):
                 writer.write(_token())
+                self.written += 1
                 if i % 16 == 0:
                     await writer.drain()
         writer.write(_chunk(_STOP) + (_usage(n) if usage else b"") + _chunk(_DONE) + _END)
@@ -141,6 +159,7 @@ class Upstream:
                         waiter.set_exception(ConnectionResetError())
                     continue
                 writer.write(_token())
+                self.written += 1
                 left[0] -= 1
                 if left[0] <= 0:
                     del self._paced[writer]

@@ -50,6 +50,7 @@ from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, pytho
 ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 READY_TIMEOUT_S = 30.0
+READY_POLL_S = 0.01  # the Web Adapter retries its readiness check every 10 ms (its docs, "Readiness Check")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
 CONTEXT_HEADER = b"x-amzn-lambda-context"
 NOT_RELAYED = HOP_BY_HOP | {CONTEXT_HEADER.decode()}  # the adapter sets the context itself
@@ -75,7 +76,7 @@ class HttpEnv(ProcessEnv):
             if not self.alive or time.monotonic() > deadline:
                 await self.stop(0)
                 raise RuntimeError(f"{self.name} did not become ready; its last lines: {list(self.last_lines)[-10:]}")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(READY_POLL_S)
 
 
 def _free_port() -> int:

@@ -1,7 +1,8 @@
 """Cold start of the built functions: import time in a fresh Python 3.12, with and without bytecode.
 
 Builds the template for this machine's architecture with the SAM CLI of
-``scripts/bootstrap-sam`` (cached in ``.venv-sam/``), copies the build twice
+``scripts/bootstrap-sam`` (the build and its cache in this checkout's ``.aws-sam/bench-host``;
+``.venv-sam`` may be shared between checkouts and is only read), copies the build twice
 (source only, as ``sam build`` ships it; and compiled by ``scripts/compile-bytecode``),
 then for each function starts fresh ``python3.12 -S`` processes that see only the
 build (layer, function, and boto3 as the runtime provides it) and times the
@@ -9,7 +10,7 @@ handler module's import. ``PYTHONDONTWRITEBYTECODE`` stands in for Lambda's
 read-only code directories. Also: process start to first ``/health`` of the
 streaming app under uvicorn, from the build, against moto's DynamoDB server.
 
-    .venv/bin/python scripts/benchmarks/cold_start.py [--runs 7]
+    scripts/bench bytecode [--runs 7]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-sam"
+WORK = ROOT / ".aws-sam" / "bench-host"  # everything this benchmark writes
 PYTHON = VENV / "bin" / "python3.12"
 HANDLERS = {  # function -> module the runtime (or uvicorn) imports first
     "StreamFunction": "app",
@@ -64,15 +66,15 @@ def build() -> Path:
     text = re.sub(r"Architectures: \[arm64\]", f"Architectures: [{arch}]", text)
     text = text.replace("BuildArchitecture: arm64", f"BuildArchitecture: {arch}")
     text = re.sub(r"(CodeUri|ContentUri): (\S+)", lambda m: f"{m[1]}: {ROOT / m[2]}", text)
-    template = VENV / "host" / "template.yaml"
-    template.parent.mkdir(exist_ok=True)
+    template = WORK / "template.yaml"
+    template.parent.mkdir(parents=True, exist_ok=True)
     template.write_text(text)
-    out = VENV / "build" / "host"
+    out = WORK / "build"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(PATH=f"{VENV / 'bin'}:{env['PATH']}", AWS_EC2_METADATA_DISABLED="true", SAM_CLI_TELEMETRY="0")
     env["TOKENRELAY_LAYER_ARCH"] = arch  # the core layer's Makefile builds for arm64 unless told otherwise
     cmd = [str(VENV / "bin" / "sam"), "build", "--template-file", str(template), "--build-dir", str(out)]
-    cmd += ["--cache-dir", str(VENV / "cache" / "host"), "--cached", "--parallel"]
+    cmd += ["--cache-dir", str(WORK / "cache"), "--cached", "--parallel"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     return out
 
@@ -84,8 +86,8 @@ def runtime_dir() -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    runtime = VENV / "runtime"
-    runtime.mkdir(exist_ok=True)
+    runtime = WORK / "runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
     for name in RUNTIME_PACKAGES:
         if not (runtime / name).exists() and (Path(site) / name).exists():
             (runtime / name).symlink_to(Path(site) / name)
@@ -137,7 +139,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     if not PYTHON.exists():
-        sys.exit("cold_start: no .venv-sam/bin/python3.12 (run scripts/bootstrap-sam with Python 3.12 available)")
+        sys.exit("bytecode: no .venv-sam/bin/python3.12 (run scripts/bootstrap-sam with Python 3.12 available)")
     built, runtime = build(), runtime_dir()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-cold-") as tmp:
         source, compiled = Path(tmp) / "source", Path(tmp) / "compiled"

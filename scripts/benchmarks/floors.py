@@ -1,0 +1,158 @@
+"""The floors of the cold-start benchmark: the least a Lambda function doing the same job can do.
+
+- ``FLOOR_APP``: a bare Starlette + httpx relay. ``POST /chat/stream`` opens the upstream's
+  streaming chat completion and relays each token as an SSE event; ``GET /health`` answers
+  at once (no store). Started exactly as the HTTP function is: ``run.sh`` (a copy of
+  ``functions/http/run.sh``) under uvicorn, in the same kind of environment, at the same CPU share.
+- ``FLOOR_WORKER``: a bare handler: boto3 and httpx imported at init; an invocation reads the
+  upstream and posts the first token to ``@connections`` at once, the rest in one more post,
+  then ``done``.
+- ``INIT_LEVER``/``WORKER_INIT_LEVER``: issue 19's first lever as a prototype, without touching
+  the product: the product's ``app`` (or worker) unchanged, plus in init what its first request
+  would otherwise import and build (services and their clients, the provider's SDK, its transport).
+
+``code_dir(kind, parent)`` writes one of them as a function's code directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HTTP_CODE = ROOT / "functions" / "http"
+
+FLOOR_APP = """
+import json
+import os
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+UPSTREAM = os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions"
+HEADERS = {"authorization": "Bearer " + os.environ["OPENAI_API_KEY"]}
+client = httpx.AsyncClient(timeout=httpx.Timeout(60, connect=5))
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def stream(request: Request) -> StreamingResponse:
+    asked = await request.json()
+    body = {"model": "bench", "messages": [{"role": "user", "content": asked.get("message", "")}],
+            "stream": True, "max_tokens": asked.get("max_tokens", 16)}
+
+    async def relay():
+        async with client.stream("POST", UPSTREAM, json=body, headers=HEADERS) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    choices = json.loads(line[6:]).get("choices") or [{}]
+                    text = choices[0].get("delta", {}).get("content")
+                    if text:
+                        yield "event: text\\ndata: " + json.dumps({"text": text}) + "\\n\\n"
+        yield "event: done\\ndata: {}\\n\\n"
+
+    return StreamingResponse(relay(), media_type="text/event-stream")
+
+
+app = Starlette(routes=[Route("/health", health), Route("/chat/stream", stream, methods=["POST"])])
+"""
+
+FLOOR_WORKER = """
+import json
+import os
+
+import boto3
+import httpx
+
+UPSTREAM = os.environ["OPENAI_BASE_URL"].rstrip("/") + "/chat/completions"
+HEADERS = {"authorization": "Bearer " + os.environ["OPENAI_API_KEY"]}
+http = httpx.Client(timeout=httpx.Timeout(60, connect=5))
+
+
+def handler(event, context):
+    endpoint = None if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") else event["endpoint"]
+    api = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
+    connection = event["connection_id"]
+    body = {"model": "bench", "messages": [{"role": "user", "content": "bench"}],
+            "stream": True, "max_tokens": event.get("max_tokens", 16)}
+    rest = []
+    with http.stream("POST", UPSTREAM, json=body, headers=HEADERS) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            text = choices[0].get("delta", {}).get("content")
+            if not text:
+                continue
+            if not rest:
+                api.post_to_connection(ConnectionId=connection, Data=json.dumps({"type": "text", "content": text}))
+            rest.append(text)
+    api.post_to_connection(ConnectionId=connection, Data=json.dumps({"type": "text", "content": "".join(rest[1:])}))
+    api.post_to_connection(ConnectionId=connection, Data=json.dumps({"type": "done"}))
+    return {"tokens": len(rest)}
+"""
+
+INIT_LEVER = '''
+"""Lever prototype (issue 19): the product's app, with its first request's imports and clients in init."""
+import openai
+
+from app import app, settings  # the product, unchanged
+from tokenrelay.providers import ProviderRegistry
+
+_warm = ProviderRegistry(settings)
+_warm.get(settings.default_provider)  # imports the SDK and its transport, builds a provider
+_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
+'''
+
+WORKER_INIT_LEVER = '''
+"""Lever prototype (issue 19): the worker, with what its first invocation imports and builds done in init."""
+import os
+
+import openai
+
+import common
+from worker import handler  # the product, unchanged
+
+_svc = common.services()  # settings, stores and their boto3 clients, metrics
+common.providers(_svc.settings).get(_svc.settings.default_provider)  # the SDK, its transport, a provider
+_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
+_svc.poster(os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or "https://example/stage")  # the model
+'''
+
+
+def code_dir(kind: str, parent: Path) -> Path:
+    """A function's code directory: ``floor`` (the bare app), ``init`` (the product plus the lever
+    prototype), ``worker-floor`` (the bare handler, ``floor_worker.handler``) or ``worker-init``
+    (the worker plus the lever prototype, ``worker_init.handler``)."""
+    out = parent / kind
+    if out.exists():  # written for an earlier memory size of the same run
+        return out
+    out.mkdir(parents=True)
+    if kind == "worker-floor":
+        (out / "floor_worker.py").write_text(FLOOR_WORKER)
+        return out
+    if kind == "worker-init":
+        for path in (ROOT / "functions" / "websocket").glob("*.py"):
+            (out / path.name).symlink_to(path)
+        (out / "worker_init.py").write_text(WORKER_INIT_LEVER)
+        return out
+    run = (HTTP_CODE / "run.sh").read_text()
+    if kind == "floor":
+        (out / "app.py").write_text(FLOOR_APP)
+    elif kind == "init":
+        for path in HTTP_CODE.glob("*.py"):
+            (out / path.name).symlink_to(path)
+        (out / "app_init.py").write_text(INIT_LEVER)
+        run = run.replace(" app:app", " app_init:app")
+        if " app_init:app" not in run:
+            raise RuntimeError("functions/http/run.sh no longer ends with app:app: update floors.py")
+    else:
+        raise ValueError(kind)
+    (out / "run.sh").write_text(run)
+    shutil.copymode(HTTP_CODE / "run.sh", out / "run.sh")
+    return out
