@@ -159,8 +159,8 @@ def create_key(aws: LocalAws) -> str:
     """A key in the template's keys table, with limits no benchmark reaches (but limits: their writes count)."""
     import boto3
 
-    from tokenrelay.auth import new_key
-    from tokenrelay.stores.api_keys import DynamoApiKeyStore
+    from tokenrelay.protection import new_key
+    from tokenrelay.stores.dynamodb import DynamoApiKeyStore
 
     client = boto3.client(
         "dynamodb",

@@ -9,6 +9,8 @@
   invocations, and with it the providers' pooled HTTP connections (an HTTP
   client is bound to the loop it first ran on; ``providers()`` is per loop).
   The local gateway calls handlers from a thread pool: one loop per thread.
+- ``prepare(worker=...)``: all of the above at init (the Lambda entry modules call it), so that
+  Lambda's init phase, and a SnapStart snapshot, carry it and the first invocation builds nothing.
 - ``reset()``: closes every loop and forgets everything (tests, gateway shutdown).
 """
 
@@ -133,6 +135,19 @@ def services() -> Services:
                 resume=deployment.resume,
             )
         return _services
+
+
+def prepare(*, worker: bool = False) -> Services:
+    """Build this environment's services at init. The worker also creates the configured
+    providers (their SDKs and clients, ``ProviderRegistry.prepare``) on this thread's loop and
+    loads the ``@connections`` client's model; its endpoint comes with each invocation."""
+    svc = services()
+    if worker:
+        providers(svc.settings).prepare()
+        from .poster import ApiGatewayPoster
+
+        ApiGatewayPoster.preload()
+    return svc
 
 
 def install(svc: Services) -> None:
