@@ -57,6 +57,10 @@ class ProviderRegistry:
         """Create the configured providers (and the fallback's) now: import their SDKs, build their
         clients and load what the SDKs import at their first call. Each process's HTTP session
         is still opened by its first request, on the event loop that serves it."""
+        import encodings.idna  # noqa: F401  (a host name is IDNA-encoded at the first connection)
+
+        import anyio._backends._asyncio  # noqa: F401  (the SDKs' async library loads its backend at first use)
+
         names = set(self._settings.configured_providers)
         if self._settings.fallback_model is not None:
             names.add(self._settings.fallback_model[0])
