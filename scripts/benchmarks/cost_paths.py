@@ -54,7 +54,8 @@ class Counts:
     egress_bytes: int = 0
     ttft_ms: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)  # each token: upstream write -> client read
-    window_ms: float | None = None  # WebSocket flush window of this run
+    window_ms: float | None = None  # WebSocket flush window of this run (just after the first text)
+    window_max_ms: float | None = None  # ... and once the stream flows (adaptive; None: fixed)
     memory_mb: int = 512  # every function's (the template's Globals)
     extra_s: float = 0.0  # SSE: how long environments went on with streams whose client had left
 
