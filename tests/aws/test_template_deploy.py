@@ -39,6 +39,7 @@ OPTIONAL_ENV = {
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.
 UNUSED_BY = {
     "WorkerFunction": {"STREAM_TIMEOUT_S", "WORKER_FUNCTION_NAME", "WS_MAX_STREAMS"},  # deadline: Lambda's own
+    "ApiFunction": {"AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"},  # the Web Adapter's, StreamFunction only
     "MessageFunction": {"STREAM_TIMEOUT_S", "WORKER_DEADLINE_MARGIN_MS", "WS_FLUSH_MS", "WS_FLUSH_MAX_MS"},  # no stream
 }
 ENV_READ = re.compile(
