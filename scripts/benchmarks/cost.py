@@ -110,7 +110,7 @@ class Bench:
         return counts
 
     def httpapi(self) -> cp.Counts:
-        from httpapi import Function, HttpApi
+        from httpapi import HttpApi
         from httpapi_config import cors_of
         from httpapi_routes import routes_from_template
         from local_functions import ProcessFunction, template_functions
@@ -124,7 +124,7 @@ class Bench:
         env = {**function_env(spec, self.identities["ApiFunction"], self.env), **ls.lambda_vars(spec.name, 512)}
         target = ProcessFunction(spec, env, sink=self.sink, max_envs=64, queue_timeout_s=120, cpu_share=True)
         api_starts = cp.timed_leases(target.pool, "ApiFunction", self.counts)
-        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": Function("ApiFunction", spec.timeout_s, target)},
+        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": target},
                       cors=cors_of(template, "HttpApi"))  # fmt: skip
         counts = cp.Counts("httpapi", "HTTP API, buffered")
         with serve(api, startup_timeout_s=30) as url:
