@@ -148,7 +148,7 @@ async def test_bedrock_stream_http_429_throttling_raises_rate_limited(
     with pytest.raises(RateLimited) as caught:
         await run(make_provider(), chat())
 
-    assert caught.value.code == "rate_limited" and caught.value.retryable
+    assert caught.value.code == "upstream_rate_limited" and caught.value.retryable
     assert "ThrottlingException" in caught.value.message
     assert_clean(caught.value)
 

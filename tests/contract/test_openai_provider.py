@@ -251,7 +251,7 @@ async def test_openai_stream_http_429_raises_rate_limited(upstream: FakeUpstream
     with pytest.raises(RateLimited) as caught:
         await run(make_provider(max_retries=0), chat())
 
-    assert caught.value.code == "rate_limited"
+    assert caught.value.code == "upstream_rate_limited"
     assert caught.value.message == "OpenAI rate limit exceeded (HTTP 429)"
     assert len(upstream.requests) == 1
     assert_clean(caught.value)

@@ -220,13 +220,13 @@ async def test_openai_sdk_upstream_rate_limit_raises_rate_limit_error(
     with pytest.raises(openai.RateLimitError) as caught:
         await sdk.chat.completions.create(model=model, messages=HELLO, stream=stream)
 
-    assert caught.value.code == "rate_limited" and caught.value.response.headers["x-should-retry"] == "true"
+    assert caught.value.code == "upstream_rate_limited" and caught.value.response.headers["x-should-retry"] == "true"
     record = await wait_record(app, caught.value.response.headers["x-stream-id"], "failed")
-    assert record.error_code == "rate_limited"
+    assert record.error_code == "upstream_rate_limited"
 
 
 @pytest.mark.parametrize(
-    ("model", "code"), [("openai/gpt-4o-mini", "upstream_unavailable"), (f"bedrock/{NOVA}", "rate_limited")]
+    ("model", "code"), [("openai/gpt-4o-mini", "upstream_unavailable"), (f"bedrock/{NOVA}", "upstream_rate_limited")]
 )
 async def test_openai_sdk_error_after_first_text_raises_api_error_in_band(
     app: Any, sdk: openai.AsyncOpenAI, model: str, code: str

@@ -158,7 +158,7 @@ async def test_sse_upstream_429_before_first_token_is_in_band_rate_limited(
     app.upstream.scenario = Scenario.http_error(429)
     _, events = await read_all(client, {"message": "x", "provider": "openai"})
     assert [e.event for e in events] == ["start", "error"]
-    assert events[-1].data["code"] == "rate_limited" and events[-1].data["retryable"] is True
+    assert events[-1].data["code"] == "upstream_rate_limited" and events[-1].data["retryable"] is True
 
 
 async def test_sse_simple_streams_raw_text(app: LocalApp, client: httpx.AsyncClient) -> None:
@@ -172,7 +172,7 @@ async def test_sse_simple_streams_raw_text(app: LocalApp, client: httpx.AsyncCli
 async def test_sse_simple_upstream_429_before_text_is_http_429(app: LocalApp, client: httpx.AsyncClient) -> None:
     app.upstream.scenario = Scenario.http_error(429)
     response = await client.post("/chat/stream-simple", json={"message": "x", "provider": "openai"})
-    assert response.status_code == 429 and response.json()["code"] == "rate_limited"
+    assert response.status_code == 429 and response.json()["code"] == "upstream_rate_limited"
 
 
 async def test_health_reports_version_and_dynamodb(client: httpx.AsyncClient) -> None:

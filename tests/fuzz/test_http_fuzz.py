@@ -1,7 +1,8 @@
 """Schemathesis against the app's own OpenAPI document (``GET /openapi.json``).
 
-The app runs under real uvicorn on moto's DynamoDB server, with the echo
-provider at no pace and small limits, so every stream ends quickly and each
+The app runs as scripts/dev runs it: behind the local Function URL, one request per
+execution environment, with StreamFunction's own template role on the stack's DynamoDB
+(IAM enforced), with the echo provider at no pace and small limits, so every stream ends quickly and each
 response is read to its end (``requests`` reads the whole body; a timeout
 bounds every read). Every operation gets ``EXAMPLES`` generated cases, valid
 and invalid (schemathesis' default phases and checks: no 5xx, status codes,
@@ -31,8 +32,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.fakes.environ import environ
+from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.memory_store import MemoryStreamStore
-from tests.fakes.stacks import TABLES, as_env, http_app
+from tests.fakes.stacks import TABLES, as_env
 from tokenrelay import Settings
 from tokenrelay_http import create_app
 
@@ -60,9 +62,10 @@ STATUSES: Counter[int] = Counter()
 
 
 @pytest.fixture(scope="module")
-def app_url(dynamodb_endpoint: str) -> Iterator[str]:
-    with http_app(FUZZ_ENV) as (url, _):
-        yield url
+def app_url(aws: LocalAws) -> Iterator[str]:
+    with function_stack(aws, FUZZ_ENV, name="http-fuzz") as stack:
+        yield stack.http
+        stack.assert_no_access_denied()
 
 
 def _document() -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Random and malformed frames through the local API Gateway (scripts/devstack/gateway.py),
-with a real WebSocket client, the real handlers and worker, moto's DynamoDB server.
+with a real WebSocket client, the real handlers and worker, each function in its own
+execution environments with its own template role (``function_stack``), on the stack's
+DynamoDB (IAM enforced).
 
 ``CONNECTIONS`` clients each send ``FRAMES_PER_CONNECTION`` frames from a seeded
 generator (``frames.py``; the seed is printed, ``TOKENRELAY_WS_FUZZ_SEED`` replays
@@ -9,8 +11,8 @@ JSON rules, wrong types, unknown types, unknown streams, huge strings, frames ov
 to a frame before the next, so every malformed frame is matched to its ``error``
 (with the expected ``code``); every valid chat must stream its exact text with
 ``seq`` 1..n and one ``done``. At the end: no integration error, timeout or
-unhandled-exception log in the gateway or the functions, and the gateway still
-serves a chat.
+unhandled-exception log in the gateway or the functions (their environments' output),
+no call refused by IAM, and the gateway still serves a chat.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from scripts.devstack.gateway import Gateway
-from tests.fakes.stacks import TABLES, as_env, ws_gateway
+from scripts.devstack.stack import LambdaSettings
+from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
+from tests.fakes.stacks import TABLES, as_env
 from tests.fuzz.frames import Frame, frame
-from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 pytestmark = pytest.mark.heavy
 
@@ -68,10 +71,15 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
+# One environment per concurrent invocation: the connections' messages and the workers.
+FUZZ_LAMBDAS = LambdaSettings(max_envs=CONNECTIONS * 3, queue_timeout_s=60.0, idle_timeout_s=900.0)
+
+
 @pytest.fixture(scope="module")
-def gateway(dynamodb_endpoint: str) -> Iterator[tuple[str, Gateway, DynamoStreamStore]]:
-    with ws_gateway(WS_ENV) as stack:
-        yield stack
+def gateway(aws: LocalAws) -> Iterator[tuple[str, Gateway, FunctionStack]]:
+    with function_stack(aws, WS_ENV, http=False, ws=True, name="ws-fuzz", lambdas=FUZZ_LAMBDAS) as stack:
+        assert stack.gateway is not None
+        yield stack.ws, stack.gateway, stack
 
 
 class Client:
@@ -170,9 +178,10 @@ def _ended(messages: list[dict[str, Any]]) -> bool:
 
 
 async def test_ws_malformed_frames_get_errors_and_valid_chats_stream_exactly(
-    gateway: tuple[str, Gateway, DynamoStreamStore], caplog: pytest.LogCaptureFixture
+    gateway: tuple[str, Gateway, FunctionStack], caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, gw, _ = gateway
+    url, gw, stack = gateway
+    mark = stack.logs.mark()
     tally = Tally()
     print(f"\nws fuzz: seed {SEED} (TOKENRELAY_WS_FUZZ_SEED={SEED} replays it)")
     started = time.monotonic()
@@ -190,6 +199,9 @@ async def test_ws_malformed_frames_get_errors_and_valid_chats_stream_exactly(
     assert gw.stats.integration_errors == 0 and gw.stats.integration_timeouts == 0
     unhandled = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not unhandled, [f"{r.name}: {r.getMessage()}" for r in unhandled[:10]]
+    in_functions = [line for line in stack.logs.since(mark) if '"level":"ERROR"' in line or "Traceback" in line]
+    assert not in_functions, in_functions[:10]
+    stack.assert_no_access_denied(mark)
     await _still_serves(url)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fakes.local_stack import LocalAws, function_stack
 from tests.fakes.stacks import TABLES, app_process, as_env, raise_fd_limit
 from tests.load.replies import TOKENS, prompt
 from tokenrelay.stores.dynamodb import DynamoStreamStore
@@ -57,11 +58,17 @@ class Stream:
 
 
 @pytest.fixture(scope="module")
-def app_url(dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def app_url(aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One process for every stream: more than Lambda ever gives one environment (it serves one
+    request at a time), to load the code and the store; it runs with StreamFunction's own template
+    role on the stack's DynamoDB (IAM enforced), as each environment would."""
     raise_fd_limit(4 * STREAMS + 1024)
     log_path = tmp_path_factory.mktemp("load") / "app.log"
-    with app_process({**APP_ENV, "STREAMS_TABLE": os.environ["STREAMS_TABLE"]}, log_path) as url:
-        yield url, log_path
+    with function_stack(aws, APP_ENV, http=False, name="load") as stack:
+        role = stack.identities["StreamFunction"].env()
+        env = {**aws.env(), **APP_ENV, "STREAMS_TABLE": os.environ["STREAMS_TABLE"], **role}
+        with app_process(env, log_path) as url:
+            yield url, log_path
 
 
 async def _one(client: httpx.AsyncClient, index: int) -> Stream:

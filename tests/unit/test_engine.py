@@ -71,8 +71,8 @@ async def test_run_provider_error_midstream_ends_with_one_error_event_and_failed
     store = MemoryStreamStore()
     events = await collect(make_run(provider, store))
     assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("a", 1), TextDelta("b", 2)]
-    assert events[-1] == StreamError("slow down", "rate_limited", True)
-    assert store.records["s-1"].status == "failed" and store.records["s-1"].error_code == "rate_limited"
+    assert events[-1] == StreamError("slow down", "upstream_rate_limited", True)
+    assert store.records["s-1"].status == "failed" and store.records["s-1"].error_code == "upstream_rate_limited"
 
 
 async def test_run_unexpected_exception_is_internal_error_without_details() -> None:

@@ -116,7 +116,7 @@ async def test_simple_failure_before_text_has_the_status_v1_gives(error: Provide
             json={"model": "echo/echo-1", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
         )
     assert simple.status_code == v1.status_code == status
-    # ...and the error's own fields: the provider's rate limit says whose it is (limited_by, issue 15)
+    # ...and the error's own fields (none for the provider's errors: the code says whose limit it is)
     assert simple.json() == {"error": error.message, "code": error.code, "retryable": error.retryable, **error.fields()}
     assert v1.json()["error"]["code"] == error.code
 
@@ -125,6 +125,7 @@ async def test_simple_failure_before_text_has_the_status_v1_gives(error: Provide
     "code",
     [
         "rate_limited",
+        "upstream_rate_limited",
         "upstream_error",
         "upstream_rejected",
         "upstream_unavailable",

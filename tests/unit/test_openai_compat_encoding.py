@@ -111,6 +111,7 @@ def test_openai_encoder_cancelled_is_error_frame_naming_the_reason(reason: str, 
     ("code", "status", "kind", "retry"),
     [
         ("rate_limited", 429, "rate_limit_error", "true"),
+        ("upstream_rate_limited", 429, "rate_limit_error", "true"),
         ("upstream_unavailable", 503, "server_error", "true"),
         ("upstream_rejected", 502, "upstream_error", "false"),
         ("internal_error", 500, "server_error", "false"),
@@ -131,6 +132,7 @@ def test_openai_error_from_relay_errors_keeps_status_and_retryability() -> None:
     store = openai_error(StoreUnavailable("could not record the stream"))
 
     assert (limited.status, limited.type, limited.retryable) == (429, "rate_limit_error", True)
+    assert limited.code == "upstream_rate_limited"  # the provider's limit, apart from a key's own
     assert (store.status, store.code, store.retryable) == (503, "store_unavailable", True)
 
 

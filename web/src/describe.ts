@@ -3,7 +3,8 @@
 import type { ChatError } from "./types.js";
 
 const SENTENCES: Record<string, string> = {
-  rate_limited: "Too many requests right now (this API key's limit, or the model provider's). Try again in a moment.",
+  rate_limited: "This API key is over its limit right now. Try again in a moment.",
+  upstream_rate_limited: "The model provider is rate limiting requests right now. Try again in a moment.",
   upstream_unavailable: "The model provider is unavailable right now. Try again in a moment.",
   upstream_timeout: "The model provider took too long to answer. Try again in a moment.",
   upstream_rejected: "The model provider refused the request.",

@@ -68,7 +68,8 @@ export interface CancelledEvent {
 
 /**
  * A failure. `code` is the server's machine code (`invalid_request`,
- * `rate_limited`, ...) or one of the client's own:
+ * `rate_limited` for this API key's own limit, `upstream_rate_limited` for the model
+ * provider's, ...) or one of the client's own:
  *
  *   network_error      the request or the connection failed (retryable)
  *   http_error         a non-2xx answer without TokenRelay's JSON error body
@@ -88,6 +89,8 @@ export interface ChatError {
   retryable: boolean;
   /** The request field at fault, for `invalid_request`. */
   field?: string;
+  /** Seconds to wait before trying again: an API key over its limit (`rate_limited`). */
+  retry_after?: number;
   /** HTTP status, when the error was an HTTP answer rather than an in-band event. */
   status?: number;
   stream_id?: string | null;
@@ -170,9 +173,11 @@ export function toError(data: Json, status?: number): ChatError {
     type: "error",
     error: str(data.error, str(data.message, "unknown error")),
     code: str(data.code, status === undefined ? "error" : "http_error"),
-    retryable: data.retryable === true,
+    // a key over its limit says when to try again (retry_after) instead of retryable: true
+    retryable: data.retryable === true || typeof data.retry_after === "number",
   };
   if (typeof data.field === "string") event.field = data.field;
+  if (typeof data.retry_after === "number") event.retry_after = data.retry_after;
   if (status !== undefined) event.status = status;
   if (typeof data.stream_id === "string") event.stream_id = data.stream_id;
   return event;

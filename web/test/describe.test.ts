@@ -6,7 +6,7 @@ import { clientError } from "../src/types.js";
 
 describe("describeError", () => {
   test("every code the server sends since API keys, limits and timeouts has its own sentence", () => {
-    const codes = ["upstream_timeout", "unauthorized", "forbidden", "model_not_allowed", "payload_too_large", "store_unavailable", "rate_limited"];
+    const codes = ["upstream_timeout", "unauthorized", "forbidden", "model_not_allowed", "payload_too_large", "store_unavailable", "rate_limited", "upstream_rate_limited"];
     const sentences = codes.map((code) => describeError(clientError(code, "", false)));
     for (const [i, sentence] of sentences.entries()) {
       assert.ok(!sentence.includes(`(${codes[i]})`), `${codes[i]} falls back to the raw code: ${sentence}`);

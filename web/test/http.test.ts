@@ -90,6 +90,20 @@ describe("streamChat", () => {
     assert.deepEqual(r.kinds(), ["error"]);
   });
 
+  test("HTTP 429 for the key's own limit: rate_limited, retryable, with retry_after", async () => {
+    const { fetch } = scriptedFetch(() => json(429, { error: "over 60 requests per minute", code: "rate_limited", retry_after: 12 }));
+    const result = await streamChat(BASE, { message: "x" }, {}, { fetch });
+    assert.deepEqual(result, { type: "error", error: "over 60 requests per minute", code: "rate_limited", retryable: true, retry_after: 12, status: 429 });
+  });
+
+  test("the provider's rate limit in band: upstream_rate_limited, retryable", async () => {
+    const error = 'event: error\ndata: {"error":"OpenAI rate limit exceeded (HTTP 429)","code":"upstream_rate_limited","retryable":true}\n\n';
+    const { fetch } = scriptedFetch(() => sse([START, error]));
+    const result = await streamChat(BASE, { message: "x" }, {}, { fetch });
+    assert.equal(result.type === "error" && result.code, "upstream_rate_limited");
+    assert.equal(result.type === "error" && result.retryable, true);
+  });
+
   test("HTTP 502 from a proxy, with an HTML body: http_error, retryable", async () => {
     const { fetch } = scriptedFetch(() => new Response("<html>Bad gateway</html>", { status: 502 }));
     const result = await streamChat(BASE, { message: "x" }, {}, { fetch });

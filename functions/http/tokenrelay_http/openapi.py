@@ -114,7 +114,6 @@ _ERROR = {
         "retryable": {"type": "boolean"},
         "limit": {"type": "integer"},
         "retry_after": {"type": "integer"},
-        "limited_by": {"enum": ["provider"]},
         "timeout_s": {"type": "number"},
     },
 }

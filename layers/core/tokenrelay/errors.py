@@ -20,7 +20,7 @@
     ├── WorkerUnavailable          503 worker_unavailable       yes
     ├── ResumeUnavailable          501 resume_unavailable
     └── ProviderError              502 upstream_error           no         upstream failures, translated
-        ├── RateLimited            429 rate_limited             yes        limited_by: "provider"
+        ├── RateLimited            429 upstream_rate_limited    yes        (the provider's Retry-After, when retried)
         ├── Unavailable            503 upstream_unavailable     yes
         │   └── UpstreamTimeout    504 upstream_timeout         yes        (no first chunk, or a stall)
         └── Rejected               502 upstream_rejected        no
@@ -30,9 +30,9 @@
 format renders them once (``transports.sse.error_body`` for JSON bodies and SSE,
 ``transports.websocket.error_message``, ``transports.openai.openai_error``).
 
-``rate_limited`` names two different refusals, kept for the clients that depend on the
-code: the caller's own per-key limit (``LimitExceeded``: always with ``retry_after``) and
-the provider's rate limit (``RateLimited``: ``limited_by: "provider"``). docs/protocol.md §7.
+Two limits, two codes: ``rate_limited`` is the caller's own per-key limit (``LimitExceeded``:
+always with ``retry_after``; clients depend on it), ``upstream_rate_limited`` the provider's
+rate limit that TokenRelay's own retries did not get past (``RateLimited``). docs/protocol.md §7.
 
 Outside the tree: a cancel, a client gone or a deadline is control flow (``StreamRun.stop``,
 ending with ``StreamCancelled``); ``ConnectionGone`` is the WebSocket poster's "the client
@@ -44,6 +44,7 @@ body, a key or a header value.
 from __future__ import annotations
 
 from typing import Any
+
 
 class TokenRelayError(Exception):
     status_code = 500
@@ -263,12 +264,11 @@ class ProviderError(TokenRelayError):
 
 
 class RateLimited(ProviderError):
-    code = "rate_limited"
+    """The provider's rate limit (not the caller's own: that is ``LimitExceeded``)."""
+
+    code = "upstream_rate_limited"
     retryable = True
     status_code = 429
-
-    def fields(self) -> dict[str, Any]:
-        return {"limited_by": "provider"}
 
 
 class Unavailable(ProviderError):

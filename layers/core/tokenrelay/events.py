@@ -7,7 +7,7 @@ Encoding them for a transport is a pure function (see ``tokenrelay.transports``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from .errors import TokenRelayError
@@ -83,14 +83,11 @@ class StreamError:
     error: str
     code: str
     retryable: bool
-    # "provider" for the provider's rate limit (docs/protocol.md §7): a qualifier of the code, not
-    # part of the event's identity (two errors that differ only in it are the same ending)
-    limited_by: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, exc: TokenRelayError) -> StreamError:
         """The terminal event of a stream that ``exc`` ended."""
-        return cls(exc.message, exc.code, exc.retryable, exc.fields().get("limited_by"))
+        return cls(exc.message, exc.code, exc.retryable)
 
 
 Terminal: TypeAlias = StreamDone | StreamCancelled | StreamError

@@ -58,8 +58,6 @@ LogItem = LogBatch | LogEnd
 def encode_end(terminal: Terminal, usage: Usage | None) -> str:
     """The final item's payload: compact JSON of the terminal event (and usage)."""
     body: dict[str, Any] = {"type": _NAMES[type(terminal)], **dataclasses.asdict(terminal)}
-    if body.get("limited_by", "") is None:
-        del body["limited_by"]  # absent, as in logs written before the field existed
     if usage is not None:
         body["usage"] = dataclasses.asdict(usage)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

@@ -62,7 +62,8 @@ _STATUS: dict[str, tuple[int, str]] = {
     "request_timeout": (408, "invalid_request_error"),
     "payload_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
-    "rate_limited": (429, "rate_limit_error"),
+    "rate_limited": (429, "rate_limit_error"),  # the key's own limit
+    "upstream_rate_limited": (429, "rate_limit_error"),  # the provider's
     "internal_error": (500, "server_error"),
     "upstream_error": (502, "upstream_error"),
     "upstream_rejected": (502, "upstream_error"),

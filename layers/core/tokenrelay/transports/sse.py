@@ -62,11 +62,8 @@ def encode_comment(text: str) -> bytes:
 
 
 def terminal_error(event: StreamError) -> dict[str, Any]:
-    """A stream's terminal error: ``error``, ``code``, ``retryable`` (and ``limited_by``, when set)."""
-    fields: dict[str, Any] = {"error": event.error, "code": event.code, "retryable": event.retryable}
-    if event.limited_by is not None:
-        fields["limited_by"] = event.limited_by
-    return fields
+    """A stream's terminal error: ``error``, ``code``, ``retryable``."""
+    return {"error": event.error, "code": event.code, "retryable": event.retryable}
 
 
 def error_body(exc: TokenRelayError) -> dict[str, Any]:
