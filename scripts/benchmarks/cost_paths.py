@@ -14,10 +14,10 @@ generated (its ``/_stats``): the difference is what was generated after clients 
 
 from __future__ import annotations
 
-import sys
 import asyncio
 import json
 import re
+import sys
 import time
 import urllib.request
 from collections import defaultdict
