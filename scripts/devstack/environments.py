@@ -127,12 +127,15 @@ class ProcessEnv:
         self.stopping = True
         if self.proc is None or self.proc.returncode is not None:
             return
-        self.proc.terminate()
         try:
-            await asyncio.wait_for(self.proc.wait(), grace_s)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace_s)
+            except TimeoutError:
+                self.proc.kill()  # it may have exited since: ProcessLookupError, below
+                await self.proc.wait()
+        except ProcessLookupError:
+            await self.proc.wait()  # it exited between the check and the signal
         if self.cpu is not None:
             self.cpu.release()
 

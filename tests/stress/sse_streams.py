@@ -187,13 +187,15 @@ def problems(seen: Seen, record: dict[str, Any], upstream: FakeUpstream) -> list
     replayed = "".join(e.data["text"] for e in seen.replay if e.event == "message")
     replay_ends = [e for e in seen.replay if e.event in TERMINALS]
     if replayed != text:
-        out.append(f"the log's replay has {len(replayed)} chars, the client saw {len(text)}")
+        out.append(
+            f"the log's replay has {len(replayed)} chars, the client saw {len(text)}; replay ends {replay_ends[-1:]}"
+        )
     if [(e.event, e.data) for e in replay_ends] != [(terminal.event, terminal.data)]:
         ends = [(e.event, e.data) for e in replay_ends]
         out.append(f"the log's replay ends {ends}, the client saw {(terminal.event, terminal.data)}")
     status = record.get("status", {}).get("S")
     if status != STATUS_OF[terminal.event]:
-        out.append(f"record {status}, client saw {terminal.event}")
+        out.append(f"record {status}, client saw {terminal.event} {terminal.data}")
     if seen.cancel is not None:
         if seen.cancel.status_code == 200 and terminal.event != "cancelled":
             flag = record.get("cancel_requested", {}).get("BOOL")

@@ -94,7 +94,7 @@ def disagreements(r: Race, record: dict[str, Any]) -> list[str]:
 
 
 async def run_waves(races: list[Race], stack: Instances) -> None:
-    limits = httpx.Limits(max_connections=4 * WAVE)
+    limits = httpx.Limits(max_connections=4 * WAVE, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=stack.producer, timeout=60, limits=limits) as client:
         for start in range(0, len(races), WAVE):
             await asyncio.gather(*(race(r, client) for r in races[start : start + WAVE]))
@@ -135,7 +135,7 @@ async def test_stress_cancels_mid_stream_from_another_environment_close_the_upst
     upstream_server.scenario = Scenario(echo_prompt=True, delay_s=0.02)  # 200 tokens: 4 s unless stopped
     streams = [Race(f"c{i}", rng.randint(1, 20)) for i in range(100)]
     with instances(aws, stress_stack, None) as stack:
-        limits = httpx.Limits(max_connections=300)
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=stack.producer, timeout=60, limits=limits) as client,
             asyncio.timeout(120),
@@ -144,6 +144,7 @@ async def test_stress_cancels_mid_stream_from_another_environment_close_the_upst
             async def one(r: Race) -> Race:
                 body = {"message": " ".join(words(r.tag, 200)), "provider": "openai"}
                 async with client.stream("POST", "/chat/stream", json=body) as response:
+                    assert response.status_code == 200, (r.tag, response.status_code, await response.aread())
                     r.stream_id, seen = response.headers["x-stream-id"], 0
                     async for event in iter_sse(response):
                         seen += event.event == "message"
@@ -221,6 +222,7 @@ async def drops(
         async def drop(i: int) -> None:
             body = {"message": " ".join(words(f"{prefix}{i}", 300)), "provider": ("openai", "anthropic")[i % 2]}
             async with client.stream("POST", "/chat/stream", json=body) as response:
+                assert response.status_code == 200, (prefix, i, response.status_code, await response.aread())
                 ids.append(response.headers["x-stream-id"])
                 seen, at = 0, rng.randint(1, 20)
                 async for event in iter_sse(response):

@@ -40,6 +40,7 @@ async def test_stress_done_with_dynamodb_hung_arrives_within_finish_wait_and_rec
         async with httpx.AsyncClient(base_url=stack.producer, timeout=120) as client:
             body = {"message": " ".join(words("h", 60)), "provider": "openai"}
             async with client.stream("POST", "/chat/stream", json=body) as response:
+                assert response.status_code == 200, (response.status_code, await response.aread())
                 stream_id, texts, last_text_at, terminal_at = response.headers["x-stream-id"], [], 0.0, 0.0
                 async for event in iter_sse(response):
                     if event.event == "message":
