@@ -1,4 +1,4 @@
-"""``ProviderRegistry.prepare()``: the configured providers created at init, the rest left alone."""
+"""``ProviderRegistry.prepare()``: the default provider (and the fallback's) created at init, the rest left alone."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ def settings(**env: str) -> Settings:
     return Settings.from_env({**base, **env})
 
 
-def test_prepare_builds_the_configured_providers_client_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_builds_the_default_providers_client_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    registry = ProviderRegistry(settings())
+    registry = ProviderRegistry(settings(ANTHROPIC_API_KEY="sk-ant", ALLOWED_MODELS="openai:gpt-4o-mini;anthropic:x"))
     registry.prepare()
-    assert set(registry._raw) == {"echo", "openai"}  # anthropic and bedrock are not configured: never created
+    assert set(registry._raw) == {"openai"}  # anthropic is configured, not the default: its first request makes it
     assert registry._raw["openai"]._client is not None  # type: ignore[attr-defined]
     asyncio.run(registry.aclose())
 

@@ -4,8 +4,8 @@ A new provider is a module here (its SDK's stream -> ``TextChunk``/``Usage``/``F
 its errors -> ``tokenrelay.errors``) and one branch of ``ProviderRegistry._create``.
 SDK-backed providers are imported when created: the ``anthropic`` SDK alone costs about a
 second of cold start, so only the providers a deployment configures are ever imported, and
-``ProviderRegistry.prepare()`` creates those at init (Lambda's init phase, and a SnapStart
-snapshot, carry them), so that the first request imports and builds nothing.
+``ProviderRegistry.prepare()`` creates the default one (and the fallback's) at init (Lambda's init
+phase, and a SnapStart snapshot, carry them), so that the first request imports and builds nothing.
 
 What ``get`` hands out for an SDK-backed provider is a ``ResilientProvider``
 (``resilient.py``): retries, the fallback model and timeouts, the same for every
@@ -41,8 +41,8 @@ __all__ = [
 
 
 class ProviderRegistry:
-    """Creates each provider once per execution environment: the configured ones in ``prepare()``
-    (at init), any other on first use."""
+    """Creates each provider once per execution environment: the default one (and the fallback's)
+    in ``prepare()``, at init; any other on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -54,14 +54,16 @@ class ProviderRegistry:
         self._keys.prefetch()  # keys kept in Secrets Manager: read them now, off the event loop
 
     def prepare(self) -> None:
-        """Create the configured providers (and the fallback's) now: import their SDKs, build their
-        clients and load what the SDKs import at their first call. Each process's HTTP session
-        is still opened by its first request, on the event loop that serves it."""
+        """Create the default provider (what a request naming none gets) and the fallback's now:
+        import their SDKs, build their clients and load what the SDKs import at their first call.
+        Another configured provider is created by its first request: importing every configured
+        SDK would put all of them (``anthropic`` alone: 1.2 CPU-s at 512 MB) on every cold start
+        that needs one. Each process's HTTP session is still opened by its first request."""
         import encodings.idna  # noqa: F401  (a host name is IDNA-encoded at the first connection)
 
         import anyio._backends._asyncio  # noqa: F401  (the SDKs' async library loads its backend at first use)
 
-        names = set(self._settings.configured_providers)
+        names = {self._settings.default_provider}
         if self._settings.fallback_model is not None:
             names.add(self._settings.fallback_model[0])
         for name in sorted(names):
