@@ -126,7 +126,9 @@ class FrontDoor:
         if self.client is None:
             # no keep-alive: uvicorn closes an idle connection after 5 s, which could race its reuse
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-            self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5), limits=limits)
+            # the connect is to the environment's own uvicorn on loopback: slow only when the machine
+            # is loaded, and never a reason to fail an invocation the Web Adapter would have served
+            self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=60), limits=limits)
         return self.client
 
     async def _start(self, name: str) -> HttpEnv:
@@ -211,11 +213,13 @@ class FrontDoor:
         request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
 
         stream_id = ""
+        started = False
 
         async def relay() -> None:
-            nonlocal stream_id
+            nonlocal stream_id, started
             response = await client.send(request, stream=True)
             stream_id = response.headers.get("x-stream-id", "")
+            started = True
             try:
                 out = [
                     (k.encode("latin-1"), v.encode("latin-1"))
@@ -247,6 +251,8 @@ class FrontDoor:
             await asyncio.gather(relaying, watching, return_exceptions=True)
         if relaying in done and relaying.exception() is not None:
             log.error("%s: request failed: %r", environment.name, relaying.exception())
+            if not started:  # the function's answer never began: Lambda's error, not a bare 500
+                await _answer(send, 502, "ServiceException", "Internal Server Error")
             return True, stream_id
         return relaying not in done, stream_id
 

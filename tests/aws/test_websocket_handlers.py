@@ -36,11 +36,10 @@ WS_FUNCTIONS = str(ROOT / "functions" / "websocket")
 if WS_FUNCTIONS not in sys.path:  # until pyproject's pythonpath lists functions/websocket
     sys.path.insert(0, WS_FUNCTIONS)
 
-import connect  # noqa: E402
-import disconnect  # noqa: E402
-import message  # noqa: E402
+# The handlers' modules, not the Lambda entry modules beside them (connect.py...): those build
+# the environment's services at import, as Lambda's init does, from variables set per test here.
+from tokenrelay_ws import connect, disconnect, message, worker  # noqa: E402
 from tokenrelay_ws import environment as common  # noqa: E402
-from tokenrelay_ws import worker  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
 CONNECTION = "UjXb5eIuoAMCJUw="

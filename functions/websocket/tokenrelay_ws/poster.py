@@ -66,6 +66,13 @@ class ApiGatewayPoster:
             client = boto3.client("apigatewaymanagementapi", endpoint_url=url, config=POST_CONFIG)
         return cls(client)
 
+    @staticmethod
+    def preload() -> None:
+        """Load the ``apigatewaymanagementapi`` model and endpoint rules into boto3's default
+        session (at init), so the first invocation's client for its endpoint is quick to build."""
+        with _client_lock:
+            boto3.client("apigatewaymanagementapi", endpoint_url="https://preload.invalid", config=POST_CONFIG).close()
+
     async def post(self, connection_id: str, data: bytes) -> None:
         try:
             await asyncio.to_thread(self._client.post_to_connection, ConnectionId=connection_id, Data=data)
