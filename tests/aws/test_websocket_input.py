@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import message  # functions/websocket
 from tests.aws.test_websocket_handlers import Aws, aws, event
 from tokenrelay.json_text import MAX_DEPTH
+from tokenrelay_ws import message  # the handler module, as test_websocket_handlers uses it
 
 __all__ = ["aws"]  # the fixture, shared with the handler tests
 
