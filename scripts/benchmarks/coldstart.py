@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import lambda_stack as ls  # noqa: E402  (puts scripts/devstack and the repo on sys.path)
-from environments import TEST_LAYER  # noqa: E402
-from floors import code_dir  # noqa: E402
-from gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402  (puts layers/core on sys.path)
+from scripts.benchmarks.floors import code_dir  # noqa: E402
+from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.devstack.environments import TEST_LAYER  # noqa: E402
 
 TOKEN = re.compile(rb"T(\d{6,}) ")
 TOKENS = 20
@@ -95,8 +95,7 @@ async def read_sse(url: str, body: dict[str, Any], headers: dict[str, str], on_f
 
 
 def http_sample(target: str, directory: Path, env: dict[str, str], memory_mb: int, token: str) -> Sample:
-    from frontdoor import FrontDoor
-
+    from scripts.devstack.frontdoor import FrontDoor
     from tests.fakes.servers import serve
 
     function_env = {**env, **ls.lambda_vars(f"tokenrelay-{target}", memory_mb)}
@@ -127,10 +126,10 @@ class WsBench:
     def __init__(
         self, aws: ls.LocalAws, env: dict[str, str], template: Path, identities: Any, dirs: dict[str, Path]
     ) -> None:
-        from gateway import Gateway, GatewayConfig
-        from identities import Authorizer, Identity
-        from local_functions import ProcessFunction
-        from stack import websocket_functions
+        from scripts.devstack.gateway import Gateway, GatewayConfig
+        from scripts.devstack.identities import Authorizer, Identity
+        from scripts.devstack.local_functions import ProcessFunction
+        from scripts.devstack.stack import websocket_functions
 
         self.port = free_port()
         here = f"http://127.0.0.1:{self.port}"
@@ -216,7 +215,7 @@ class WsBench:
 
 
 def ws_samples(bench: WsBench, token: str, runs: int) -> list[Sample]:
-    from gateway import serving
+    from scripts.devstack.gateway import serving
 
     out: list[Sample] = []
 
@@ -277,7 +276,7 @@ def run(memories: list[int], runs: int, baseline: str, ws: bool) -> list[Sample]
                     template = ls.template_for_memory(memory, tmp)
                     identities = ls.identities_for(aws, env, template, prefix=f"cold{n}-")
                     token = token or ls.create_key(aws)  # the tables exist now
-                    from stack import front_door
+                    from scripts.devstack.stack import front_door
 
                     function_env = front_door(identities, env, template=template).env
                     for _ in range(runs):
@@ -343,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(args.report).read_text())
         print(markdown([Sample(**s) for s in data["samples"]]))
         return 0
-    from cpu_share import available
+    from scripts.devstack.cpu_share import available
 
     if not available():
         sys.exit("coldstart: needs root and cgroup v1's cpu controller (/sys/fs/cgroup/cpu) for Lambda's CPU share")

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import cost_paths as cp  # noqa: E402
-import cost_report  # noqa: E402
-import lambda_stack as ls  # noqa: E402
-from gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.benchmarks import cost_model, cost_report  # noqa: E402
+from scripts.benchmarks import cost_paths as cp  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
 
 TOKENS, INTERVAL_MS, LEAVE_AFTER = 500, 10.0, 100
 DEPLOYED_WINDOW = (50.0, 200.0)  # template.yaml: WebSocketFlushMs, WebSocketFlushMaxMs
@@ -84,8 +84,7 @@ class Bench:
 
     def sse(self, variant: dict[str, str] | None = None) -> cp.Counts:
         """The Function URL path; ``variant``: variables set on top of the template's (a before/after)."""
-        from stack import front_door
-
+        from scripts.devstack.stack import front_door
         from tests.fakes.servers import serve
 
         front = front_door(self.identities, self.env, lambdas=ls.BENCH_LAMBDAS, sink=self.sink)
@@ -110,13 +109,12 @@ class Bench:
         return counts
 
     def httpapi(self) -> cp.Counts:
-        from httpapi import HttpApi
-        from httpapi_config import cors_of
-        from httpapi_routes import routes_from_template
-        from local_functions import ProcessFunction, template_functions
-        from stack import function_env, local_names
-        from tables import load_template
-
+        from scripts.devstack.httpapi import HttpApi
+        from scripts.devstack.httpapi_config import cors_of
+        from scripts.devstack.httpapi_routes import routes_from_template
+        from scripts.devstack.local_functions import ProcessFunction, template_functions
+        from scripts.devstack.stack import function_env, local_names
+        from scripts.devstack.tables import load_template
         from tests.fakes.servers import serve
 
         template = load_template(ls.ROOT / "template.yaml")
@@ -138,9 +136,9 @@ class Bench:
         return counts
 
     def websocket(self, windows: list[tuple[float, float]]) -> list[cp.Counts]:
-        from coldstart import WsBench
-        from floors import code_dir
-        from gateway import serving
+        from scripts.benchmarks.coldstart import WsBench
+        from scripts.benchmarks.floors import code_dir
+        from scripts.devstack.gateway import serving
 
         with tempfile.TemporaryDirectory() as tmp:
             bench = WsBench(self.aws, self.env, ls.ROOT / "template.yaml", self.identities,
@@ -222,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     head = (f"Run {started} on {info['cpu']}, {info['cores']} cores (load average at start {info['loadavg_at_start']:.2f}); "
             f"{args.streams} streams per path, {args.concurrency} at a time, {TOKENS} tokens at {1000 / INTERVAL_MS:g} tokens/s, "
-            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_report.m.PRICES_CHECKED}.\n\n")  # fmt: skip
+            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_model.PRICES_CHECKED}.\n\n")  # fmt: skip
     table = cost_report.markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

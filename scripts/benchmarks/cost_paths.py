@@ -15,6 +15,7 @@ generated (its ``/_stats``): the difference is what was generated after clients 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import re
 import sys
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lambda_stack as ls
+from scripts.benchmarks import lambda_stack as ls
 
 TOKEN = re.compile(rb"T(\d{6,}) ")
 STREAM_ID = re.compile(rb'"stream_id":\s*"([0-9a-f-]{36})"')
@@ -74,7 +75,7 @@ class Client:
     stream_id: str = ""
     latencies: list[float] = field(default_factory=list)
 
-    def read(self, data: bytes) -> bool:
+    def read(self, data: builtins.bytes) -> bool:  # builtins: ``bytes`` is a field here
         """Note ``data``; True once the client wants to leave."""
         now_us = time.monotonic_ns() // 1000
         self.bytes += len(data)

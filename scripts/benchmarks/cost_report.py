@@ -12,8 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import cost_model as m
-from cost_paths import Counts
+from scripts.benchmarks import cost_model as m
+from scripts.benchmarks.cost_paths import Counts
 
 REQUEST_ID = "8e1c3b1a-2f4d-4c5e-9a7b-1d2e3f4a5b6c"
 PLATFORM_LINES = (  # one invocation's platform log lines (text format), as Lambda writes them
@@ -36,7 +36,7 @@ def dynamodb_units(records: list[dict[str, Any]]) -> tuple[float, float, dict[st
         if record["status"] != 200 and record["error"] not in COUNTED_ERRORS:
             continue
         for item in record["items"]:
-            units = m.write_units(item["before"], item["after"], item["transactional"])
+            units: float = m.write_units(item["before"], item["after"], item["transactional"])
             wru += units
             tables.setdefault(item["table"], [0.0, 0.0])[1] += units
         for read in record["read"]:

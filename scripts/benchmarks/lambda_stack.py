@@ -37,12 +37,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-DEVSTACK = ROOT / "scripts" / "devstack"
-for _path in (ROOT, ROOT / "layers" / "core", DEVSTACK):
+for _path in (ROOT, ROOT / "layers" / "core"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from stack import LambdaSettings, setup  # noqa: E402  (scripts/devstack, by its own module names)
+from scripts.devstack.stack import LambdaSettings, setup  # noqa: E402
 
 KEYS_TABLE = "tokenrelay-api-keys"  # the template's ApiKeysTable, named as stack.setup names it
 UPSTREAM_MODEL = "bench"
@@ -108,9 +107,9 @@ def template_for_memory(memory_mb: int, out_dir: Path) -> Path:
 def deployed_globals(template: Path | None = None) -> dict[str, str]:
     """The template's Globals variables as a deployment with default parameters has them
     (tables, ``AUTH_MODE``, ``RESUME_GRACE_S``, metrics, JSON logs, X-Ray...)."""
-    from iam import Resolver
-    from stack import local_names
-    from tables import load_template
+    from scripts.devstack.iam import Resolver
+    from scripts.devstack.stack import local_names
+    from scripts.devstack.tables import load_template
 
     data = load_template(template or ROOT / "template.yaml")
     variables = data["Globals"]["Function"]["Environment"]["Variables"]

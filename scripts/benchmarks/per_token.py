@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
 
 SCENARIOS = ((500, 10.0), (200, 5.0), (1000, 0.0))
 TOKEN = re.compile(rb"T\d{6,} ")
@@ -152,8 +152,8 @@ def meter_lines(meter: Path) -> int:
 def worker_runs(
     bench: Any, token: str, port: int, streams: int, spy: bool, tmp: Path, meter: Path
 ) -> tuple[list[Run], dict[str, Any]]:
-    from gateway import serving
-    from gateway_overhead import configure_upstream
+    from scripts.benchmarks.gateway_overhead import configure_upstream
+    from scripts.devstack.gateway import serving
 
     runs: list[Run] = []
     profiles: dict[str, Any] = {}
@@ -188,10 +188,10 @@ def sse_runs(
     env: dict[str, str], token: str, port: int, streams: int, spy: bool, tmp: Path, memory: int, meter: Path
 ) -> tuple[list[Run], dict[str, Any]]:
     import httpx
-    from coldstart import SINK
-    from frontdoor import FrontDoor
-    from gateway_overhead import configure_upstream
 
+    from scripts.benchmarks.coldstart import SINK
+    from scripts.benchmarks.gateway_overhead import configure_upstream
+    from scripts.devstack.frontdoor import FrontDoor
     from tests.fakes.servers import serve
 
     function_env = {**env, **ls.lambda_vars("tokenrelay-stream", memory)}
@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", type=variant, action="append", default=[],
                         help="also run with these variables: NAME:VAR=VALUE[,...] (repeat), a before/after in one run")  # fmt: skip
     args = parser.parse_args(argv)
-    from coldstart import WsBench
-    from floors import code_dir
-    from gateway_overhead import Proc, free_port
+    from scripts.benchmarks.coldstart import WsBench
+    from scripts.benchmarks.floors import code_dir
+    from scripts.benchmarks.gateway_overhead import Proc, free_port
 
     ls.quiet_logs()
     port = free_port()
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs += [replace(r, path=r.path + label) for r in mine]
                         profiles.setdefault("worker", prof)
                     if "sse" in args.paths:
-                        from stack import front_door
+                        from scripts.devstack.stack import front_door
 
                         fenv = {**front_door(identities, env, template=template).env, **overrides}
                         mine, prof = sse_runs(fenv, token, port, args.streams, spy, tmp, args.memory, meter)
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         profiles.setdefault("sse app", prof)
         finally:
             upstream.stop()
-    from call_cost import measure
+    from scripts.benchmarks.call_cost import measure
 
     calls = "\n".join(f"| {name} | {seconds * 1e6:.0f} |" for name, seconds in measure(300).items())
     print(f"\nRun {time.strftime('%Y-%m-%d %H:%M:%S %Z')} at {args.memory} MB, {args.streams} streams per row\n")

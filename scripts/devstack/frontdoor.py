@@ -44,10 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from abandoned import StreamRecords
-from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(ROOT))
+
+from scripts.devstack.abandoned import StreamRecords  # noqa: E402
+from scripts.devstack.environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path  # noqa: E402
+
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 # Lambda gives the init phase 10 s, then retries it within the first invocation, bounded by the
 # function's Timeout (AWS docs, "Lambda execution environment lifecycle", Init phase): a slow
@@ -139,7 +143,7 @@ class FrontDoor:
         }
         cpu = None
         if self.cpu_share:
-            from cpu_share import CpuShare
+            from scripts.devstack.cpu_share import CpuShare
 
             cpu = CpuShare.for_memory(name, self.memory_mb)
         argv = ["bash", str(self.code_dir / "run.sh")]
@@ -296,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identities", required=True, help="identities.json written by scripts/devstack/stack.py")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
-    from stack import front_door_from_env
+    from scripts.devstack.stack import front_door_from_env
 
     front = front_door_from_env(args.identities)
     import uvicorn

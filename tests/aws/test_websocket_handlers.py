@@ -22,8 +22,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
+from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from tests.aws.conftest import REGION
 from tests.aws.schema import create_table, table_spec
@@ -47,7 +47,7 @@ ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
-    data = json.loads((EVENTS / f"websocket_{name}.json").read_text())
+    data: dict[str, Any] = json.loads((EVENTS / f"websocket_{name}.json").read_text())
     context = changes.pop("context", {})
     data["requestContext"].update(context)
     if "body" in changes and not isinstance(changes["body"], str):

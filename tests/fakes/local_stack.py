@@ -31,12 +31,11 @@ from typing import Any
 
 from scripts.devstack import stack as devstack
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
+from scripts.devstack.identities import Authorizer, Identity
 from scripts.devstack.stack import LambdaSettings, front_door, setup, websocket_functions
 from scripts.devstack.tables import load_template
 from tests.fakes.servers import free_port, serve
 
-# The gateway imports its sibling modules by their own names: use those classes (one Denied, one Identity).
-Authorizer, Identity = devstack.Authorizer, devstack.Identity
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 ROOT = Path(__file__).resolve().parents[2]
