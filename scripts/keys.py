@@ -109,9 +109,9 @@ async def _run(args: argparse.Namespace, store: DynamoApiKeyStore, out: TextIO, 
         print(f"{'KEY_ID':<18}{'STATUS':<9}{'RPM':>5}{'CONC':>6}  {'CREATED':<21}NAME / MODELS", file=out)
         for key in keys:
             status = "revoked" if key.revoked else "active"
-            models = f" [{', '.join(key.models)}]" if key.models else ""
+            allowed = f" [{', '.join(key.models)}]" if key.models else ""
             line = f"{key.key_id:<18}{status:<9}{key.rpm:>5}{key.concurrency:>6}  {_when(key.created_at):<21}"
-            print(f"{line}{key.name}{models}", file=out)
+            print(f"{line}{key.name}{allowed}", file=out)
         return 0
     revoked = await store.revoke(args.key_id)
     if revoked is None:

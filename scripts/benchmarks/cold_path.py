@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
 
 _LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 HEAVY = (  # what the functions import, each alone (the SDKs as the providers import them)
@@ -94,7 +94,7 @@ def top_level(imports: Iterable[Import]) -> list[Import]:
 
 def import_alone(module: str, memory_mb: int) -> tuple[float, float]:
     """(wall s, CPU s) of ``import module`` in a fresh interpreter at ``memory_mb``'s CPU share."""
-    from cpu_share import CpuShare
+    from scripts.devstack.cpu_share import CpuShare
 
     cpu = CpuShare.for_memory("import", memory_mb)
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
@@ -131,9 +131,8 @@ def table(title: str, init: list[Import], first: list[Import], limit: int = 14) 
 
 
 def http_imports(env: dict[str, str], memory_mb: int, token: str) -> tuple[list[Import], list[Import], float]:
-    from coldstart import SINK, TOKENS, read_sse
-    from frontdoor import FrontDoor
-
+    from scripts.benchmarks.coldstart import SINK, TOKENS, read_sse
+    from scripts.devstack.frontdoor import FrontDoor
     from tests.fakes.servers import serve
 
     function_env = {**env, **ls.lambda_vars("tokenrelay-stream", memory_mb), "PYTHONPROFILEIMPORTTIME": "1"}
@@ -156,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=512)
     parser.add_argument("--runs", type=int, default=3, help="fresh interpreters per package, median")
     args = parser.parse_args(argv)
-    from coldstart import WsBench, ws_samples
-    from floors import code_dir
-    from gateway_overhead import Proc, configure_upstream, free_port
+    from scripts.benchmarks.coldstart import WsBench, ws_samples
+    from scripts.benchmarks.floors import code_dir
+    from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port
 
     ls.quiet_logs()
     out = []
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 template = ls.template_for_memory(args.memory, tmp)
                 identities = ls.identities_for(aws, env, template, prefix="path-")
                 token = ls.create_key(aws)
-                from stack import front_door
+                from scripts.devstack.stack import front_door
 
                 init, first, ttft = http_imports(front_door(identities, env, template=template).env, args.memory, token)
                 out.append(table(f"HTTP function at {args.memory} MB (ready → first token {ttft:.2f} s)", init, first))
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 del bench.variants["floor worker"]
                 sample = ws_samples(bench, token, 1)[-1]
                 start = bench.starts["tokenrelay worker"].records[-1]
-                from coldstart import SINK
+                from scripts.benchmarks.coldstart import SINK
 
                 w_init = parse(SINK.before(start.ready, start.env.name))
                 w_first = parse(SINK.since(start.ready, start.env.name))

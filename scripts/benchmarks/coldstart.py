@@ -1,6 +1,6 @@
 """Cold start to first token at Lambda's CPU share, against a floor measured in the same run.
 
-    scripts/bench coldstart [--memory 512 ...] [--runs 5] [--no-levers] [--no-ws] [--out docs/benchmarks]
+    scripts/bench coldstart [--memory 512 ...] [--runs 5] [--baseline REF] [--no-ws] [--out docs/benchmarks]
 
 For each memory size, every environment is a process of the local stack (``scripts/devstack``)
 held by a cgroup to Lambda's CPU share for that size (memory / 1,769 MB of one vCPU), with the
@@ -18,13 +18,14 @@ each run:
 
     floor       a bare Starlette + httpx relay (floors.py), same run.sh, same share
     tokenrelay  functions/http as deployed
-    +init       tokenrelay with lever 1 prototyped: the provider SDK and client built in init
+    before      with --baseline REF: the same function from that commit's tree (``git archive``:
+                its functions/ and layers/core), so a change is measured before and after in one run
 
 WebSocket worker (the local API Gateway, ``gateway.py``, with every function in its own
 environments): a chat starts a new worker environment (the previous one is stopped first;
 ``$connect`` and ``chat`` stay warm). Timed from the worker's invocation: spawn -> ready,
 ready -> its first ``@connections`` post (the ``start`` message) and its first token. The
-floor worker (floors.py) is invoked the same way for the same connection.
+floor worker (floors.py) and the baseline's worker are invoked the same way for the same connection.
 
 Prints Markdown and writes ``coldstart.json`` (and with ``--out``, ``coldstart.md``).
 """
@@ -45,11 +46,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import lambda_stack as ls  # noqa: E402  (puts scripts/devstack and the repo on sys.path)
-from floors import code_dir  # noqa: E402
-from gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402  (puts layers/core on sys.path)
+from scripts.benchmarks.floors import code_dir  # noqa: E402
+from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.devstack.environments import TEST_LAYER  # noqa: E402
 
 TOKEN = re.compile(rb"T(\d{6,}) ")
 TOKENS = 20
@@ -93,11 +95,12 @@ async def read_sse(url: str, body: dict[str, Any], headers: dict[str, str], on_f
 
 
 def http_sample(target: str, directory: Path, env: dict[str, str], memory_mb: int, token: str) -> Sample:
-    from frontdoor import FrontDoor
-
+    from scripts.devstack.frontdoor import FrontDoor
     from tests.fakes.servers import serve
 
     function_env = {**env, **ls.lambda_vars(f"tokenrelay-{target}", memory_mb)}
+    if target == "before":  # the baseline tree's core, found before this tree's (as a test layer is)
+        function_env[TEST_LAYER] = str(directory.parents[1] / "layers" / "core")
     front = FrontDoor(function_env, code_dir=directory, name=target, sink=SINK, max_envs=1,
                       linger_s=0.0, memory_mb=memory_mb, cpu_share=True)  # fmt: skip
     starts = ls.Starts(front.pool)
@@ -123,10 +126,10 @@ class WsBench:
     def __init__(
         self, aws: ls.LocalAws, env: dict[str, str], template: Path, identities: Any, dirs: dict[str, Path]
     ) -> None:
-        from gateway import Gateway, GatewayConfig
-        from identities import Authorizer, Identity
-        from local_functions import ProcessFunction
-        from stack import websocket_functions
+        from scripts.devstack.gateway import Gateway, GatewayConfig
+        from scripts.devstack.identities import Authorizer, Identity
+        from scripts.devstack.local_functions import ProcessFunction
+        from scripts.devstack.stack import websocket_functions
 
         self.port = free_port()
         here = f"http://127.0.0.1:{self.port}"
@@ -138,10 +141,13 @@ class WsBench:
             function.env.update(ls.lambda_vars(function.spec.name, spec.memory_mb))
         self.variants: dict[str, Any] = {"tokenrelay worker": worker}
         for target, (directory, handler) in {"floor worker": (dirs["worker-floor"], "floor_worker.handler"),
-                                             "+init worker": (dirs.get("worker-init"), "worker_init.handler")}.items():  # fmt: skip
+                                             "before worker": (dirs.get("worker-before"), spec.handler)}.items():  # fmt: skip
             if directory is not None:
                 variant = replace(spec, code_dir=directory, handler=handler, logical_id=target.replace(" ", "-"))
-                self.variants[target] = ProcessFunction(variant, worker.env, sink=SINK, cpu_share=True)
+                variant_env = dict(worker.env)
+                if target == "before worker":
+                    variant_env[TEST_LAYER] = str(directory.parents[1] / "layers" / "core")  # found first
+                self.variants[target] = ProcessFunction(variant, variant_env, sink=SINK, cpu_share=True)
         self.starts = {target: ls.Starts(f.pool) for target, f in self.variants.items()}
         self.gateway_loop: asyncio.AbstractEventLoop | None = None  # where invoked workers' environments live
         for function in self.variants.values():
@@ -209,7 +215,7 @@ class WsBench:
 
 
 def ws_samples(bench: WsBench, token: str, runs: int) -> list[Sample]:
-    from gateway import serving
+    from scripts.devstack.gateway import serving
 
     out: list[Sample] = []
 
@@ -237,7 +243,19 @@ def fmt_sample(s: Sample) -> str:
             f"  spawn→token {s.spawn_first_s:5.2f} s  CPU {s.cpu_first_s:5.2f} s")  # fmt: skip
 
 
-def run(memories: list[int], runs: int, levers: bool, ws: bool) -> list[Sample]:
+def baseline_tree(ref: str, parent: Path) -> Path:
+    """``ref``'s tree (its committed files), written under ``parent``: what ``before`` runs."""
+    import subprocess
+
+    out = parent / "baseline"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(ls.ROOT), "archive", ref, "functions", "layers/core"],
+                             check=True, capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+def run(memories: list[int], runs: int, baseline: str, ws: bool) -> list[Sample]:
     samples: list[Sample] = []
     upstream_port = free_port()
     with tempfile.TemporaryDirectory(prefix="tokenrelay-coldstart-") as tmp_dir:
@@ -251,13 +269,14 @@ def run(memories: list[int], runs: int, levers: bool, ws: bool) -> list[Sample]:
                 env = ls.stack_env(aws, upstream_port)
                 token = ""
                 dirs = {"floor": code_dir("floor", tmp), "tokenrelay": ls.ROOT / "functions" / "http"}
-                if levers:
-                    dirs["+init"] = code_dir("init", tmp)
+                before = baseline_tree(baseline, tmp) if baseline else None
+                if before is not None:
+                    dirs["before"] = before / "functions" / "http"
                 for n, memory in enumerate(memories):
                     template = ls.template_for_memory(memory, tmp)
                     identities = ls.identities_for(aws, env, template, prefix=f"cold{n}-")
                     token = token or ls.create_key(aws)  # the tables exist now
-                    from stack import front_door
+                    from scripts.devstack.stack import front_door
 
                     function_env = front_door(identities, env, template=template).env
                     for _ in range(runs):
@@ -266,8 +285,8 @@ def run(memories: list[int], runs: int, levers: bool, ws: bool) -> list[Sample]:
                             print(f"coldstart: {fmt_sample(samples[-1])}", file=sys.stderr)
                     if ws:
                         ws_dirs = {"worker-floor": code_dir("worker-floor", tmp)}
-                        if levers:
-                            ws_dirs["worker-init"] = code_dir("worker-init", tmp)
+                        if before is not None:
+                            ws_dirs["worker-before"] = before / "functions" / "websocket"
                         bench = WsBench(aws, env, template, identities, ws_dirs)
                         samples += ws_samples(bench, token, runs)
         finally:
@@ -314,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--memory", type=int, action="append", help="MB (repeat; default 256, 512, 1024)")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--no-levers", action="store_true", help="skip the +init lever prototype")
+    parser.add_argument("--baseline", default="", help="also run this commit's functions (target 'before')")
     parser.add_argument("--no-ws", action="store_true", help="skip the WebSocket worker")
     parser.add_argument("--out", default="", help="also write coldstart.md and coldstart.json here")
     parser.add_argument("--report", default="", help="only print the tables of an earlier run's coldstart.json")
@@ -323,14 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(args.report).read_text())
         print(markdown([Sample(**s) for s in data["samples"]]))
         return 0
-    from cpu_share import available
+    from scripts.devstack.cpu_share import available
 
     if not available():
         sys.exit("coldstart: needs root and cgroup v1's cpu controller (/sys/fs/cgroup/cpu) for Lambda's CPU share")
     ls.quiet_logs()
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     info = machine()
-    samples = run(args.memory or [256, 512, 1024], args.runs, not args.no_levers, not args.no_ws)
+    samples = run(args.memory or [256, 512, 1024], args.runs, args.baseline, not args.no_ws)
     table = markdown(samples)
     head = (f"Run {started} on {info['cpu']}, {info['cores']} cores, Python {info['python']} (load average at start "
             f"{info['loadavg_at_start']:.2f}); medians of {args.runs} runs.\n\n")  # fmt: skip

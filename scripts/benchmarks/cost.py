@@ -1,6 +1,6 @@
 """The AWS bill per 1,000 streams on each path, counted in the local stack (issue 19, items 4 and 5).
 
-    scripts/bench cost [--streams 20] [--concurrency 10] [--leave-share 0.2] [--windows 0,25,50,100,200,500]
+    scripts/bench cost [--streams 20] [--concurrency 10] [--leave-share 0.2] [--windows 0,25,50,100,200,500,50-200]
                        [--paths sse,httpapi,websocket] [--out docs/benchmarks]
 
 Each path streams 500 output tokens at 100 tokens/s (the bench upstream, ``upstream.py``) through
@@ -11,8 +11,10 @@ template's variables, IAM, an API key), first a warm-up round (cold starts, repo
 docs/cost.md); ``cost_report.py`` prints it, with the tokens generated after clients left.
 
 Then the WebSocket flush window, the cost lever of per-message billing: the same streams (nobody
-leaving) with ``WS_FLUSH_MS`` at each of ``--windows`` (0: one post per token, ``WS_COALESCE=0``),
-each window's cost against its token latency (upstream write -> client read).
+leaving) at each of ``--windows``: a fixed window (``WS_FLUSH_MS`` = ``WS_FLUSH_MAX_MS``; 0: one post
+per token, ``WS_COALESCE=0``) or an adaptive one, ``START-MAX`` (the template's default, 50-200: 50 ms
+just after the first text, widening to 200 ms over the first second), each window's cost against its
+token latency (upstream write -> client read).
 
 Writes ``cost.md``, ``cost.json`` and ``cost.png`` to ``--out``.
 """
@@ -30,14 +32,21 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import cost_paths as cp  # noqa: E402
-import cost_report  # noqa: E402
-import lambda_stack as ls  # noqa: E402
-from gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
+from scripts.benchmarks import cost_model, cost_report  # noqa: E402
+from scripts.benchmarks import cost_paths as cp  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks.gateway_overhead import Proc, configure_upstream, free_port, machine  # noqa: E402
 
 TOKENS, INTERVAL_MS, LEAVE_AFTER = 500, 10.0, 100
+DEPLOYED_WINDOW = (50.0, 200.0)  # template.yaml: WebSocketFlushMs, WebSocketFlushMaxMs
+
+
+def parse_window(spec: str) -> tuple[float, float]:
+    """``"50"``: a fixed 50 ms window; ``"50-200"``: 50 ms after the first text, widening to 200."""
+    start, _, widest = spec.strip().partition("-")
+    return float(start), float(widest or start)
 
 
 class Bench:
@@ -73,15 +82,17 @@ class Bench:
         print(f"cost: {counts.label}: {counts.streams} streams, {counts.failures} failed", file=sys.stderr)
         return counts
 
-    def sse(self) -> cp.Counts:
-        from stack import front_door
-
+    def sse(self, variant: dict[str, str] | None = None) -> cp.Counts:
+        """The Function URL path; ``variant``: variables set on top of the template's (a before/after)."""
+        from scripts.devstack.stack import front_door
         from tests.fakes.servers import serve
 
         front = front_door(self.identities, self.env, lambdas=ls.BENCH_LAMBDAS, sink=self.sink)
         front.env.update(ls.lambda_vars("tokenrelay-stream", 512))
+        front.env.update(variant or {})
         starts = cp.timed_leases(front.pool, "StreamFunction", self.counts)
-        counts = cp.Counts("sse", "Function URL, SSE")
+        label = "Function URL, SSE" + "".join(f", {k}={v}" for k, v in (variant or {}).items())
+        counts = cp.Counts("sse", label)
         with serve(front, startup_timeout_s=30) as url:
 
             async def clients(c: cp.Counts, leave: set[int], streams: int) -> None:
@@ -98,13 +109,12 @@ class Bench:
         return counts
 
     def httpapi(self) -> cp.Counts:
-        from httpapi import Function, HttpApi
-        from httpapi_config import cors_of
-        from httpapi_routes import routes_from_template
-        from local_functions import ProcessFunction, template_functions
-        from stack import function_env, local_names
-        from tables import load_template
-
+        from scripts.devstack.httpapi import HttpApi
+        from scripts.devstack.httpapi_config import cors_of
+        from scripts.devstack.httpapi_routes import routes_from_template
+        from scripts.devstack.local_functions import ProcessFunction, template_functions
+        from scripts.devstack.stack import function_env, local_names
+        from scripts.devstack.tables import load_template
         from tests.fakes.servers import serve
 
         template = load_template(ls.ROOT / "template.yaml")
@@ -112,7 +122,7 @@ class Bench:
         env = {**function_env(spec, self.identities["ApiFunction"], self.env), **ls.lambda_vars(spec.name, 512)}
         target = ProcessFunction(spec, env, sink=self.sink, max_envs=64, queue_timeout_s=120, cpu_share=True)
         api_starts = cp.timed_leases(target.pool, "ApiFunction", self.counts)
-        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": Function("ApiFunction", spec.timeout_s, target)},
+        api = HttpApi(routes_from_template(template, "HttpApi"), {"ApiFunction": target},
                       cors=cors_of(template, "HttpApi"))  # fmt: skip
         counts = cp.Counts("httpapi", "HTTP API, buffered")
         with serve(api, startup_timeout_s=30) as url:
@@ -125,10 +135,10 @@ class Bench:
             asyncio.run(self.measured(counts, clients, [target.pool]))
         return counts
 
-    def websocket(self, windows: list[float]) -> list[cp.Counts]:
-        from coldstart import WsBench
-        from floors import code_dir
-        from gateway import serving
+    def websocket(self, windows: list[tuple[float, float]]) -> list[cp.Counts]:
+        from scripts.benchmarks.coldstart import WsBench
+        from scripts.benchmarks.floors import code_dir
+        from scripts.devstack.gateway import serving
 
         with tempfile.TemporaryDirectory() as tmp:
             bench = WsBench(self.aws, self.env, ls.ROOT / "template.yaml", self.identities,
@@ -149,12 +159,16 @@ class Bench:
                     c.inits[name] = [s.ready - s.spawned for s in started.records]
 
             async def all_windows() -> None:
-                for window in windows:
+                for window, widest in windows:
                     await bench._in_gateway(bench.gateway.wait_idle(60))
                     await bench._in_gateway(worker.pool.close())  # new environments read the window
-                    worker.env.update(WS_FLUSH_MS=str(window or 50), WS_COALESCE="0" if window == 0 else "1")
-                    label = "WebSocket" + (" (as deployed)" if window == 50 else f", {window:g} ms window")
-                    counts = cp.Counts("websocket", label, window_ms=window)
+                    worker.env.update(WS_FLUSH_MS=str(window or 50), WS_FLUSH_MAX_MS=str(widest or 50),
+                                      WS_COALESCE="0" if window == 0 else "1")  # fmt: skip
+                    deployed = (window, widest) == DEPLOYED_WINDOW
+                    name = f"{window:g} ms" if widest == window else f"{window:g}-{widest:g} ms"
+                    label = "WebSocket" + (" (as deployed)" if deployed else f", {name} window")
+                    counts = cp.Counts("websocket", label, window_ms=window,
+                                       window_max_ms=widest if widest != window else None)  # fmt: skip
                     pools = [f.pool for f in functions]
                     runs.append(await self.measured(counts, clients, pools, bench.gateway))
 
@@ -167,13 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--leave-share", type=float, default=0.2)
-    parser.add_argument("--windows", default="0,25,50,100,200,500", help="WebSocket flush windows, ms (0: per token)")
+    parser.add_argument("--windows", default="0,25,50,100,200,500,50-200",
+                        help="WebSocket flush windows, ms (0: per token; START-MAX: adaptive)")  # fmt: skip
     parser.add_argument("--paths", default="sse,httpapi,websocket")
+    parser.add_argument("--sse-variant", action="append", default=[],
+                        help="also the SSE path with these variables, NAME=VALUE[,...] (repeat): a before/after")  # fmt: skip
     parser.add_argument("--out", default=str(ls.ROOT / "docs" / "benchmarks"))
     args = parser.parse_args(argv)
-    windows = [float(w) for w in args.windows.split(",") if w.strip()]
-    if 50.0 not in windows:
-        windows.append(50.0)  # the template's default: the WebSocket row of the bill
+    windows = [parse_window(w) for w in args.windows.split(",") if w.strip()]
+    if DEPLOYED_WINDOW not in windows:
+        windows.append(DEPLOYED_WINDOW)  # the template's default: the WebSocket row of the bill
     ls.quiet_logs()
     started, info = time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine()
     port = free_port()
@@ -192,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 counts: list[cp.Counts] = []
                 if "sse" in args.paths:
                     counts.append(bench.sse())
+                    for variant in args.sse_variant:
+                        counts.append(bench.sse(dict(kv.split("=", 1) for kv in variant.split(","))))
                 if "httpapi" in args.paths:
                     counts.append(bench.httpapi())
                 if "websocket" in args.paths:
@@ -201,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
     head = (f"Run {started} on {info['cpu']}, {info['cores']} cores (load average at start {info['loadavg_at_start']:.2f}); "
             f"{args.streams} streams per path, {args.concurrency} at a time, {TOKENS} tokens at {1000 / INTERVAL_MS:g} tokens/s, "
-            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_report.m.PRICES_CHECKED}.\n\n")  # fmt: skip
+            f"{args.leave_share:.0%} of clients leaving after {LEAVE_AFTER} tokens; prices of {cost_model.PRICES_CHECKED}.\n\n")  # fmt: skip
     table = cost_report.markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

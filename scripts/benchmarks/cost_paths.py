@@ -15,8 +15,10 @@ generated (its ``/_stats``): the difference is what was generated after clients 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import re
+import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lambda_stack as ls
+from scripts.benchmarks import lambda_stack as ls
 
 TOKEN = re.compile(rb"T(\d{6,}) ")
 STREAM_ID = re.compile(rb'"stream_id":\s*"([0-9a-f-]{36})"')
@@ -54,7 +56,8 @@ class Counts:
     egress_bytes: int = 0
     ttft_ms: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)  # each token: upstream write -> client read
-    window_ms: float | None = None  # WebSocket flush window of this run
+    window_ms: float | None = None  # WebSocket flush window of this run (just after the first text)
+    window_max_ms: float | None = None  # ... and once the stream flows (adaptive; None: fixed)
     memory_mb: int = 512  # every function's (the template's Globals)
     extra_s: float = 0.0  # SSE: how long environments went on with streams whose client had left
 
@@ -72,7 +75,7 @@ class Client:
     stream_id: str = ""
     latencies: list[float] = field(default_factory=list)
 
-    def read(self, data: bytes) -> bool:
+    def read(self, data: builtins.bytes) -> bool:  # builtins: ``bytes`` is a field here
         """Note ``data``; True once the client wants to leave."""
         now_us = time.monotonic_ns() // 1000
         self.bytes += len(data)
@@ -119,9 +122,9 @@ def timed_leases(pool: Any, function: str, counts_of: Any) -> ls.Starts:
         held[id(env)] = time.monotonic()
         return env
 
-    async def timed_release(env: Any, *, linger_s: float = 0.0) -> None:
+    async def timed_release(env: Any, **how: Any) -> None:  # linger_s, until: as the pool's
         counts_of().invocations[function].append(time.monotonic() - held.pop(id(env)))
-        await release(env, linger_s=linger_s)
+        await release(env, **how)
 
     pool.acquire, pool.release = timed_acquire, timed_release
     return ls.Starts(pool)
@@ -225,6 +228,9 @@ async def sse_clients(url: str, token: str, counts: Counts, streams: int, concur
                         break
                 else:
                     ok = response.status_code == 200 and client.tokens == tokens
+        if not ok and client.left is None:
+            print(f"cost: SSE stream {i} failed: HTTP {response.status_code}, {client.tokens} of {tokens} tokens",
+                  file=sys.stderr)  # fmt: skip
         record(counts, client, ok or client.left is not None)
 
     await run_clients(streams, concurrency, one)

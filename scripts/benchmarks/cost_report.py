@@ -12,8 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import cost_model as m
-from cost_paths import Counts
+from scripts.benchmarks import cost_model as m
+from scripts.benchmarks.cost_paths import Counts
 
 REQUEST_ID = "8e1c3b1a-2f4d-4c5e-9a7b-1d2e3f4a5b6c"
 PLATFORM_LINES = (  # one invocation's platform log lines (text format), as Lambda writes them
@@ -36,7 +36,7 @@ def dynamodb_units(records: list[dict[str, Any]]) -> tuple[float, float, dict[st
         if record["status"] != 200 and record["error"] not in COUNTED_ERRORS:
             continue
         for item in record["items"]:
-            units = m.write_units(item["before"], item["after"], item["transactional"])
+            units: float = m.write_units(item["before"], item["after"], item["transactional"])
             wru += units
             tables.setdefault(item["table"], [0.0, 0.0])[1] += units
         for read in record["read"]:
@@ -89,6 +89,7 @@ def summary_row(c: Counts) -> dict[str, Any]:
         "path": c.path,
         "label": c.label,
         "window_ms": c.window_ms,
+        "window_max_ms": c.window_max_ms,
         "streams": c.streams,
         "left_early": c.left_early,
         "failures": c.failures,
@@ -157,6 +158,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for r in windows:
             s = r["by_service"]
             window = "one post per token" if r["window_ms"] == 0 else f"{r['window_ms']:g} ms"
+            if r.get("window_max_ms"):
+                window = f"{r['window_ms']:g} → {r['window_max_ms']:g} ms, adaptive"
+            if r["label"].endswith("(as deployed)"):
+                window += " (template default)"
             out.append(
                 f"| {window} | {r['posts_per_stream']:.0f} | ${r['usd_per_1k']:.4f} | ${s.get('API Gateway', 0):.4f} "
                 f"| ${s.get('Lambda', 0):.4f} | {r['latency_ms_p50']:.0f} / {r['latency_ms_p99']:.0f} ms | {r['ttft_ms_p50']:.0f} ms |"

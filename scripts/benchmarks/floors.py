@@ -7,9 +7,8 @@
 - ``FLOOR_WORKER``: a bare handler: boto3 and httpx imported at init; an invocation reads the
   upstream and posts the first token to ``@connections`` at once, the rest in one more post,
   then ``done``.
-- ``INIT_LEVER``/``WORKER_INIT_LEVER``: issue 19's first lever as a prototype, without touching
-  the product: the product's ``app`` (or worker) unchanged, plus in init what its first request
-  would otherwise import and build (services and their clients, the provider's SDK, its transport).
+(Phase A also prototyped issue 19's first lever here; the product does it now, and
+``coldstart.py --baseline REF`` measures it against the tree before.)
 
 ``code_dir(kind, parent)`` writes one of them as a function's code directory.
 """
@@ -97,38 +96,10 @@ def handler(event, context):
     return {"tokens": len(rest)}
 """
 
-INIT_LEVER = '''
-"""Lever prototype (issue 19): the product's app, with its first request's imports and clients in init."""
-import openai
-
-from app import app, settings  # the product, unchanged
-from tokenrelay.providers import ProviderRegistry
-
-_warm = ProviderRegistry(settings)
-_warm.get(settings.default_provider)  # imports the SDK and its transport, builds a provider
-_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
-'''
-
-WORKER_INIT_LEVER = '''
-"""Lever prototype (issue 19): the worker, with what its first invocation imports and builds done in init."""
-import os
-
-import openai
-
-from tokenrelay_ws import environment as common
-from worker import handler  # the product, unchanged
-
-_svc = common.services()  # settings, stores and their boto3 clients, metrics
-common.providers(_svc.settings).get(_svc.settings.default_provider)  # the SDK, its transport, a provider
-_chat = openai.AsyncOpenAI(api_key="init").chat.completions  # the SDK imports its chat resources lazily, at first use
-_svc.poster(os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or "https://example/stage")  # the model
-'''
-
 
 def code_dir(kind: str, parent: Path) -> Path:
-    """A function's code directory: ``floor`` (the bare app), ``init`` (the product plus the lever
-    prototype), ``worker-floor`` (the bare handler, ``floor_worker.handler``) or ``worker-init``
-    (the worker plus the lever prototype, ``worker_init.handler``)."""
+    """A function's code directory: ``floor`` (the bare app) or ``worker-floor`` (the bare
+    handler, ``floor_worker.handler``)."""
     out = parent / kind
     if out.exists():  # written for an earlier memory size of the same run
         return out
@@ -136,21 +107,9 @@ def code_dir(kind: str, parent: Path) -> Path:
     if kind == "worker-floor":
         (out / "floor_worker.py").write_text(FLOOR_WORKER)
         return out
-    if kind == "worker-init":
-        for path in (ROOT / "functions" / "websocket").glob("*.py"):
-            (out / path.name).symlink_to(path)
-        (out / "worker_init.py").write_text(WORKER_INIT_LEVER)
-        return out
     run = (HTTP_CODE / "run.sh").read_text()
     if kind == "floor":
         (out / "app.py").write_text(FLOOR_APP)
-    elif kind == "init":
-        for path in HTTP_CODE.glob("*.py"):
-            (out / path.name).symlink_to(path)
-        (out / "app_init.py").write_text(INIT_LEVER)
-        run = run.replace(" app:app", " app_init:app")
-        if " app_init:app" not in run:
-            raise RuntimeError("functions/http/run.sh no longer ends with app:app: update floors.py")
     else:
         raise ValueError(kind)
     (out / "run.sh").write_text(run)

@@ -234,7 +234,7 @@ async def http_stream(port: int, path: str, body: bytes, terminal: bytes, n: int
         transport.close()
     except (OSError, TimeoutError) as exc:
         return StreamResult(False, error=type(exc).__name__)
-    p: _SSEProtocol = proto  # type: ignore[assignment]
+    p: _SSEProtocol = proto
     ttft = (p.first - t0) * 1000 if p.first is not None else None
     if not p.head.startswith(b"HTTP/1.1 200"):
         return StreamResult(False, error=p.head[:12].decode("latin-1", "replace"))

@@ -21,10 +21,8 @@ and cgroups as ``scripts/dev``); this module only puts it together for a benchma
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -37,61 +35,25 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-DEVSTACK = ROOT / "scripts" / "devstack"
-for _path in (ROOT, ROOT / "layers" / "core", DEVSTACK):
+for _path in (ROOT, ROOT / "layers" / "core"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from stack import LambdaSettings, setup  # noqa: E402  (scripts/devstack, by its own module names)
+from scripts.devstack.local_aws import LocalAws as LocalAws  # noqa: E402  (ls.LocalAws for the benchmarks)
+from scripts.devstack.local_aws import local_aws as devstack_local_aws  # noqa: E402
+from scripts.devstack.stack import LambdaSettings, setup  # noqa: E402
 
 KEYS_TABLE = "tokenrelay-api-keys"  # the template's ApiKeysTable, named as stack.setup names it
 UPSTREAM_MODEL = "bench"
 BENCH_LAMBDAS = LambdaSettings(max_envs=64, queue_timeout_s=120.0, idle_timeout_s=900.0, cpu_share=True)
 
 
-@dataclass(frozen=True)
-class LocalAws:
-    endpoint: str
-    region: str
-    admin: dict[str, str]
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.admin["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": self.admin["secret_access_key"],
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-
-
 @contextmanager
 def local_aws(meter: Path | None = None) -> Iterator[LocalAws]:
     """moto with IAM enforced, in its own process; with ``meter``, each DynamoDB call logged there."""
     env = {**os.environ, **({"TOKENRELAY_DDB_METER": str(meter)} if meter else {})}
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "metered_dynamodb.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        with proc.stdout:
-            line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"metered_dynamodb.py exited ({proc.wait()})")
-        ready = json.loads(line)
-        yield LocalAws(ready["endpoint"], ready["region"], ready["admin"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with devstack_local_aws(HERE / "metered_dynamodb.py", env) as aws:
+        yield aws
 
 
 def template_for_memory(memory_mb: int, out_dir: Path) -> Path:
@@ -108,9 +70,9 @@ def template_for_memory(memory_mb: int, out_dir: Path) -> Path:
 def deployed_globals(template: Path | None = None) -> dict[str, str]:
     """The template's Globals variables as a deployment with default parameters has them
     (tables, ``AUTH_MODE``, ``RESUME_GRACE_S``, metrics, JSON logs, X-Ray...)."""
-    from iam import Resolver
-    from stack import local_names
-    from tables import load_template
+    from scripts.devstack.iam import Resolver
+    from scripts.devstack.stack import local_names
+    from scripts.devstack.tables import load_template
 
     data = load_template(template or ROOT / "template.yaml")
     variables = data["Globals"]["Function"]["Environment"]["Variables"]

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "scripts" / "devstack")]
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import dynamodb  # noqa: E402  (scripts/devstack/dynamodb.py)
-from cost_model import item_size  # noqa: E402
+from scripts.benchmarks.cost_model import item_size  # noqa: E402
+from scripts.devstack import dynamodb  # noqa: E402  (scripts/devstack/dynamodb.py)
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 

@@ -34,14 +34,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script: scripts.* from the repo
 
-import lambda_stack as ls  # noqa: E402
+from scripts.benchmarks import lambda_stack as ls  # noqa: E402
 
 SCENARIOS = ((500, 10.0), (200, 5.0), (1000, 0.0))
 TOKEN = re.compile(rb"T\d{6,} ")
@@ -152,8 +152,8 @@ def meter_lines(meter: Path) -> int:
 def worker_runs(
     bench: Any, token: str, port: int, streams: int, spy: bool, tmp: Path, meter: Path
 ) -> tuple[list[Run], dict[str, Any]]:
-    from gateway import serving
-    from gateway_overhead import configure_upstream
+    from scripts.benchmarks.gateway_overhead import configure_upstream
+    from scripts.devstack.gateway import serving
 
     runs: list[Run] = []
     profiles: dict[str, Any] = {}
@@ -188,10 +188,10 @@ def sse_runs(
     env: dict[str, str], token: str, port: int, streams: int, spy: bool, tmp: Path, memory: int, meter: Path
 ) -> tuple[list[Run], dict[str, Any]]:
     import httpx
-    from coldstart import SINK
-    from frontdoor import FrontDoor
-    from gateway_overhead import configure_upstream
 
+    from scripts.benchmarks.coldstart import SINK
+    from scripts.benchmarks.gateway_overhead import configure_upstream
+    from scripts.devstack.frontdoor import FrontDoor
     from tests.fakes.servers import serve
 
     function_env = {**env, **ls.lambda_vars("tokenrelay-stream", memory)}
@@ -235,7 +235,7 @@ def sse_runs(
 def markdown(runs: list[Run], profiles: dict[str, dict[str, Any]]) -> str:
     out = ["| path | tokens × interval | µs CPU per token | CPU ms per second of stream | CPU ms per stream "
            "| @connections posts per stream (per s) | DynamoDB calls per stream (per s) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for path in ("worker", "sse"):
+    for path in dict.fromkeys(r.path for r in runs):
         for tokens, interval in SCENARIOS:
             mine = [r for r in runs if r.path == path and r.tokens == tokens and r.interval_ms == interval]
             if not mine:
@@ -243,7 +243,7 @@ def markdown(runs: list[Run], profiles: dict[str, dict[str, Any]]) -> str:
             cpu = sum(r.cpu_s for r in mine) / len(mine)
             wall = sum(r.wall_s for r in mine) / len(mine)
             posts_n = sum(r.posts for r in mine) / len(mine)
-            posts = f"{posts_n:.0f} ({posts_n / wall:.1f})" if path == "worker" else "–"
+            posts = f"{posts_n:.0f} ({posts_n / wall:.1f})" if path.startswith("worker") else "–"
             calls_n = sum(r.dynamodb for r in mine) / len(mine)
             calls = f"{calls_n:.0f} ({calls_n / wall:.1f})"
             out.append(f"| {path} | {tokens} × {interval:g} ms | {cpu / tokens * 1e6:.0f} | {cpu / wall * 1000:.1f} "
@@ -256,6 +256,11 @@ def markdown(runs: list[Run], profiles: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def variant(spec: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = spec.partition(":")
+    return name, dict(kv.split("=", 1) for kv in assignments.split(",") if kv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--memory", type=int, default=512)
@@ -263,10 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--paths", default="worker,sse")
     parser.add_argument("--keep", default="", help="keep py-spy's raw stacks in this directory")
+    parser.add_argument("--variant", type=variant, action="append", default=[],
+                        help="also run with these variables: NAME:VAR=VALUE[,...] (repeat), a before/after in one run")  # fmt: skip
     args = parser.parse_args(argv)
-    from coldstart import WsBench
-    from floors import code_dir
-    from gateway_overhead import Proc, free_port
+    from scripts.benchmarks.coldstart import WsBench
+    from scripts.benchmarks.floors import code_dir
+    from scripts.benchmarks.gateway_overhead import Proc, free_port
 
     ls.quiet_logs()
     port = free_port()
@@ -286,24 +293,26 @@ def main(argv: list[str] | None = None) -> int:
                 template = ls.template_for_memory(args.memory, tmp)
                 identities = ls.identities_for(aws, env, template, prefix="tok-")
                 token = ls.create_key(aws)
-                if "worker" in args.paths:
-                    bench = WsBench(aws, env, template, identities, {"worker-floor": code_dir("worker-floor", tmp)})
-                    del bench.variants["floor worker"]
-                    mine, profiles["worker"] = worker_runs(
-                        bench, token, port, args.streams, not args.no_profile, tmp, meter
-                    )
-                    runs += mine
-                if "sse" in args.paths:
-                    from stack import front_door
+                for name, overrides in [("", {}), *args.variant]:
+                    label = f", {name}" if name else ""
+                    spy = not args.no_profile and not name  # profile the product as configured only
+                    if "worker" in args.paths:
+                        bench = WsBench(aws, {**env, **overrides}, template, identities,
+                                        {"worker-floor": code_dir("worker-floor", tmp)})  # fmt: skip
+                        del bench.variants["floor worker"]
+                        mine, prof = worker_runs(bench, token, port, args.streams, spy, tmp, meter)
+                        runs += [replace(r, path=r.path + label) for r in mine]
+                        profiles.setdefault("worker", prof)
+                    if "sse" in args.paths:
+                        from scripts.devstack.stack import front_door
 
-                    fenv = front_door(identities, env, template=template).env
-                    mine, profiles["sse app"] = sse_runs(
-                        fenv, token, port, args.streams, not args.no_profile, tmp, args.memory, meter
-                    )
-                    runs += mine
+                        fenv = {**front_door(identities, env, template=template).env, **overrides}
+                        mine, prof = sse_runs(fenv, token, port, args.streams, spy, tmp, args.memory, meter)
+                        runs += [replace(r, path=r.path + label) for r in mine]
+                        profiles.setdefault("sse app", prof)
         finally:
             upstream.stop()
-    from call_cost import measure
+    from scripts.benchmarks.call_cost import measure
 
     calls = "\n".join(f"| {name} | {seconds * 1e6:.0f} |" for name, seconds in measure(300).items())
     print(f"\nRun {time.strftime('%Y-%m-%d %H:%M:%S %Z')} at {args.memory} MB, {args.streams} streams per row\n")

@@ -46,8 +46,8 @@ from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or imported as scripts.devstack.dynamodb
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 SETUP_REQUESTS = 3  # CreateUser, PutUserPolicy, CreateAccessKey of the admin user
 ADMIN_USER = "admin"
@@ -139,11 +139,12 @@ class Serialized:
 def serve(host: str, port: int, region: str) -> Generator[dict[str, Any], None, None]:
     """Run moto with IAM enforced until the generator is closed; yields the ready message."""
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_REQUESTS)
-    from dynamodb_faults import Faults
     from moto import settings
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
+
+    from scripts.devstack.dynamodb_faults import Faults
 
     settings.INITIAL_NO_AUTH_ACTION_COUNT = SETUP_REQUESTS
     ActionAuthenticatorMixin.request_count = 0
@@ -152,7 +153,7 @@ def serve(host: str, port: int, region: str) -> Generator[dict[str, Any], None, 
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="dynamodb", daemon=True)
     thread.start()
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = server.socket.getsockname()[:2]
     endpoint = f"http://{bound_host}:{bound_port}"
     try:
         admin = create_admin(endpoint, region)

@@ -204,7 +204,7 @@ def _caller(environ: dict[str, Any]) -> str:
 
 
 def _client_left(environ: dict[str, Any]) -> bool:
-    sock = environ.get("werkzeug.socket")
+    sock: socket.socket | None = environ.get("werkzeug.socket")
     if sock is None:
         return False
     try:

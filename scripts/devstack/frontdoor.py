@@ -44,12 +44,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from abandoned import StreamRecords
-from environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(ROOT))
+
+from scripts.devstack.abandoned import StreamRecords  # noqa: E402
+from scripts.devstack.environments import LogSink, Pool, ProcessEnv, Throttled, print_sink, python_path  # noqa: E402
+
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
-READY_TIMEOUT_S = 30.0
+# Lambda gives the init phase 10 s, then retries it within the first invocation, bounded by the
+# function's Timeout (AWS docs, "Lambda execution environment lifecycle", Init phase): a slow
+# start on a loaded machine is slow, not an error, until that Timeout.
 READY_POLL_S = 0.01  # the Web Adapter retries its readiness check every 10 ms (its docs, "Readiness Check")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"}
 CONTEXT_HEADER = b"x-amzn-lambda-context"
@@ -63,10 +69,10 @@ class HttpEnv(ProcessEnv):
 
     url = ""
 
-    async def start(self, port: int, client: httpx.AsyncClient) -> None:
+    async def start(self, port: int, client: httpx.AsyncClient, timeout_s: float) -> None:
         self.url = f"http://127.0.0.1:{port}"
         await self.spawn()
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 if (await client.get(f"{self.url}/health", timeout=2)).status_code < 500:
@@ -120,7 +126,9 @@ class FrontDoor:
         if self.client is None:
             # no keep-alive: uvicorn closes an idle connection after 5 s, which could race its reuse
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-            self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5), limits=limits)
+            # the connect is to the environment's own uvicorn on loopback: slow only when the machine
+            # is loaded, and never a reason to fail an invocation the Web Adapter would have served
+            self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=60), limits=limits)
         return self.client
 
     async def _start(self, name: str) -> HttpEnv:
@@ -135,12 +143,12 @@ class FrontDoor:
         }
         cpu = None
         if self.cpu_share:
-            from cpu_share import CpuShare
+            from scripts.devstack.cpu_share import CpuShare
 
             cpu = CpuShare.for_memory(name, self.memory_mb)
         argv = ["bash", str(self.code_dir / "run.sh")]
         environment = HttpEnv(name, argv, env=env, cwd=str(self.code_dir), sink=self.sink, cpu=cpu)
-        await environment.start(port, self._client())
+        await environment.start(port, self._client(), self.timeout_s)
         return environment
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -205,11 +213,13 @@ class FrontDoor:
         request = client.build_request(scope["method"], url, headers=headers, content=content() if body else None)
 
         stream_id = ""
+        started = False
 
         async def relay() -> None:
-            nonlocal stream_id
+            nonlocal stream_id, started
             response = await client.send(request, stream=True)
             stream_id = response.headers.get("x-stream-id", "")
+            started = True
             try:
                 out = [
                     (k.encode("latin-1"), v.encode("latin-1"))
@@ -241,6 +251,8 @@ class FrontDoor:
             await asyncio.gather(relaying, watching, return_exceptions=True)
         if relaying in done and relaying.exception() is not None:
             log.error("%s: request failed: %r", environment.name, relaying.exception())
+            if not started:  # the function's answer never began: Lambda's error, not a bare 500
+                await _answer(send, 502, "ServiceException", "Internal Server Error")
             return True, stream_id
         return relaying not in done, stream_id
 
@@ -288,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identities", required=True, help="identities.json written by scripts/devstack/stack.py")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
-    from stack import front_door_from_env
+    from scripts.devstack.stack import front_door_from_env
 
     front = front_door_from_env(args.identities)
     import uvicorn

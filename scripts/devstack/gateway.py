@@ -46,18 +46,28 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-for _path in (ROOT / "layers" / "core", ROOT / "functions" / "websocket", Path(__file__).resolve().parent):
+for _path in (ROOT / "layers" / "core", ROOT / "functions" / "websocket", ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from apigw_events import Api, Peer, connect_event, disconnect_event, message_event, new_id, select_route  # noqa: E402
-from lambdas import LocalLambda  # noqa: E402
-from local_functions import Function, Handler, InProcessFunction  # noqa: E402
-from management import MAX_PAYLOAD, Connection, ManagementApi  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route, WebSocketRoute  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
+from typing_extensions import TypeIs  # noqa: E402  (typing.TypeIs is 3.13)
+
+from scripts.devstack.apigw_events import (  # noqa: E402
+    Api,
+    Peer,
+    connect_event,
+    disconnect_event,
+    message_event,
+    new_id,
+    select_route,
+)
+from scripts.devstack.lambdas import LocalLambda  # noqa: E402
+from scripts.devstack.local_functions import Function, Handler, InProcessFunction  # noqa: E402
+from scripts.devstack.management import MAX_PAYLOAD, Connection, ManagementApi  # noqa: E402
 
 log = logging.getLogger("tokenrelay.gateway")
 
@@ -209,7 +219,7 @@ class Gateway:
         handler = self.routes.get(route_key) or self.routes.get("$default")
         if handler is None:
             return None, None
-        if not hasattr(handler, "invoke"):  # a plain callable (a test's): run it in a thread of this process
+        if not _is_function(handler):  # a plain callable (a test's): run it in a thread of this process
             handler = InProcessFunction(route_key, handler, self.config.handler_timeout_s, threads=4)
         started = time.monotonic()
         future = asyncio.ensure_future(handler.invoke(event))
@@ -261,6 +271,10 @@ class Gateway:
         await self.aclose()
 
 
+def _is_function(handler: Function | Handler) -> TypeIs[Function]:
+    return hasattr(handler, "invoke")
+
+
 def _response_header(result: Any, name: str) -> str | None:
     """A header of the ``$connect`` integration's response: API Gateway passes them to the
     handshake answer (``Sec-WebSocket-Protocol`` is the one that matters to clients)."""
@@ -287,7 +301,7 @@ def uvicorn_config(gateway: Gateway) -> Any:
 @contextmanager
 def serving(gateway: Gateway, startup_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve ``gateway`` from a background thread until the block exits; yields its ws:// URL."""
-    from threaded import threaded_server
+    from scripts.devstack.threaded import threaded_server
 
     with threaded_server(uvicorn_config(gateway), startup_timeout_s):
         yield f"ws://{gateway.config.host}:{gateway.config.port}"
@@ -309,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = GatewayConfig.from_env(host=args.host, port=args.port, stage=args.stage)
     if args.identities:
-        from stack import gateway_from_env
+        from scripts.devstack.stack import gateway_from_env
 
         gateway = gateway_from_env(args.identities, config)
     else:

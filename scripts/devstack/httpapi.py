@@ -40,15 +40,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(ROOT) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(ROOT))
 
-from environments import LogSink, print_sink  # noqa: E402
-from httpapi_config import Cors, cors_of  # noqa: E402
-from httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
-from identities import Identity  # noqa: E402
-from local_functions import Function, ProcessFunction, template_functions  # noqa: E402
-from tables import load_template  # noqa: E402
+from scripts.devstack.environments import LogSink, print_sink  # noqa: E402
+from scripts.devstack.httpapi_config import Cors, cors_of  # noqa: E402
+from scripts.devstack.httpapi_routes import HttpRoute, Request, event, response, routes_from_template, select  # noqa: E402
+from scripts.devstack.identities import Identity  # noqa: E402
+from scripts.devstack.local_functions import Function, ProcessFunction, template_functions  # noqa: E402
+from scripts.devstack.tables import load_template  # noqa: E402
 
 log = logging.getLogger("tokenrelay.httpapi")
 MAX_BODY = 10 * 1024 * 1024  # HTTP API's request payload
@@ -192,7 +192,7 @@ def build(
 ) -> HttpApi:
     """The HTTP API ``api_id`` of ``template``, each of its functions with its own identity
     (``identities``: None only for a function that never calls AWS, as in a test)."""
-    from stack import LambdaSettings, function_env, local_names
+    from scripts.devstack.stack import LambdaSettings, function_env, local_names
 
     routes = routes_from_template(template, api_id)
     stack_env = {**env, **(overrides or {})}
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--env {item!r}: expected KEY=VALUE")
         overrides[key] = value
-    from identities import load
+    from scripts.devstack.identities import load
 
     template = load_template(args.template)
     app = build(template, load(args.identities), dict(os.environ), overrides)

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or imported as scripts.devstack.iam
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import TEMPLATE, load_template, table_spec
+if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from scripts.devstack.tables import TEMPLATE, load_template, table_spec
 
 ACCOUNT_ID = "123456789012"  # moto's default account: the one its tables' ARNs carry
 FUNCTION_TYPE = "AWS::Lambda::Function"

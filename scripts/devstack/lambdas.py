@@ -69,7 +69,7 @@ class LocalLambda:
         name = name.split(":")[6] if name.startswith("arn:") else name
         payload = await request.body()
         if self.authorizer is not None:
-            from identities import Denied
+            from scripts.devstack.identities import Denied
 
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
             try:

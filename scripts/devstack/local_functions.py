@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from environments import LogSink, Pool, ProcessEnv, print_sink, python_path
+from scripts.devstack.environments import LogSink, Pool, ProcessEnv, print_sink, python_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = Path(__file__).resolve().parent / "lambda_runtime.py"
@@ -64,7 +64,7 @@ class FunctionSpec:
 
 def template_functions(template: Mapping[str, Any], names: Any) -> dict[str, FunctionSpec]:
     """Every ``AWS::Serverless::Function`` of the template (``names``: an ``iam.LocalNames``)."""
-    from iam import Resolver, function_name
+    from scripts.devstack.iam import Resolver, function_name
 
     resolver = Resolver(template, names)
     defaults = (template.get("Globals") or {}).get("Function") or {}
@@ -121,7 +121,7 @@ class HandlerEnv(ProcessEnv):
         if not line:
             assert self.proc is not None
             code = await self.proc.wait()
-            from environments import how_it_ended
+            from scripts.devstack.environments import how_it_ended
 
             raise FunctionError(f"{self.name}: the environment died ({how_it_ended(code)})")
         answer: dict[str, Any] = json.loads(line)
@@ -180,7 +180,7 @@ class ProcessFunction:
         env = {**self.env, "PYTHONPATH": python_path(self.env, layer, self.spec.code_dir)}
         cpu = None
         if self.cpu_share:
-            from cpu_share import CpuShare
+            from scripts.devstack.cpu_share import CpuShare
 
             cpu = CpuShare.for_memory(name, self.spec.memory_mb)
         argv = [sys.executable, str(RUNTIME), self.spec.handler]
@@ -204,7 +204,7 @@ class InProcessFunction:
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix=f"lambda-{name}")
 
     async def invoke(self, event: dict[str, Any], timeout_s: float | None = None) -> Any:
-        from lambdas import LambdaContext
+        from scripts.devstack.lambdas import LambdaContext
 
         context = LambdaContext(self.name, timeout_s or self.timeout_s)
         return await asyncio.get_running_loop().run_in_executor(self._threads, self.handler, event, context)

@@ -19,11 +19,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from apigw_events import Peer
-from lambdas import ACCOUNT_ID, REGION, aws_error, request_url
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
+
+from scripts.devstack.apigw_events import Peer
+from scripts.devstack.lambdas import ACCOUNT_ID, REGION, aws_error, request_url
 
 MAX_PAYLOAD = 128 * 1024  # API Gateway: 128 KB per message
 
@@ -59,7 +60,7 @@ class ManagementApi:
         connection_id = request.path_params["connection_id"]
         data = await request.body()
         if self.authorizer is not None:
-            from identities import Denied
+            from scripts.devstack.identities import Denied
 
             resource = (
                 f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.config.api_id}/{self.config.stage}"

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script, or imported as scripts.devstack.stack
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[2]) not in sys.path:  # run as a script: scripts.devstack.* from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from environments import LogSink, print_sink
-from iam import LocalNames, function_policies
-from identities import Authorizer, Identity, load, provision, save
-from local_functions import Function, FunctionSpec, ProcessFunction, template_functions
-from tables import TEMPLATE, create_tables, load_template
+from scripts.devstack.environments import LogSink, print_sink
+from scripts.devstack.iam import LocalNames, function_policies
+from scripts.devstack.identities import Authorizer, Identity, load, provision, save
+from scripts.devstack.local_functions import FunctionSpec, ProcessFunction, template_functions
+from scripts.devstack.tables import TEMPLATE, create_tables, load_template
 
 NOT_INHERITED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN")
 
@@ -119,7 +119,7 @@ def front_door(
     linger_s: float | None = None,
 ) -> Any:
     """The StreamFunction behind its local Function URL (a ``frontdoor.FrontDoor``)."""
-    from frontdoor import FrontDoor
+    from scripts.devstack.frontdoor import FrontDoor
 
     lambdas = lambdas or LambdaSettings.from_env(env)
     spec = template_functions(load_template(template or template_path(env)), local_names(env))["StreamFunction"]
@@ -164,7 +164,7 @@ def websocket_functions(
     lambdas: LambdaSettings | None = None,
     sink: LogSink = print_sink,
     template: Path | None = None,
-) -> tuple[dict[str, Function], dict[str, Function]]:
+) -> tuple[dict[str, ProcessFunction], dict[str, ProcessFunction]]:
     """The gateway's routes and its Invoke API's functions, each in its own processes."""
     lambdas = lambdas or LambdaSettings.from_env(env)
     data = load_template(template or template_path(env))
@@ -172,9 +172,9 @@ def websocket_functions(
     here = {"AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": gateway_url, "AWS_ENDPOINT_URL_LAMBDA": gateway_url}
     stack_env = {**env, **here}
     routes_by_function = template_routes(data)
-    made: dict[str, Function] = {}
+    made: dict[str, ProcessFunction] = {}
 
-    def function(logical_id: str, queue_timeout_s: float) -> Function:
+    def function(logical_id: str, queue_timeout_s: float) -> ProcessFunction:
         if logical_id not in made:
             spec = specs[logical_id]
             made[logical_id] = ProcessFunction(
@@ -200,7 +200,7 @@ def websocket_functions(
 
 def gateway_from_env(identities_path: str, config: Any) -> Any:
     """``gateway.py --identities``: the WebSocket functions in processes, IAM enforced."""
-    from gateway import Gateway
+    from scripts.devstack.gateway import Gateway
 
     identities = load(identities_path)
     url = f"http://{config.host}:{config.port}"

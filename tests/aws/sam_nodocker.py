@@ -116,8 +116,8 @@ def main(argv: list[str]) -> int:
     from samcli.commands.local.lib import local_api_service
 
     runtime = ProcessRuntime(os.environ["SAM_NODOCKER_RUNTIME_PATH"])
-    InvokeContext.lambda_runtime = property(lambda self: runtime)  # type: ignore[method-assign,assignment]
-    InvokeContext._get_container_manager = staticmethod(lambda *a: None)  # type: ignore[method-assign]
+    InvokeContext.lambda_runtime = property(lambda self: runtime)
+    InvokeContext._get_container_manager = staticmethod(lambda *a: None)
     started = local_api_service.LocalApiService._print_routes
 
     def print_routes(*args: Any, **kw: Any) -> Any:  # the server is about to listen: say so
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"routes": lines}), file=sys.stderr, flush=True)
         return lines
 
-    local_api_service.LocalApiService._print_routes = staticmethod(print_routes)  # type: ignore[method-assign]
+    local_api_service.LocalApiService._print_routes = staticmethod(print_routes)
     try:
         cli.main(argv, prog_name="sam", standalone_mode=False)
     finally:

@@ -35,6 +35,7 @@ def fresh_python(code: str, pythonpath: list[Path | str], env: dict[str, str] | 
         "PYTHONPATH": ":".join([*map(str, pythonpath), runtime_path()]),
         "PYTHONNOUSERSITE": "1",
         "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",  # Lambda sets both; boto3 reads this one (init builds clients)
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
         "AWS_EC2_METADATA_DISABLED": "true",

@@ -14,7 +14,7 @@ import pytest
 from tests.aws.schema import ROOT, TEMPLATE, load_template, table_spec, table_specs
 from tokenrelay.stores.dynamodb import PARTITION_KEY, TTL_ATTRIBUTE
 
-LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:25"
+LWA_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:30"
 PROTOCOL_ROUTES = {
     ("POST", "/chat/stream"),
     ("GET", "/chat/stream"),
@@ -73,8 +73,20 @@ def test_stream_function_env_enables_web_adapter_streaming(template: dict[str, A
     assert (ROOT / p["CodeUri"] / "run.sh").exists()
     layers = p["Layers"]
     assert layers[0] == {"Ref": "CoreLayer"} and len(layers) == 2
-    # The adapter's ARN is a parameter; empty means 0.9.1 (:25) in the stack's own region.
+    # The adapter's ARN is a parameter; empty means 1.1.0 (:30) in the stack's own region.
     assert layers[1] == {"Fn::If": ["WebAdapterLayerSet", {"Ref": "WebAdapterLayerArn"}, {"Fn::Sub": LWA_LAYER}]}
+
+
+def test_stream_function_runs_snapstart_behind_an_alias_with_the_adapters_restore_hook(
+    template: dict[str, Any],
+) -> None:
+    p = props(template, "StreamFunction")
+    assert p["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert p["AutoPublishAlias"] == "live"  # SnapStart needs a published version; the URL serves the alias
+    assert p.get("Runtime", template["Globals"]["Function"]["Runtime"]) == "python3.12"  # Python SnapStart: 3.12+
+    hook = env(template, "StreamFunction")["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"]
+    assert hook == "/_lwa/after-restore"
+    assert "AWS_LWA_ASYNC_INIT" not in env(template, "StreamFunction")  # ignored under SnapStart anyway
 
 
 def test_web_adapter_layer_parameter_takes_any_partition_and_defaults_to_empty(template: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ OPTIONAL_ENV = {
     "UPSTREAM_STALL_S", "DEADLINE_MARGIN_S",  # fault tolerance, defaults in settings (docs/faults.md)
     "CONNECTION_TTL_S", "WS_COALESCE", "WS_MAX_FRAME_BYTES",
     "OUTPUT_LOG_FLUSH_MS", "OUTPUT_LOG_FLUSH_BYTES", "RESUME_POLL_MS",  # resume tuning, defaults in settings
+    "WS_FLUSH_RAMP_MS",  # the coalescing window's widening, default in WsConfig
     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL",  # local dev only
     "DEMO_DIR", "CORS_ALLOW_ORIGINS",  # local dev only: the Function URL adds CORS itself
     "API_KEY_CACHE_S", "AUTH_OFF_RPM", "AUTH_OFF_CONCURRENCY",  # protection tuning, defaults in settings
@@ -38,7 +39,8 @@ OPTIONAL_ENV = {
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.
 UNUSED_BY = {
     "WorkerFunction": {"STREAM_TIMEOUT_S", "WORKER_FUNCTION_NAME", "WS_MAX_STREAMS"},  # deadline: Lambda's own
-    "MessageFunction": {"STREAM_TIMEOUT_S", "WORKER_DEADLINE_MARGIN_MS", "WS_FLUSH_MS"},  # runs no stream
+    "ApiFunction": {"AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"},  # the Web Adapter's, StreamFunction only
+    "MessageFunction": {"STREAM_TIMEOUT_S", "WORKER_DEADLINE_MARGIN_MS", "WS_FLUSH_MS", "WS_FLUSH_MAX_MS"},  # no stream
 }
 ENV_READ = re.compile(
     r"""(?:environ(?:\.get)?|env\.get|env\[|getenv|_(?:int|float|bool|number)\(env,)\s*\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
@@ -129,6 +131,7 @@ def test_every_function_handler_resolves_to_code_that_imports(template: dict[str
             "PATH": os.environ["PATH"],
             "PYTHONPATH": f"{ROOT / 'layers/core'}:{code}",
             "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",  # Lambda sets both; boto3 reads this one (init builds clients)
             "AWS_ACCESS_KEY_ID": "x",
             "AWS_SECRET_ACCESS_KEY": "x",
             "AWS_EC2_METADATA_DISABLED": "true",

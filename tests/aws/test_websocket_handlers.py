@@ -22,8 +22,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
+from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from tests.aws.conftest import REGION
 from tests.aws.schema import create_table, table_spec
@@ -36,11 +36,10 @@ WS_FUNCTIONS = str(ROOT / "functions" / "websocket")
 if WS_FUNCTIONS not in sys.path:  # until pyproject's pythonpath lists functions/websocket
     sys.path.insert(0, WS_FUNCTIONS)
 
-import connect  # noqa: E402
-import disconnect  # noqa: E402
-import message  # noqa: E402
+# The handlers' modules, not the Lambda entry modules beside them (connect.py...): those build
+# the environment's services at import, as Lambda's init does, from variables set per test here.
+from tokenrelay_ws import connect, disconnect, message, worker  # noqa: E402
 from tokenrelay_ws import environment as common  # noqa: E402
-from tokenrelay_ws import worker  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
 CONNECTION = "UjXb5eIuoAMCJUw="
@@ -48,7 +47,7 @@ ENDPOINT = "https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
-    data = json.loads((EVENTS / f"websocket_{name}.json").read_text())
+    data: dict[str, Any] = json.loads((EVENTS / f"websocket_{name}.json").read_text())
     context = changes.pop("context", {})
     data["requestContext"].update(context)
     if "body" in changes and not isinstance(changes["body"], str):

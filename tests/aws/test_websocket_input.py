@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.aws.test_websocket_handlers import Aws, aws, event, message
+from tests.aws.test_websocket_handlers import Aws, aws, event
 from tokenrelay.json_text import MAX_DEPTH
+from tokenrelay_ws import message  # the handler module, as test_websocket_handlers uses it
 
 __all__ = ["aws"]  # the fixture, shared with the handler tests
 

@@ -20,7 +20,8 @@ class SSEEvent:
 
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
-    name, data, last_id = "", [], None
+    name, last_id = "", None
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
             if data:

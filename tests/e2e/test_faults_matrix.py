@@ -178,7 +178,9 @@ async def run_sse(stack: FaultStack, case: Case) -> Seen:
         seen.stream_id = response.headers["x-stream-id"]
         async for event in iter_sse(response):
             name = "text" if event.event == "message" else event.event
-            seen.events.append((name, {**event.data, "seq": int(event.id)} if name == "text" else event.data))
+            seen.events.append(
+                (name, {**event.data, "seq": int(event.id or "no id")} if name == "text" else event.data)
+            )
             if name == "text" and event.id == "1":
                 if case.action == "disconnect":
                     seen.gone = True

@@ -10,6 +10,7 @@ function's environments printed (what Lambda ships to CloudWatch), at DEBUG.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,10 @@ SCENARIOS = {
 
 async def _call(client: httpx.AsyncClient, route: str, provider: str) -> httpx.Response:
     if route.startswith("/v1"):
-        body = {"model": f"{provider}/{MODELS[provider]}", "messages": [{"role": "user", "content": "hi"}]}
+        body: dict[str, Any] = {
+            "model": f"{provider}/{MODELS[provider]}",
+            "messages": [{"role": "user", "content": "hi"}],
+        }
         if route.endswith("stream"):
             body["stream"] = True
         return await client.post("/v1/chat/completions", json=body)

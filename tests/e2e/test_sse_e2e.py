@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -32,9 +33,9 @@ async def wait_record(app: LocalApp, stream_id: str, status: str, within_s: floa
 
 
 @pytest.fixture
-async def client(app: LocalApp) -> httpx.AsyncClient:
+async def client(app: LocalApp) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=app.url, timeout=10) as c:
-        yield c  # type: ignore[misc]
+        yield c
 
 
 async def test_sse_openai_stream_arrives_incrementally_with_exact_text(

@@ -233,14 +233,15 @@ async def test_gateway_handler_outliving_the_integration_timeout_answers_like_ap
 async def test_ws_bad_frames_get_error_messages_and_the_connection_survives(app: Stack) -> None:
     async with connect(app) as ws:
         client = Client(ws)
-        for frame, code in [
+        frames: list[tuple[str | bytes | dict[str, Any], str]] = [
             ("not json", "invalid_json"),
             (b"\x00\x01binary", "invalid_json"),
             ({"type": "launch", "request_id": "q1"}, "unknown_type"),
             ({"message": "no type"}, "invalid_request"),
             ({"type": "chat", "message": "hi", "temperature": 9}, "invalid_request"),
             ({"type": "cancel", "stream_id": "no-such-stream"}, "stream_not_found"),
-        ]:
+        ]
+        for frame, code in frames:
             await client.send(frame)
             error = await client.recv()
             assert error["type"] == "error" and error["code"] == code, (frame, error)

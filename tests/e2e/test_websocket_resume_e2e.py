@@ -81,7 +81,7 @@ def assert_exactly_once(before: list[dict[str, Any]], after: list[dict[str, Any]
 
 
 def last_seq(messages: list[dict[str, Any]]) -> int:
-    return max(m["seq"] for m in messages if m["type"] == "text")
+    return max(int(m["seq"]) for m in messages if m["type"] == "text")
 
 
 @pytest.mark.parametrize("pause_s", [0.0, 3.0])

@@ -20,8 +20,6 @@ import itertools
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -31,12 +29,13 @@ from typing import Any
 
 from scripts.devstack import stack as devstack
 from scripts.devstack.gateway import Gateway, GatewayConfig, serving
+from scripts.devstack.identities import Authorizer, Identity
+from scripts.devstack.local_aws import LocalAws as LocalAws  # where the tests import it from
+from scripts.devstack.local_aws import local_aws as local_aws
 from scripts.devstack.stack import LambdaSettings, front_door, setup, websocket_functions
 from scripts.devstack.tables import load_template
 from tests.fakes.servers import free_port, serve
 
-# The gateway imports its sibling modules by their own names: use those classes (one Denied, one Identity).
-Authorizer, Identity = devstack.Authorizer, devstack.Identity
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,48 +43,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 # Tests reuse warm environments for the whole session; a cap that fits 2 cores and the tests' concurrency.
 TEST_LAMBDAS = LambdaSettings(max_envs=8, queue_timeout_s=60.0, idle_timeout_s=900.0)
 _stacks = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class LocalAws:
-    endpoint: str
-    region: str
-    admin: dict[str, str]
-
-    def env(self) -> dict[str, str]:
-        """This process's AWS settings: the admin key, for the tests' own set-up and reads."""
-        return {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.admin["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": self.admin["secret_access_key"],
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-
-
-@contextmanager
-def local_aws() -> Iterator[LocalAws]:
-    """moto with IAM enforced, in its own process (moto's settings are per process)."""
-    script = ROOT / "scripts" / "devstack" / "dynamodb.py"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        with proc.stdout:  # one line, then nothing more
-            line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"scripts/devstack/dynamodb.py exited ({proc.wait()})")
-        ready = json.loads(line)
-        yield LocalAws(ready["endpoint"], ready["region"], ready["admin"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class LogCapture:

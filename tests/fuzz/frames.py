@@ -115,7 +115,7 @@ def _unknown_type(rng: random.Random, n: int) -> Frame:
 
 def _unknown_stream(rng: random.Random, n: int) -> Frame:
     kind = rng.choice(["cancel", "resume"])
-    body = {"type": kind, "stream_id": f"00000000-0000-4000-8000-{n:012d}", "request_id": f"s{n}"}
+    body: dict[str, str | int] = {"type": kind, "stream_id": f"00000000-0000-4000-8000-{n:012d}", "request_id": f"s{n}"}
     if kind == "resume":
         body["after_seq"] = 0
     return Frame("unknown_stream", json.dumps(body), "stream_not_found", f"s{n}")
@@ -144,5 +144,5 @@ MALFORMED: list[tuple[Callable[[random.Random, int], Frame], int]] = [
 def frame(rng: random.Random, n: int, valid_share: float = 0.1) -> Frame:
     if rng.random() < valid_share:
         return chat(rng, n)
-    makers, weights = zip(*MALFORMED, strict=True)
+    makers, weights = [maker for maker, _ in MALFORMED], [weight for _, weight in MALFORMED]
     return rng.choices(makers, weights)[0](rng, n)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.local_stack import FunctionStack, LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tests.stress.sse_streams import final_record, plans, problems, replay, run
+from tests.stress.sse_streams import Seen, final_record, plans, problems, replay, run
 from tests.stress.stack import FAILING, SLOW, instances
 
 pytestmark = pytest.mark.heavy
@@ -49,7 +49,7 @@ async def test_stress_resumable_sse_streams_lose_nothing_and_end_once(
             asyncio.timeout(WITHIN_S),
         ):
 
-            async def one(index: int) -> object:
+            async def one(index: int) -> Seen:
                 await asyncio.sleep(index * 0.02)  # arrivals spread over a second, not one burst
                 return await run(todo[index], stack, producer, other)
 

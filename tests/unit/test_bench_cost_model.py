@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-
-import cost_model as m
+from scripts.benchmarks import cost_model as m
 
 
 @pytest.mark.parametrize(
@@ -29,7 +26,7 @@ import cost_model as m
         ({}, 0),
     ],
 )
-def test_item_size_follows_dynamodb_rules(item: dict, size: int) -> None:
+def test_item_size_follows_dynamodb_rules(item: dict[str, Any], size: int) -> None:
     assert m.item_size(item) == size
 
 

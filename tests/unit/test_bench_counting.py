@@ -3,21 +3,14 @@ DynamoDB meter's reads, import-time lines, profile buckets (scripts/benchmarks/)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "benchmarks"))
-
-import cold_path
-import cost_paths
-import cost_report
-import metered_dynamodb
-import per_token
+from scripts.benchmarks import cold_path, cost_paths, cost_report, metered_dynamodb, per_token
 
 
-def write(table: str, before: int, after: int, status: int = 200, error: str = "") -> dict:
+def write(table: str, before: int, after: int, status: int = 200, error: str = "") -> dict[str, Any]:
     items = [{"table": table, "before": before, "after": after, "transactional": False}]
     return {"op": "UpdateItem", "status": status, "error": error, "items": items, "read": []}
 

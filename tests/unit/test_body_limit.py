@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ class Exchange:
     def __init__(self, chunks: int, content_length: int | None) -> None:
         self.chunks, self.content_length = chunks, content_length
         self.pulled = 0
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
 
     async def receive(self) -> dict[str, Any]:
         if self.pulled >= self.chunks:
@@ -37,7 +38,7 @@ class Exchange:
         self.pulled += 1
         return {"type": "http.request", "body": b" " * CHUNK, "more_body": self.pulled < self.chunks}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         self.sent.append(message)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -19,6 +20,7 @@ from tokenrelay import (
     StreamRun,
     StreamServices,
 )
+from tokenrelay.stores import WatchState
 from tokenrelay.stream import CancelPoller
 
 REQUEST = ChatRequest(messages=(Message("user", "hi"),), provider="echo", model="echo-1", max_tokens=100)
@@ -95,7 +97,7 @@ async def test_a_failing_poll_is_an_error_with_a_metric_and_is_retried(caplog: p
     poller = CancelPoller(store, POLL_S, on_failure=lambda n, exc: reports.append((n, exc.message)))
     denied = StoreUnavailable("DynamoDB BatchGetItem on 'streams' failed: AccessDeniedException")
 
-    async def refuse(stream_ids: object) -> dict[str, object]:
+    async def refuse(stream_ids: Sequence[str]) -> dict[str, WatchState]:
         raise denied
 
     store.watch_many = refuse  # type: ignore[method-assign]

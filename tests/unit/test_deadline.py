@@ -13,6 +13,7 @@ import httpx
 import pytest
 from mangum import Mangum
 
+from tests.fakes.lambda_context import LambdaContext as Context
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.unit.test_mangum_handler import parse_sse
 from tokenrelay import Settings
@@ -26,14 +27,6 @@ NOW = 1_700_000_000.0
 def header(value: Any) -> dict[str, Any]:
     raw = value if isinstance(value, bytes) else json.dumps(value).encode()
     return {"headers": [(b"content-type", b"application/json"), (b"x-amzn-lambda-context", raw)]}
-
-
-class Context:
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 # The header as the Web Adapter sends it: aws-lambda-rust-runtime's Context, serialized.

@@ -171,7 +171,7 @@ async def test_run_first_token_does_not_wait_for_the_record_and_terminal_write_d
 
 async def test_run_record_create_failing_after_start_ends_stream_as_store_unavailable() -> None:
     class LateDownStore(MemoryStreamStore):
-        async def create(self, record: object) -> None:  # type: ignore[override]
+        async def create(self, record: object) -> None:
             await asyncio.sleep(0.05)
             raise StoreUnavailable("DynamoDB PutItem failed: ProvisionedThroughputExceededException")
 
@@ -187,7 +187,7 @@ async def test_run_record_create_failing_after_start_ends_stream_as_store_unavai
 
 async def test_run_store_down_at_open_raises_and_closes_upstream() -> None:
     class DownStore(MemoryStreamStore):
-        async def create(self, record: object) -> None:  # type: ignore[override]
+        async def create(self, record: object) -> None:
             raise StoreUnavailable("table unreachable")
 
     provider = ScriptedProvider(["x"] * 100, delay_s=0.01)

@@ -111,7 +111,8 @@ async def test_run_terminal_write_hung_sends_terminal_within_finish_wait_then_re
     assert isinstance(events[-1], StreamDone) and waited < 0.6, waited  # 0.1 s wait, not the hang
     assert store.records["s-1"].status == "active"  # not yet...
     await asyncio.wait_for(run.wait(), 5)  # ...but wait() covers the write, and it lands
-    assert store.records["s-1"].status == "complete" and store.records["s-1"].last_seq == 2
+    final = store.records["s-1"]
+    assert final.status == "complete" and final.last_seq == 2
 
 
 async def test_run_terminal_write_hung_with_cancel_accepted_records_what_client_saw() -> None:

@@ -23,6 +23,7 @@ from tokenrelay import (
     Unavailable,
 )
 from tokenrelay.errors import UpstreamTimeout
+from tokenrelay.providers import ProviderRegistry
 from tokenrelay.telemetry.metrics import StreamMetrics
 from tokenrelay.transports.openai import from_terminal, status_for
 from tokenrelay_http import create_app
@@ -37,7 +38,7 @@ class UnrecordableStore(MemoryStreamStore):
         raise StoreUnavailable("could not reach the stream table")
 
 
-class OneProvider:
+class OneProvider(ProviderRegistry):  # its get() and aclose() only
     """Every provider name streams from ``provider``."""
 
     def __init__(self, provider: ScriptedProvider) -> None:

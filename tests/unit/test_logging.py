@@ -82,7 +82,7 @@ async def test_logging_sse_stream_logs_carry_stream_fields(json_logs: io.StringI
         async def aclose(self) -> None:
             return None
 
-    registry._providers["echo"] = Broken()  # type: ignore[assignment]
+    registry._providers["echo"] = Broken()
     app = create_app(settings, store=MemoryStreamStore(), providers=registry)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         response = await client.post("/chat/stream", json={"message": "hi"})

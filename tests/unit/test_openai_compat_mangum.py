@@ -11,19 +11,12 @@ from typing import Any
 import pytest
 from mangum import Mangum
 
+from tests.fakes.lambda_context import LambdaContext
 from tests.fakes.memory_store import MemoryStreamStore
 from tokenrelay import Settings
 from tokenrelay_http import create_app
 
 EVENTS = Path(__file__).parent.parent / "events"
-
-
-class LambdaContext:
-    function_name = "tokenrelay-api"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def event(method: str, path: str, body: Any = None) -> dict[str, Any]:

@@ -166,7 +166,7 @@ async def test_run_grace_zero_detach_is_stop_on_disconnect() -> None:
 def test_settings_resume_needs_an_output_log_table_and_a_grace_period() -> None:
     assert Settings.from_env({}).resume_enabled is False  # no OUTPUT_LOG_TABLE: stop on disconnect
     on = Settings.from_env({"OUTPUT_LOG_TABLE": "log"})
-    assert on.resume_enabled and on.resume_grace_s == 30.0 and on.log_flush_s == 0.25
+    assert on.resume_enabled and on.resume_grace_s == 30.0 and on.log_flush_s == 1.0
     assert Settings.from_env({"OUTPUT_LOG_TABLE": "log", "RESUME_GRACE_S": "0"}).resume_enabled is False
     with pytest.raises(ValueError, match="RESUME_GRACE_S"):
         Settings.from_env({"RESUME_GRACE_S": "-1"})

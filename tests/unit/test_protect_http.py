@@ -12,24 +12,18 @@ import httpx
 import pytest
 from mangum import Mangum
 
+from tests.fakes.lambda_context import LambdaContext
 from tests.fakes.memory_store import MemoryStreamStore
 from tests.fakes.protection import MemoryKeyStore, MemoryRateLimitStore
 from tests.fakes.providers import ScriptedProvider
 from tokenrelay import Settings
 from tokenrelay.protection import Authenticator, Guard, RateLimiter, new_key
+from tokenrelay.providers import ProviderRegistry
 from tokenrelay_http import create_app
 from tokenrelay_http.auth import bearer_token
 
 EVENTS = Path(__file__).parent.parent / "events"
 ON = Settings(auth_mode="api_key", api_keys_table="keys", echo_delay_s=0.0)
-
-
-class LambdaContext:
-    function_name = "tokenrelay-api"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def client(app: Any) -> httpx.AsyncClient:
@@ -86,7 +80,7 @@ async def test_auth_off_owner_is_client_id_and_limits_apply_per_client_when_conf
     assert sorted(r.owner for r in store.records.values()) == ["a", "b"]
 
 
-class RecordingRegistry:
+class RecordingRegistry(ProviderRegistry):  # its get() and aclose() only
     """Every provider name streams from one scripted provider, which records its requests."""
 
     def __init__(self) -> None:

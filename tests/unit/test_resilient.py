@@ -142,7 +142,10 @@ async def test_resilient_request_for_the_fallback_model_itself_has_no_fallback()
     inner = Attempts(failing(Unavailable("HTTP 500")), name="anthropic")
     request = ChatRequest(REQUEST.messages, provider="anthropic", model="claude-haiku-4-5", max_tokens=10)
     wrapper = ResilientProvider(
-        inner, RetryPolicy(max_retries=1, backoff_s=0.001), fallback=("anthropic", "claude-haiku-4-5"), lookup=Attempts
+        inner,
+        RetryPolicy(max_retries=1, backoff_s=0.001),
+        fallback=("anthropic", "claude-haiku-4-5"),
+        lookup=lambda name: Attempts(name=name),
     )
     with pytest.raises(Unavailable):
         await read(wrapper, request)

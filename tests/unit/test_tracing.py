@@ -62,7 +62,7 @@ async def test_tracing_stream_runs_in_annotated_subsegment_closed_on_early_exit(
 ) -> None:
     rec, emitter = recorder
     inner = ScriptedProvider(["a", "b", "c"])
-    provider = traced(inner, rec)  # type: ignore[arg-type]
+    provider = traced(inner, rec)
     assert isinstance(provider, TracedProvider) and provider.name == "scripted"
     segment = rec.begin_segment("invocation")
     async with aclosing(provider.stream(REQUEST)) as chunks:

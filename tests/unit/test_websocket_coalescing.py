@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tokenrelay import StreamCancelled, StreamDone, StreamStart, TextDelta, Usage
 from tokenrelay.errors import ConnectionGone
 from tokenrelay.transports import CoalescingSender
@@ -199,3 +201,68 @@ async def test_sender_flush_that_cannot_finish_is_bounded_by_its_timeout() -> No
     started = time.monotonic()
     await sender.aclose(timeout_s=0.1)
     assert time.monotonic() - started < 1
+
+
+async def first_post(poster: RecordingPoster) -> None:
+    for _ in range(10_000):  # bounded: 10 s at most
+        if poster.frames:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("nothing was posted")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_widens_from_the_first_text_while_the_stream_flows() -> None:
+    async def run() -> list[float]:
+        clock = FakeClock()
+        poster = RecordingPoster()
+        sender = sender_for(poster, flush_interval_s=0.05, max_flush_interval_s=0.25, ramp_s=1.0, clock=clock)
+        windows = [sender._window()]  # before any text: the short window
+        sender.send(TextDelta("first", 1))
+        await first_post(poster)  # the first text goes out at once
+        for elapsed in (0.0, 0.5, 1.0, 5.0):
+            clock.now = 1000.0 + elapsed
+            windows.append(sender._window())
+        await sender.aclose()
+        return windows
+
+    assert asyncio.run(run()) == pytest.approx([0.05, 0.05, 0.15, 0.25, 0.25])
+
+
+def test_a_flowing_stream_waits_out_the_wide_window_and_the_close_flushes_at_once() -> None:
+    async def run() -> tuple[int, list[dict[str, Any]]]:
+        clock = FakeClock()
+        poster = RecordingPoster()
+        sender = sender_for(poster, flush_interval_s=0.0, max_flush_interval_s=60.0, ramp_s=1.0, clock=clock)
+        sender.send(TextDelta("a", 1))
+        await first_post(poster)
+        clock.now += 2.0  # the stream has flowed past the ramp: a 60 s window
+        sender.send(TextDelta("b", 2))
+        sender.send(TextDelta("c", 3))
+        await asyncio.sleep(0.2)  # far less than the window: the tokens wait, merged
+        held = len(poster.frames)
+        sender.send(DONE)
+        await sender.aclose()
+        return held, poster.messages
+
+    held, messages = asyncio.run(run())
+    assert held == 1
+    assert [(m["type"], m.get("content")) for m in messages] == [("text", "a"), ("text", "bc"), ("done", None)]
+
+
+def test_without_a_wider_window_or_coalescing_the_window_is_fixed() -> None:
+    fixed = CoalescingSender(RecordingPoster(), "c", stream_id="s-1", flush_interval_s=0.05)
+    assert fixed._window() == 0.05
+    narrower = CoalescingSender(
+        RecordingPoster(), "c", stream_id="s-1", flush_interval_s=0.1, max_flush_interval_s=0.01
+    )
+    assert narrower._window() == 0.1
+    per_token = CoalescingSender(RecordingPoster(), "c", stream_id="s-1", max_flush_interval_s=0.2, coalesce=False)
+    assert per_token._window() == 0.0

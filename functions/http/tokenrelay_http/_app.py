@@ -32,6 +32,7 @@ from .errors import add_error_handlers
 from .openapi import Operations
 from .routers import chat, dev, home, openai, resume
 from .runs import Runs
+from .snapstart import RestoreHookMiddleware
 
 __all__ = ["create_app"]
 
@@ -67,6 +68,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(AuthMiddleware, guard=deployment.guard)  # inside CORS (added next): a 401 carries CORS
     dev.add_dev_extras(app, os.environ)  # the demo page and CORS, for scripts/dev only
+    if restore_path := os.environ.get("AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"):  # the Web Adapter's, under SnapStart
+        app.add_middleware(RestoreHookMiddleware, path=restore_path)  # outermost: before keys and body limits
     add_error_handlers(app)
     include(app, home.router(settings))  # GET /: the demo page locally, a small index elsewhere
     include(app, chat.router(http))

@@ -9,6 +9,8 @@
   invocations, and with it the providers' pooled HTTP connections (an HTTP
   client is bound to the loop it first ran on; ``providers()`` is per loop).
   The local gateway calls handlers from a thread pool: one loop per thread.
+- ``prepare(worker=...)``: all of the above at init (the Lambda entry modules call it), so that
+  Lambda's init phase, and a SnapStart snapshot, carry it and the first invocation builds nothing.
 - ``reset()``: closes every loop and forgets everything (tests, gateway shutdown).
 """
 
@@ -52,7 +54,9 @@ class WsConfig:
     worker_function_name: str = "tokenrelay-worker"
     connection_ttl_s: int = 3 * 3600  # API Gateway closes connections after 2 h
     max_streams: int = 8  # concurrent streams per connection
-    flush_interval_s: float = 0.05
+    flush_interval_s: float = 0.05  # the coalescing window just after the first text
+    max_flush_interval_s: float = 0.2  # ... widened to this once the stream flows (docs/cost.md)
+    flush_ramp_s: float = 1.0  # ... over this long
     coalesce: bool = True
     max_frame_bytes: int = MAX_FRAME_BYTES
     deadline_margin_s: float = 3.0  # the stream ends this long before the Lambda timeout; posting goes on
@@ -66,6 +70,8 @@ class WsConfig:
             connection_ttl_s=int(_number(env, "CONNECTION_TTL_S", cls.connection_ttl_s, 7200)),
             max_streams=int(_number(env, "WS_MAX_STREAMS", cls.max_streams, 1, 100)),
             flush_interval_s=_number(env, "WS_FLUSH_MS", 50, 0, 1000) / 1000,
+            max_flush_interval_s=_number(env, "WS_FLUSH_MAX_MS", 200, 0, 1000) / 1000,
+            flush_ramp_s=_number(env, "WS_FLUSH_RAMP_MS", 1000, 0, 60_000) / 1000,
             coalesce=env.get("WS_COALESCE", "1").lower() not in ("0", "false", "off", "no"),
             max_frame_bytes=int(_number(env, "WS_MAX_FRAME_BYTES", cls.max_frame_bytes, 1024, 32_768)),
             deadline_margin_s=_number(env, "WORKER_DEADLINE_MARGIN_MS", 3000, 100) / 1000,
@@ -133,6 +139,19 @@ def services() -> Services:
                 resume=deployment.resume,
             )
         return _services
+
+
+def prepare(*, worker: bool = False) -> Services:
+    """Build this environment's services at init. The worker also creates the configured
+    providers (their SDKs and clients, ``ProviderRegistry.prepare``) on this thread's loop and
+    loads the ``@connections`` client's model; its endpoint comes with each invocation."""
+    svc = services()
+    if worker:
+        providers(svc.settings).prepare()
+        from .poster import ApiGatewayPoster
+
+        ApiGatewayPoster.preload()
+    return svc
 
 
 def install(svc: Services) -> None:

@@ -24,19 +24,26 @@ from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from tokenrelay.errors import ConnectionGone, WorkerUnavailable
 
 __all__ = ["ApiGatewayPoster", "LambdaInvoker", "WorkerInvoker", "WorkerUnavailable", "management_endpoint"]
 
 ENDPOINT_OVERRIDE = "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"
+# A post is retried here, not by botocore: botocore's standard mode also retries a read timeout,
+# and a post whose answer timed out may well have been delivered; posting it again showed the
+# client the same message twice (the WebSocket load suite, seq 5 then 5). So: a post is retried
+# only when it surely was not delivered (not connected, throttled, a 5xx answer), and a read
+# timeout, long enough to mean a broken connection, ends the posting.
 POST_CONFIG = Config(
     connect_timeout=2,
-    read_timeout=5,
-    retries={"mode": "standard", "total_max_attempts": 3},  # throttling and 5xx; 410 is never retried
+    read_timeout=15,
+    retries={"mode": "standard", "total_max_attempts": 1},
     max_pool_connections=20,
 )
+POST_ATTEMPTS = 3
+POST_BACKOFF_S = 0.05
 INVOKE_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
 _client_lock = threading.Lock()  # creating clients is not thread-safe (the local gateway uses threads)
 
@@ -66,13 +73,28 @@ class ApiGatewayPoster:
             client = boto3.client("apigatewaymanagementapi", endpoint_url=url, config=POST_CONFIG)
         return cls(client)
 
+    @staticmethod
+    def preload() -> None:
+        """Load the ``apigatewaymanagementapi`` model and endpoint rules into boto3's default
+        session (at init), so the first invocation's client for its endpoint is quick to build."""
+        with _client_lock:
+            boto3.client("apigatewaymanagementapi", endpoint_url="https://preload.invalid", config=POST_CONFIG).close()
+
     async def post(self, connection_id: str, data: bytes) -> None:
-        try:
-            await asyncio.to_thread(self._client.post_to_connection, ConnectionId=connection_id, Data=data)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "GoneException":
-                raise ConnectionGone(connection_id) from None
-            raise
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(self._client.post_to_connection, ConnectionId=connection_id, Data=data)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "GoneException":
+                    raise ConnectionGone(connection_id) from None
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                if attempt == POST_ATTEMPTS or not (status == 429 or status >= 500):
+                    raise
+            except (ConnectTimeoutError, EndpointConnectionError):  # never sent
+                if attempt == POST_ATTEMPTS:
+                    raise
+            await asyncio.sleep(POST_BACKOFF_S * 2**attempt)
 
 
 class LambdaInvoker:

@@ -108,6 +108,8 @@ async def _produce(
         stream_id=job.stream_id,
         request_id=job.request_id,
         flush_interval_s=config.flush_interval_s,
+        max_flush_interval_s=config.max_flush_interval_s,
+        ramp_s=config.flush_ramp_s,
         max_frame_bytes=config.max_frame_bytes,
         coalesce=config.coalesce,
         on_gone=lambda: run.detach(),  # the client left: its grace period starts (resumable), or the run stops

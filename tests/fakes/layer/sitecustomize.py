@@ -20,4 +20,6 @@ if _frozen:
     from tokenrelay.protection import _limits as limits
 
     _now = float(_frozen)
-    limits.RateLimiter.__init__.__kwdefaults__["clock"] = lambda: _now
+    _kwdefaults = limits.RateLimiter.__init__.__kwdefaults__
+    assert _kwdefaults is not None, "RateLimiter() takes clock= as a keyword"
+    _kwdefaults["clock"] = lambda: _now

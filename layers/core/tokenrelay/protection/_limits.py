@@ -81,7 +81,8 @@ class RateLimiter:
         self.store = store
         self.lease_s = lease_s
         self._clock = clock
-        self._rng = rng or random.Random()
+        # os.urandom per draw: environments restored from one SnapStart snapshot draw apart
+        self._rng = rng or random.SystemRandom()
 
     async def admit(self, subject: str, limits: Limits, stream_id: str) -> Lease | None:
         """Count the request and take a slot; the lease to release (None with no concurrency limit).

@@ -2,8 +2,10 @@
 
 A new provider is a module here (its SDK's stream -> content chunks, ``ALIVE``, ``Usage``, ``Finish``,
 its errors -> ``tokenrelay.errors``) and one branch of ``ProviderRegistry._create``.
-SDK-backed providers are imported lazily: the ``anthropic`` SDK alone costs about a
-second of cold start.
+SDK-backed providers are imported when created: the ``anthropic`` SDK alone costs about a
+second of cold start, so only the providers a deployment configures are ever imported, and
+``ProviderRegistry.prepare()`` creates the default one (and the fallback's) at init (Lambda's init
+phase, and a SnapStart snapshot, carry them), so that the first request imports and builds nothing.
 
 What ``get`` hands out for an SDK-backed provider is a ``ResilientProvider``
 (``resilient.py``): retries, the fallback model and timeouts, the same for every
@@ -58,15 +60,36 @@ __all__ = [
 
 
 class ProviderRegistry:
-    """Creates each provider once per execution environment, on first use."""
+    """Creates each provider once per execution environment: the default one (and the fallback's)
+    in ``prepare()``, at init; any other on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._providers: dict[str, Provider] = {}  # what get() hands out
         self._inner: dict[str, Provider] = {}  # the providers themselves (traced), for get() and fallbacks
+        self._raw: dict[str, Provider] = {}  # the same, untraced
         self._policy = RetryPolicy.from_settings(settings)
         self._keys = ApiKeys(settings)
         self._keys.prefetch()  # keys kept in Secrets Manager: read them now, off the event loop
+
+    def prepare(self) -> None:
+        """Create the default provider (what a request naming none gets) and the fallback's now:
+        import their SDKs, build their clients and load what the SDKs import at their first call.
+        Another configured provider is created by its first request: importing every configured
+        SDK would put all of them (``anthropic`` alone: 1.2 CPU-s at 512 MB) on every cold start
+        that needs one. Each process's HTTP session is still opened by its first request."""
+        import encodings.idna  # noqa: F401  (a host name is IDNA-encoded at the first connection)
+
+        import anyio._backends._asyncio  # noqa: F401  (the SDKs' async library loads its backend at first use)
+
+        names = {self._settings.default_provider}
+        if self._settings.fallback_model is not None:
+            names.add(self._settings.fallback_model[0])
+        for name in sorted(names):
+            self.get(name)
+            prepare = getattr(self._raw.get(name), "prepare", None)
+            if prepare is not None:
+                prepare()
 
     def get(self, name: str) -> Provider:
         provider = self._providers.get(name)
@@ -81,7 +104,7 @@ class ProviderRegistry:
     def _provider(self, name: str) -> Provider:
         provider = self._inner.get(name)
         if provider is None:
-            provider = self._create(name)
+            provider = self._raw[name] = self._create(name)
             if self._settings.tracing_enabled:
                 provider = traced(provider)
             self._inner[name] = provider
@@ -126,5 +149,6 @@ class ProviderRegistry:
         providers = {id(p): p for p in (*self._inner.values(), *self._providers.values())}
         self._providers.clear()
         self._inner.clear()
+        self._raw.clear()
         for provider in providers.values():
             await provider.aclose()

@@ -118,6 +118,14 @@ class AnthropicProvider:
                 raise Rejected("Anthropic is not configured on this deployment (no API key)") from None
         return self._client
 
+    def prepare(self) -> None:
+        """Build the client and load the SDK's lazily imported ``messages`` resource, at init."""
+        try:
+            client = self._get_client()
+        except Rejected:
+            return
+        client.messages.with_streaming_response  # noqa: B018  (the SDK imports its resources lazily)
+
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         client = self._get_client()
         state = AnthropicStreamState()

@@ -96,6 +96,14 @@ class BedrockProvider:
         self._client: Any = None
         self._lock = threading.Lock()
 
+    def prepare(self) -> None:
+        """Build the ``bedrock-runtime`` client (its service model, endpoint rules) at init.
+        Without a region, nothing: the stream reports it."""
+        try:
+            self._get_client()
+        except aws.BotoCoreError:
+            return
+
     def _get_client(self) -> Any:
         """The client, created once (in a worker thread: creating it blocks for tens of ms)."""
         with self._lock:

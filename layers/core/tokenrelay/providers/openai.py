@@ -106,6 +106,16 @@ class OpenAIProvider:
                 raise Rejected("OpenAI is not configured on this deployment (no API key)") from None
         return self._client
 
+    def prepare(self) -> None:
+        """Build the client and load what the SDK imports at its first call (``chat.completions``):
+        at init, so the first request builds nothing (``ProviderRegistry.prepare``). Without a key,
+        nothing: the stream says so. The aiohttp session is made at the first request, on its loop."""
+        try:
+            client = self._get_client()
+        except Rejected:
+            return
+        client.chat.completions.with_streaming_response  # noqa: B018  (the SDK imports its resources lazily)
+
     async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         client = self._get_client()
         state = OpenAIStreamState()

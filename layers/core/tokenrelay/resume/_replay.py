@@ -30,7 +30,11 @@ __all__ = ["LOOKUP_WAITS_S", "RecordFallback", "find_record", "lookup_waits", "t
 log = logging.getLogger("tokenrelay.resume")
 
 LOST_AFTER_S = 60.0  # past its timeout and still active: its producer died
-LOG_SLACK_S = 5.0  # past the producer's last write attempts (FINISH_TIMEOUT_S after its end)
+# Past the producer's give-up time (FINISH_TIMEOUT_S after its end) a write already in flight is
+# not abandoned: it lasts up to the client's connect and read timeouts (2 s + 5 s, one attempt:
+# stores/dynamodb/_client.py FAST_CONFIG). Judging the log before that write lands would call a
+# complete log incomplete (seen in the stress suite with DynamoDB answering in seconds).
+LOG_SLACK_S = 10.0
 LOOKUP_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)  # ~3 s in all before an unknown id is a 404
 _STREAM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # uuid4, as made
 

@@ -1,9 +1,14 @@
 """The coalescing sender: a stream's messages posted on one WebSocket connection.
 
 - one post in flight at a time, so messages arrive in order;
-- tokens that arrive while a post is in flight, or within ``flush_interval_s``
-  of the previous post, are merged into the next ``text`` message; the first
+- tokens that arrive while a post is in flight, or within the flush window of
+  the previous post, are merged into the next ``text`` message; the first
   text goes out at once (time to first token is not traded for fewer posts);
+- the window adapts: ``flush_interval_s`` just after the first text, widening
+  linearly to ``max_flush_interval_s`` over ``ramp_s`` while the stream flows.
+  API Gateway bills each post (32 KB units), so a flowing stream is posted in
+  fewer, larger messages, while its first second stays as responsive as before
+  (``scripts/bench cost``: posts, $ and latency per window);
 - a ``text`` message never exceeds ``max_frame_bytes`` (the JSON envelope
   included), under API Gateway's 32 KB frame; a longer token is split;
 - reasoning text merges the same way into ``reasoning`` messages, and one tool call's
@@ -94,6 +99,8 @@ class CoalescingSender:
         stream_id: str,
         request_id: str | None = None,
         flush_interval_s: float = 0.05,
+        max_flush_interval_s: float | None = None,  # None: the window stays at flush_interval_s
+        ramp_s: float = 1.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         coalesce: bool = True,
         on_gone: Callable[[], object] | None = None,  # what it returns is ignored
@@ -104,6 +111,10 @@ class CoalescingSender:
         self._stream_id = stream_id
         self._request_id = request_id
         self._interval = flush_interval_s if coalesce else 0.0
+        widest = flush_interval_s if max_flush_interval_s is None else max(flush_interval_s, max_flush_interval_s)
+        self._max_interval = widest if coalesce else 0.0
+        self._ramp_s = ramp_s
+        self._first_text_at = 0.0
         self._coalesce = coalesce
         self._on_gone = on_gone
         self._clock = clock
@@ -215,14 +226,15 @@ class CoalescingSender:
                 continue
             head = items[0]
             if type(head) is _TextRun and head.key and len(items) == 1 and not self._closing and self._text_posted:
-                delay = self._last_post_at + self._interval - self._clock()
+                delay = self._last_post_at + self._window() - self._clock()
                 if delay > 0:  # only text pending: give more tokens a chance to join
                     await self._wait(delay)
                     continue
             items.popleft()
             if type(head) is _TextRun:
                 self.text_messages += 1
-                self._text_posted = True
+                if not self._text_posted:
+                    self._text_posted, self._first_text_at = True, self._clock()
                 if head.key == "t":
                     text = dumps("".join(head.parts))
                     data = f'{self._text_head}{text},"seq":{self.text_messages},"tokens":{head.tokens}}}'.encode()
@@ -248,6 +260,15 @@ class CoalescingSender:
             self.max_frame = max(self.max_frame, len(data))
             if type(head) is _TextRun:
                 self.delivered = head.last_seq
+
+    def _window(self) -> float:
+        """How long text may wait after the previous post: widening from the first text on."""
+        if self._max_interval <= self._interval or not self._text_posted:
+            return self._interval
+        flowing = self._clock() - self._first_text_at
+        if flowing >= self._ramp_s:
+            return self._max_interval
+        return self._interval + (self._max_interval - self._interval) * flowing / self._ramp_s
 
     async def _wait(self, timeout_s: float | None) -> None:
         self._wake.clear()

@@ -11,6 +11,7 @@ Every call goes through ``_client.call``: in a worker thread, botocore's errors
 translated at this boundary. ``tokenrelay.wiring`` builds a deployment's stores, once.
 """
 
+from ._client import close_connections
 from ._items import PARTITION_KEY, TTL_ATTRIBUTE, WATCH_PROJECTION, watch_state
 from .api_keys import DynamoApiKeyStore
 from .attachments import DynamoAttachments
@@ -20,6 +21,7 @@ from .rate_limits import DynamoRateLimitStore
 from .streams import DynamoStreamStore, from_settings
 
 __all__ = [
+    "close_connections",
     "PARTITION_KEY",
     "TTL_ATTRIBUTE",
     "WATCH_PROJECTION",

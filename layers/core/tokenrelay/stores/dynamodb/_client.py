@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -27,7 +28,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import StoreUnavailable
 
-__all__ = ["CLIENT_CONFIG", "FAST_CONFIG", "STREAMS_CONFIG", "ConditionFailed", "Item", "call", "new_client"]
+__all__ = [
+    "CLIENT_CONFIG",
+    "FAST_CONFIG",
+    "STREAMS_CONFIG",
+    "ConditionFailed",
+    "Item",
+    "call",
+    "close_connections",
+    "new_client",
+]
 
 T = TypeVar("T")
 Item = dict[str, dict[str, Any]]
@@ -60,11 +70,26 @@ class ConditionFailed(Exception):
         self.item = item
 
 
+_clients: weakref.WeakSet[Any] = weakref.WeakSet()  # every client new_client made, while in use
+
+
 def new_client(config: Config = CLIENT_CONFIG) -> Any:
     import boto3
 
     # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore reads only the latter.
-    return boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION") or None, config=config)
+    client = boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION") or None, config=config)
+    _clients.add(client)
+    return client
+
+
+def close_connections() -> int:
+    """Close the pooled connections of every client ``new_client`` made; each opens new ones at
+    its next call. After a SnapStart restore a pooled connection (the readiness check's GetItem
+    opened one before the snapshot) is dead, though its socket looks open. The number closed."""
+    clients = list(_clients)
+    for client in clients:
+        client.close()
+    return len(clients)
 
 
 async def call(
