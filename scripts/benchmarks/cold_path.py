@@ -41,7 +41,6 @@ HEAVY = (  # what the functions import, each alone (the SDKs as the providers im
     "pydantic",
     "starlette",
     "uvicorn",
-    "sse_starlette",
     "mangum",
     "aws_lambda_powertools.logging",
     "aws_lambda_powertools.metrics",

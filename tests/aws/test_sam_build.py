@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.sam, pytest.mark.skipif(not sam_build.AVAILABLE, reaso
 RUNTIME_ONLY = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six.py")
 LAYER_PACKAGES = (
     "pydantic", "aws_lambda_powertools", "aws_xray_sdk", "wrapt", "openai", "anthropic",
-    "fastapi", "starlette", "sse_starlette", "uvicorn", "mangum", "uvloop", "httptools",
+    "fastapi", "starlette", "uvicorn", "mangum", "uvloop", "httptools",
 )  # fmt: skip
 
 
