@@ -12,13 +12,15 @@ import asyncio
 import math
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 import anyio
 import httpx2
 
 from ..errors import Unavailable
+from .base import ALIVE, Chunk
 
 # Errors raised while reading the body, after the SDK handed the response over
 # (the SDK's own list: httpx2 errors, plus TLS failures that escape unmapped).
@@ -100,6 +102,46 @@ async def drain(body: AsyncIterator[bytes]) -> None:
                 pass
     except _DRAIN_ERRORS:
         pass
+
+
+class StreamState(Protocol):
+    """A provider's pure accumulator over decoded SSE events (``OpenAIStreamState``...)."""
+
+    out: list[Chunk]  # what the events handled so far give, in order
+    done: bool  # saw the terminal marker
+
+    def handle(self, event: bytes, data: bytes) -> None: ...
+
+    def at_eof(self) -> None:
+        """The body ended without the terminal marker: settle what is still open."""
+
+
+async def relay(body: AsyncIterator[bytes], decoder: SSEDecoder, state: StreamState) -> AsyncGenerator[Chunk, None]:
+    """The chunks ``state`` makes of ``body``, each read's as soon as it is decoded (an error
+    frame later in the same read must not lose them), ``ALIVE`` for a read with nothing to
+    relay (a ping, a block boundary: a sign of life), up to the terminal marker (the rest of
+    the body is drained, so the connection goes back to the pool) or the end of the body."""
+    out = state.out
+    async for data in body:
+        relayed = False
+        for event, payload in decoder.feed(data):
+            state.handle(event, payload)
+            if out:
+                relayed = True
+                for chunk in out:
+                    yield chunk
+                out.clear()
+        if not relayed:
+            yield ALIVE
+        if state.done:
+            await drain(body)
+            return
+    for event, payload in decoder.close():
+        state.handle(event, payload)
+    state.at_eof()
+    for chunk in out:
+        yield chunk
+    out.clear()
 
 
 class SSEDecoder:

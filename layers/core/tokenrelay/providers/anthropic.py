@@ -63,8 +63,8 @@ from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
 from ._anthropic_params import request_params
-from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
-from .base import ALIVE, Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, relay, retry_after_s, timeout
+from .base import Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
 __all__ = ["AnthropicProvider", "AnthropicStreamState", "request_params"]
 
@@ -133,27 +133,9 @@ class AnthropicProvider:
         try:
             async with client.messages.with_streaming_response.create(**request_params(request)) as response:
                 async with aclosing(response.http_response.aiter_bytes()) as body:
-                    out = state.out
-                    async for data in body:
-                        relayed = False
-                        for event, payload in decoder.feed(data):
-                            state.handle(event, payload)
-                            if out:  # at once: an error frame later in this read must not lose it
-                                relayed = True
-                                for chunk in out:
-                                    yield chunk
-                                out.clear()
-                        if not relayed:
-                            yield ALIVE  # a ping, a block boundary: a sign of life
-                        if state.done:
-                            await drain(body)
-                            break
-                    else:
-                        for event, payload in decoder.close():
-                            state.handle(event, payload)
-                        for chunk in out:
+                    async with aclosing(relay(body, decoder, state)) as chunks:
+                        async for chunk in chunks:
                             yield chunk
-                        out.clear()
         except anthropic.APIError as exc:
             raise map_api_error(exc) from None  # the SDK error holds the upstream body
         except anthropic.AnthropicError as exc:
@@ -212,6 +194,9 @@ class AnthropicStreamState:
             fragment = str(delta.get("partial_json") or "")
             if fragment:  # the first one is often empty: it carries nothing
                 self.out.append(ToolArgs(self.tools[int(payload["index"])], fragment))
+
+    def at_eof(self) -> None:
+        pass  # a body cut before message_stop is judged by the provider (``done``)
 
     def handle(self, event: bytes, data: bytes) -> None:
         """Take one event; what it gives goes to ``out``. Raises ``ProviderError`` for an error event."""

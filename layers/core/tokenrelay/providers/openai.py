@@ -50,8 +50,8 @@ from ..errors import ProviderError, RateLimited, Rejected, Unavailable
 from ..events import Usage
 from ..requests import ChatRequest
 from ._openai_params import request_params
-from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, drain, retry_after_s, timeout
-from .base import ALIVE, Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
+from ._sse import BODY_ERRORS, CONNECT_S, SSEDecoder, aiohttp_client, connect_failed, relay, retry_after_s, timeout
+from .base import Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
 __all__ = ["OpenAIProvider", "OpenAIStreamState", "request_params"]
 
@@ -123,29 +123,9 @@ class OpenAIProvider:
         try:
             async with client.chat.completions.with_streaming_response.create(**request_params(request)) as response:
                 async with aclosing(response.http_response.aiter_bytes()) as body:
-                    out = state.out
-                    async for data in body:
-                        relayed = False
-                        for event, payload in decoder.feed(data):
-                            state.handle(event, payload)
-                            if out:  # at once: an error frame later in this read must not lose it
-                                relayed = True
-                                for chunk in out:
-                                    yield chunk
-                                out.clear()
-                        if not relayed:
-                            yield ALIVE  # bytes with nothing to relay: a sign of life
-                        if state.done:
-                            await drain(body)
-                            break
-                    else:
-                        for event, payload in decoder.close():
-                            state.handle(event, payload)
-                        state.eof = True
-                        state.end_calls()
-                        for chunk in out:
+                    async with aclosing(relay(body, decoder, state)) as chunks:
+                        async for chunk in chunks:
                             yield chunk
-                        out.clear()
         except openai.APIError as exc:
             raise map_api_error(exc) from None  # the SDK error holds the upstream body
         except openai.OpenAIError as exc:
@@ -188,6 +168,10 @@ class OpenAIStreamState:
         self.usage: Usage | None = None
         self.out: list[Chunk] = []  # what the events handled so far give, in order
         self._calls: dict[int, _Call] = {}
+
+    def at_eof(self) -> None:
+        self.eof = True
+        self.end_calls()
 
     def end_calls(self) -> None:
         """The choice finished: every call started ends (in index order)."""
