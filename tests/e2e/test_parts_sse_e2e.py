@@ -5,17 +5,14 @@ middle of a tool call, on another process, that replays every part exactly once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e.resume_stack import ResumeStack, resume_stack
+from tests.e2e.resume_stack import ResumeStack
 from tests.e2e.sse_client import SSEEvent, iter_sse
-from tests.e2e.test_sse_resume_e2e import resume_from, wait_record
+from tests.e2e.test_sse_resume_e2e import resume, resume_from, stack, wait_record
 from tests.fakes import parts as p
-from tests.fakes.local_stack import LocalAws
-from tests.fakes.upstream import FakeUpstream, Scenario
+from tests.fakes.upstream import Scenario
 
 PARTS = ("message", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end")
 PIECES = [f'"k{i}":{i},' for i in range(40)]
@@ -35,16 +32,7 @@ ARGUMENTS = "{" + "".join(PIECES) + '"end":true}'
 BODY = {"message": "go", "provider": "anthropic", "reasoning": {"effort": "low"}, "max_tokens": 4000}
 
 
-@pytest.fixture(scope="module")
-def stack(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[ResumeStack]:
-    with resume_stack(aws, upstream_server) as s:
-        yield s
-
-
-@pytest.fixture
-def resume(stack: ResumeStack) -> Iterator[ResumeStack]:
-    stack.upstream.reset()
-    yield stack
+__all__ = ["resume", "stack"]  # fixtures, shared with the text resume suite
 
 
 def parts_of(events: list[SSEEvent]) -> list[SSEEvent]:
