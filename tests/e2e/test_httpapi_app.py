@@ -139,7 +139,10 @@ async def test_buffered_resume_of_a_live_stream_ends_at_the_deadline_then_resume
                 first = await client.get(f"{api}/chat/stream/{stream_id}", headers={"Last-Event-ID": "1"})
                 took = time.monotonic() - started
                 events += [e async for e in reader]
-        assert first.status_code == 200 and 2.5 < took < 4.0, took  # ended at 4 s less the 1 s margin
+        # Ended by the deadline: past its Timeout the invocation is killed and the gateway answers
+        # 500 (httpapi.py), so a 200 means it ended within 4 s of the invocation's start (a client's
+        # clock would also count a cold start, which Lambda bills outside the Timeout); not early:
+        assert first.status_code == 200 and took > 2.5, (first.status_code, took)
         ids = [int(i) for i in re.findall(r"^id: (\d+)$", first.text, re.M)]
         assert ids and ids == list(range(2, 2 + len(ids)))  # in order, from the one after Last-Event-ID
         assert not any(f"event: {t}" in first.text for t in TERMINALS)  # no end: the stream is still live
