@@ -196,7 +196,9 @@ class FrontDoor:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = environment.url + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in NOT_RELAYED]
+        # A value's surrounding whitespace is not part of it (RFC 9110 §5.5); the Function URL hands the
+        # function trimmed values, and h11 refuses to send an untrimmed one ("Bearer " was a 500).
+        headers = [(k, v.strip(b" \t")) for k, v in scope["headers"] if k.decode("latin-1").lower() not in NOT_RELAYED]
         headers.append((CONTEXT_HEADER, self._context()))
         client = self._client()
         delivered = asyncio.Event()  # an invocation, once started, gets its whole request even if the client left
@@ -224,7 +226,7 @@ class FrontDoor:
                 out = [
                     (k.encode("latin-1"), v.encode("latin-1"))
                     for k, v in response.headers.multi_items()
-                    if k.lower() not in HOP_BY_HOP
+                    if k.lower() not in HOP_BY_HOP and k.lower() not in ("date", "server")  # ours, not twice
                 ]
                 await send({"type": "http.response.start", "status": response.status_code, "headers": out})
                 async for chunk in response.aiter_raw():

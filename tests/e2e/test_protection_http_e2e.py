@@ -142,6 +142,24 @@ async def test_protected_routes_refuse_missing_or_invalid_keys_and_start_nothing
     assert app.upstream.requests == [] and app.tables.count(STREAMS) == before  # no stream, no upstream call
 
 
+async def test_an_empty_bearer_with_trailing_space_is_a_401_not_a_500(app: Served) -> None:
+    """``Authorization: Bearer `` as curl sends it with an empty ``$KEY`` (httpx refuses to)."""
+    host, port = app.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'{"message": "hi"}'
+    writer.write(
+        b"POST /chat/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    async with asyncio.timeout(30):
+        answer = await reader.read()
+    writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 401"), answer[:300]
+    assert b'"code":"unauthorized"' in rest and b"www-authenticate: bearer" in rest.lower()
+
+
 async def test_valid_key_streams_owned_by_the_key_and_access_token_works_on_get_only(app: Served) -> None:
     token, key = await app.tables.key()
     app.upstream.scenario = Scenario.ok("Hel", "lo")
