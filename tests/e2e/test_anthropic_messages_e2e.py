@@ -16,7 +16,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from anthropic.types import MessageParam, ToolParam
+from anthropic.types import MessageParam, ThinkingConfigEnabledParam, ToolParam
 
 from tests.e2e.conftest import LocalApp
 from tests.fakes import parts as p
@@ -202,7 +202,7 @@ async def test_stop_sequences_reach_every_provider(app: Any, sdk: anthropic.Asyn
 @pytest.mark.parametrize("model", ["echo/echo-1", "anthropic/claude-haiku-4-5", f"bedrock/{CLAUDE_BEDROCK}"])
 async def test_sdk_thinking_blocks_with_signature(app: Any, sdk: anthropic.AsyncAnthropic, model: str) -> None:
     script(app, model, (p.think("Hmm, "), p.think("a greeting."), p.sign("c2lnbmVk"), p.say("Hello!")))
-    thinking = {"type": "enabled", "budget_tokens": 1024}
+    thinking: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 1024}
     async with sdk.messages.stream(model=model, max_tokens=2048, messages=HELLO, thinking=thinking) as stream:
         kinds = [(e.type, e.delta.type if e.type == "content_block_delta" else None) async for e in stream]
         final = await stream.get_final_message()
@@ -221,12 +221,13 @@ async def test_sdk_thinking_blocks_with_signature(app: Any, sdk: anthropic.Async
 
 async def test_thinking_budget_becomes_an_effort_on_openai(app: Any, sdk: anthropic.AsyncAnthropic) -> None:
     app.upstream.scenario = Scenario(parts=(p.think("Let me see."), p.say("Hi.")))
-    thinking = {"type": "enabled", "budget_tokens": 2000}
+    thinking: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 2000}
     message = await sdk.messages.create(model="openai/gpt-4o-mini", max_tokens=64, messages=HELLO, thinking=thinking)
 
     assert app.upstream.last.json["reasoning_effort"] == "low"
     assert [b.type for b in message.content] == ["thinking", "text"]
-    assert message.content[0].thinking == "Let me see." and message.content[0].signature == ""  # type: ignore[union-attr]
+    block = message.content[0]
+    assert block.type == "thinking" and (block.thinking, block.signature) == ("Let me see.", "")  # unsigned
 
 
 # -- the tool-use loop, every provider ---------------------------------------------------------
