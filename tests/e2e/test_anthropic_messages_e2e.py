@@ -185,15 +185,31 @@ async def test_sdk_model_alias_and_max_tokens_stop_reason(app: Any, sdk: anthrop
     assert app.upstream.last.json["model"] == "claude-haiku-4-5" and app.upstream.last.json["max_tokens"] == 3
 
 
-async def test_stop_sequences_reach_every_provider(app: Any, sdk: anthropic.AsyncAnthropic) -> None:
-    echo = await sdk.messages.create(model="echo/echo-1", max_tokens=64, messages=HELLO, stop_sequences=["there"])
-    await sdk.messages.create(model="openai/gpt-4o-mini", max_tokens=64, messages=HELLO, stop_sequences=["###"])
+async def test_stop_sequences_reach_every_provider_and_say_which_ended_the_answer(
+    app: Any, sdk: anthropic.AsyncAnthropic
+) -> None:
+    echo = await sdk.messages.create(model="echo/echo-1", max_tokens=64, messages=HELLO, stop_sequences=["##", "there"])
+    app.upstream.scenario = Scenario.ok("Hi", finish_reason="stop")  # OpenAI does not say why it stopped
+    by_openai = await sdk.messages.create(
+        model="openai/gpt-4o-mini", max_tokens=64, messages=HELLO, stop_sequences=["#"]
+    )
     openai_sent = app.upstream.last.json
-    await sdk.messages.create(model="anthropic/claude-haiku-4-5", max_tokens=64, messages=HELLO, stop_sequences=["#"])
+    app.upstream.scenario = Scenario.ok("Hi", finish_reason="stop_sequence")
+    async with sdk.messages.stream(
+        model="anthropic/claude-haiku-4-5", max_tokens=64, messages=HELLO, stop_sequences=["###"]
+    ) as stream:
+        by_anthropic = await stream.get_final_message()
     anthropic_sent = app.upstream.last.json
+    app.bedrock.scenario = BedrockScenario.ok("Hi", stop_reason="stop_sequence")
+    by_bedrock = await sdk.messages.create(model=f"bedrock/{NOVA}", max_tokens=64, messages=HELLO, stop_sequences=["#"])
 
     assert [b.text for b in echo.content if b.type == "text"] == ["You said: Hello "]
-    assert openai_sent["stop"] == ["###"] and anthropic_sent["stop_sequences"] == ["#"]
+    assert (echo.stop_reason, echo.stop_sequence) == ("stop_sequence", "there")
+    assert openai_sent["stop"] == ["#"] and (by_openai.stop_reason, by_openai.stop_sequence) == ("end_turn", None)
+    assert anthropic_sent["stop_sequences"] == ["###"]
+    assert (by_anthropic.stop_reason, by_anthropic.stop_sequence) == ("stop_sequence", "###")
+    assert app.bedrock.last.json["inferenceConfig"]["stopSequences"] == ["#"]
+    assert (by_bedrock.stop_reason, by_bedrock.stop_sequence) == ("stop_sequence", None)  # Nova does not say which
 
 
 # -- thinking --------------------------------------------------------------------------------

@@ -281,3 +281,22 @@ def test_the_whole_message_is_what_the_stream_sends() -> None:
         {"type": "tool_use", "id": "c0", "name": "get_weather", "input": {"city": "Paris"}},
     ]
     assert message["stop_reason"] == "tool_use" and message["usage"] == {"input_tokens": 9, "output_tokens": 7}
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop", "expected"),
+    [
+        ("stop", "###", {"stop_reason": "stop_sequence", "stop_sequence": "###"}),
+        ("stop", "", {"stop_reason": "stop_sequence", "stop_sequence": None}),  # the provider did not say which
+        ("stop", None, {"stop_reason": "end_turn", "stop_sequence": None}),
+        ("length", None, {"stop_reason": "max_tokens", "stop_sequence": None}),
+        ("content_filter", None, {"stop_reason": "refusal", "stop_sequence": None}),
+    ],
+)
+def test_stop_reason_and_stop_sequence(finish: str, stop: str | None, expected: dict[str, Any]) -> None:
+    done = StreamDone("s", finish, 1, 2, 3, stop_sequence=stop)
+    events = encode(StreamStart("s", "echo", "echo-1"), TextDelta("Hi", 1), done)
+    whole = MessageBuilder().message("msg_s", "echo/echo-1", done)
+
+    assert events[-2][1]["delta"] == expected
+    assert {k: whole[k] for k in expected} == expected

@@ -112,7 +112,13 @@ def from_terminal(terminal: StreamError | StreamCancelled) -> AnthropicError:
 
 
 def stop_reason(done: StreamDone) -> str:
+    if done.stop_sequence is not None and done.finish_reason == "stop":
+        return "stop_sequence"
     return STOP_REASONS.get(done.finish_reason, done.finish_reason)
+
+
+def _stop(done: StreamDone) -> dict[str, str | None]:
+    return {"stop_reason": stop_reason(done), "stop_sequence": done.stop_sequence or None}
 
 
 def usage_object(usage: Usage | None, done: StreamDone | None) -> dict[str, int]:
@@ -167,8 +173,7 @@ class AnthropicStreamEncoder:
             self._usage = event
             return b""
         if isinstance(event, StreamDone):
-            delta = {"stop_reason": stop_reason(event), "stop_sequence": None}
-            end = _event("message_delta", {"delta": delta, "usage": usage_object(self._usage, event)})
+            end = _event("message_delta", {"delta": _stop(event), "usage": usage_object(self._usage, event)})
             return _frames(self._blocks.finish()) + end + _event("message_stop", {})
         if isinstance(event, StreamError | StreamCancelled):
             return self.error(from_terminal(event))
@@ -188,8 +193,7 @@ def message_object(
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": None if done is None else stop_reason(done),
-        "stop_sequence": None,
+        **(_stop(done) if done is not None else {"stop_reason": None, "stop_sequence": None}),
         "usage": usage,
     }
 
