@@ -375,6 +375,7 @@ BASE = {"model": "echo/echo-1", "max_tokens": 64, "messages": HELLO}
     ("change", "field"),
     [
         ({"max_tokens": None}, "max_tokens"),
+        ({"model": 5}, "model"),
         ({"max_tokens": 100_000}, "max_tokens"),
         ({"top_k": 5}, "top_k"),
         ({"colour": "red"}, "colour"),

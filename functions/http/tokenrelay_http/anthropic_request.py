@@ -285,10 +285,12 @@ def parse_messages_request(body: Any, settings: Settings) -> MessagesRequest:
         raise invalid("", "The request body is not a JSON object.")
     _top_level(body)
     name = body["model"]
+    if not isinstance(name, str) or not name:
+        raise invalid("model", "Input should be a non-empty string")
     try:
         provider, model = resolve_model(name, settings)
     except OpenAIError:
-        raise AnthropicError(404, f"model: {str(name)[:128]}", type="not_found_error") from None
+        raise AnthropicError(404, f"model: {name[:128]}", type="not_found_error") from None
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "Input should be a valid boolean")
@@ -320,4 +322,4 @@ def parse_messages_request(body: Any, settings: Settings) -> MessagesRequest:
         raise invalid(_field_of(exc, turns), message) from None
     if stops:
         chat = dataclasses.replace(chat, stop=tuple(stops))
-    return MessagesRequest(chat, str(name), bool(stream))
+    return MessagesRequest(chat, name, bool(stream))
