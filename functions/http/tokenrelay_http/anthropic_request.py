@@ -28,7 +28,6 @@ block is accepted and ignored: it changes only the price of a request, never its
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from tokenrelay.requests import EFFORT_BUDGETS
 from tokenrelay.transports.anthropic import AnthropicError
 from tokenrelay.transports.openai import OpenAIError
 
+from .anthropic_turns import Turns, check_keys, invalid, texts, turns_of
 from .openai_request import resolve_model
 
 __all__ = ["MessagesRequest", "invalid", "parse_messages_request"]
@@ -49,7 +49,6 @@ _UNSUPPORTED = frozenset(
     "inference_geo".split()
 )
 _MAX_STOP = 4
-_CACHE = frozenset({"cache_control"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,138 +56,6 @@ class MessagesRequest:
     chat: ChatRequest
     model: str  # as answered in ``model``: what the client asked for
     stream: bool
-
-
-def invalid(field: str, message: str) -> AnthropicError:
-    return AnthropicError(400, f"{field}: {message}" if field else message)
-
-
-def _keys(block: dict[str, Any], where: str, allowed: set[str]) -> None:
-    for key, value in block.items():
-        if key not in allowed and key not in _CACHE and not (key == "citations" and value is None):
-            raise invalid(f"{where}.{key}", "Extra inputs are not permitted")
-
-
-def _text(block: Any, where: str) -> str:
-    if not isinstance(block, dict) or block.get("type") != "text":
-        kind = block.get("type") if isinstance(block, dict) else None
-        raise invalid(f"{where}.type", f"only text blocks are supported here; got {kind!r}")
-    _keys(block, where, {"type", "text"})
-    if not isinstance(block.get("text"), str):
-        raise invalid(f"{where}.text", "Input should be a valid string")
-    return str(block["text"])
-
-
-def _texts(value: Any, where: str, *, empty: bool = False) -> str:
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list) or (not value and not empty):
-        raise invalid(where, "Input should be a string or a non-empty list of text blocks")
-    return "\n".join(_text(b, f"{where}.{j}") for j, b in enumerate(value))
-
-
-class _Turns:
-    """Anthropic turns -> §1 messages; ``origin[i]`` is where §1 message ``i`` came from."""
-
-    def __init__(self) -> None:
-        self.out: list[dict[str, Any]] = []
-        self.origin: list[str] = []
-
-    def add(self, message: dict[str, Any], where: str) -> None:
-        self.out.append(message)
-        self.origin.append(where)
-
-    def user(self, content: Any, where: str) -> None:
-        if isinstance(content, str):
-            self.add({"role": "user", "content": content}, where)
-            return
-        if not isinstance(content, list) or not content:
-            raise invalid(f"{where}.content", "Input should be a string or a non-empty list of blocks")
-        texts: list[str] = []
-        for j, block in enumerate(content):
-            at = f"{where}.content.{j}"
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                if texts:
-                    self.add({"role": "user", "content": "\n".join(texts)}, where)
-                    texts = []
-                self.add(_tool_result(block, at), at)
-            else:
-                texts.append(_text(block, at))
-        if texts:
-            self.add({"role": "user", "content": "\n".join(texts)}, where)
-
-    def assistant(self, content: Any, where: str) -> None:
-        if isinstance(content, str):
-            self.add({"role": "assistant", "content": content}, where)
-            return
-        if not isinstance(content, list) or not content:
-            raise invalid(f"{where}.content", "Input should be a string or a non-empty list of blocks")
-        texts: list[str] = []
-        calls: list[dict[str, Any]] = []
-        thinking: list[dict[str, Any]] = []
-        for j, block in enumerate(content):
-            at = f"{where}.content.{j}"
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "tool_use":
-                _keys(block, at, {"type", "id", "name", "input"})
-                if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
-                    raise invalid(at, "a tool_use block has a string id and name")
-                if not isinstance(block.get("input"), dict):
-                    raise invalid(f"{at}.input", "Input should be a valid dictionary")
-                arguments = json.dumps(block["input"], ensure_ascii=False)
-                function = {"name": block["name"], "arguments": arguments}
-                calls.append({"id": block["id"], "type": "function", "function": function})
-            elif kind == "thinking":
-                _keys(block, at, {"type", "thinking", "signature"})
-                if not isinstance(block.get("thinking"), str) or not isinstance(block.get("signature"), str):
-                    raise invalid(at, "a thinking block has a string thinking and signature")
-                if block["signature"]:  # unsigned reasoning (an OpenAI-compatible model's) is not sent back
-                    thinking.append({"type": "thinking", **{k: block[k] for k in ("thinking", "signature")}})
-            elif kind == "redacted_thinking":
-                _keys(block, at, {"type", "data"})
-                if not isinstance(block.get("data"), str) or not block["data"]:
-                    raise invalid(f"{at}.data", "Input should be a non-empty string")
-                thinking.append({"type": "redacted_thinking", "data": block["data"]})
-            else:
-                texts.append(_text(block, at))
-        message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) if texts or not calls else None}
-        if calls:
-            message["tool_calls"] = calls
-        if thinking:
-            message["thinking_blocks"] = thinking
-        self.add(message, where)
-
-
-def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
-    _keys(block, where, {"type", "tool_use_id", "content", "is_error"})
-    if not isinstance(block.get("tool_use_id"), str):
-        raise invalid(f"{where}.tool_use_id", "Field required")
-    if block.get("is_error") not in (None, False):
-        raise invalid(f"{where}.is_error", "true is not supported by TokenRelay (its tool results carry no error flag)")
-    content = block.get("content")
-    text = "" if content is None else _texts(content, f"{where}.content", empty=True)
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
-
-
-def _messages(value: Any) -> _Turns:
-    if not isinstance(value, list) or not value:
-        raise invalid("messages", "Input should be a non-empty list")
-    turns = _Turns()
-    for i, message in enumerate(value):
-        where = f"messages.{i}"
-        if not isinstance(message, dict):
-            raise invalid(where, "Input should be a valid dictionary")
-        _keys(message, where, {"role", "content"})
-        if "content" not in message:
-            raise invalid(f"{where}.content", "Field required")
-        role = message.get("role")
-        if role == "user":
-            turns.user(message["content"], where)
-        elif role == "assistant":
-            turns.assistant(message["content"], where)
-        else:
-            raise invalid(f"{where}.role", f"Input should be 'user' or 'assistant'; got {str(role)[:64]!r}")
-    return turns
 
 
 def _tools(value: Any) -> list[dict[str, Any]]:
@@ -201,7 +68,7 @@ def _tools(value: Any) -> list[dict[str, Any]]:
             raise invalid(where, "Input should be a valid dictionary")
         if tool.get("type") not in (None, "custom"):
             raise invalid(f"{where}.type", f"{str(tool.get('type'))[:64]!r} is not supported: only custom tools")
-        _keys(tool, where, {"type", "name", "description", "input_schema", "strict"})
+        check_keys(tool, where, {"type", "name", "description", "input_schema", "strict"})
         if not isinstance(tool.get("input_schema"), dict):
             raise invalid(f"{where}.input_schema", "Field required (a JSON Schema object)")
         function = {k: tool[k] for k in ("name", "description", "strict") if tool.get(k) is not None}
@@ -218,7 +85,7 @@ def _tool_choice(value: Any, fields: dict[str, Any]) -> None:
         allowed = {"type"}
     if kind not in ("auto", "any", "tool", "none"):
         raise invalid("tool_choice.type", f"Input should be 'auto', 'any', 'tool' or 'none'; got {str(kind)[:64]!r}")
-    _keys(value, "tool_choice", allowed)
+    check_keys(value, "tool_choice", allowed)
     if kind == "tool":
         if not isinstance(value.get("name"), str):
             raise invalid("tool_choice.name", "Field required")
@@ -236,9 +103,9 @@ def _thinking(value: Any, provider: str) -> dict[str, Any] | None:
     if not isinstance(value, dict) or value.get("type") not in ("enabled", "disabled"):
         raise invalid("thinking.type", "Input should be 'enabled' or 'disabled' (adaptive thinking is not supported)")
     if value["type"] == "disabled":
-        _keys(value, "thinking", {"type"})
+        check_keys(value, "thinking", {"type"})
         return None
-    _keys(value, "thinking", {"type", "budget_tokens"})
+    check_keys(value, "thinking", {"type", "budget_tokens"})
     budget = value.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool):
         raise invalid("thinking.budget_tokens", "Field required (an integer)")
@@ -264,7 +131,7 @@ def _top_level(body: dict[str, Any]) -> None:
         raise invalid("metadata.user_id", "Input should be a valid string")
 
 
-def _field_of(exc: RequestInvalid, turns: _Turns) -> str:
+def _field_of(exc: RequestInvalid, turns: Turns) -> str:
     """An error's §1 field -> the field of the Anthropic request."""
     parts = exc.field.split(".")
     if parts[0] == "messages" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(turns.origin):
@@ -294,14 +161,14 @@ def parse_messages_request(body: Any, settings: Settings) -> MessagesRequest:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "Input should be a valid boolean")
-    turns = _messages(body["messages"])
+    turns = turns_of(body["messages"])
     if turns.out[-1]["role"] == "assistant" and provider != "anthropic":
         last = f"messages.{len(body['messages']) - 1}"
         raise invalid(last, f"a final assistant turn (prefill) is not supported by provider {provider!r}")
     fields: dict[str, Any] = {"messages": turns.out, "provider": provider, "model": model}
     fields["max_tokens"] = body["max_tokens"]
     if body.get("system") is not None:
-        fields["system"] = _texts(body["system"], "system")
+        fields["system"] = texts(body["system"], "system")
     if body.get("temperature") is not None:
         fields["temperature"] = body["temperature"]
     if body.get("tools") is not None:
