@@ -287,6 +287,39 @@ async def test_sdk_runs_a_tool_use_loop(app: Any, sdk: anthropic.AsyncAnthropic,
         }
 
 
+@pytest.mark.parametrize("model", TOOL_MODELS)
+async def test_a_failed_tool_result_reaches_the_provider_as_a_failure(
+    app: Any, sdk: anthropic.AsyncAnthropic, model: str
+) -> None:
+    script(app, model, (p.say("Sorry, no weather."),))
+    messages: list[MessageParam] = [
+        *QUESTION,
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_w1", "name": "get_weather", "input": {}}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_w1", "content": "timed out", "is_error": True}],
+        },
+    ]
+    if model.startswith("openai"):  # OpenAI's tool messages have no error flag: refused, not dropped
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await sdk.messages.create(model=model, max_tokens=64, messages=messages, tools=TOOLS)
+        error = caught.value.body["error"]  # type: ignore[index]
+        assert error["message"].startswith("messages.2.content.0.is_error: not supported by provider 'openai'")
+        assert app.upstream.requests == []
+        return
+    answer = await sdk.messages.create(model=model, max_tokens=64, messages=messages, tools=TOOLS)
+
+    text = [b.text for b in answer.content if b.type == "text"]
+    if model.startswith("echo"):
+        assert text == ["Tool get_weather failed: timed out"]
+    elif model.startswith("anthropic"):
+        result = app.upstream.last.json["messages"][2]["content"][0]
+        assert result == {"type": "tool_result", "tool_use_id": "toolu_w1", "content": "timed out", "is_error": True}
+    else:
+        result = app.bedrock.last.json["messages"][2]["content"][0]["toolResult"]
+        assert result == {"toolUseId": "toolu_w1", "content": [{"text": "timed out"}], "status": "error"}
+
+
 async def test_tool_choice_any_and_parallel_off_reach_anthropic(app: Any, sdk: anthropic.AsyncAnthropic) -> None:
     app.upstream.scenario = Scenario(parts=CALL)
     await sdk.messages.create(
@@ -385,14 +418,14 @@ BASE = {"model": "echo/echo-1", "max_tokens": 64, "messages": HELLO}
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages.0.content.0.text"),
         (
             {"messages": [*HELLO, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "nope"}]}]},
-            "messages.1.content.0",
+            "messages.1.content.0.tool_use_id",
         ),
         (
             {
                 "messages": [
                     *HELLO,
                     {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
-                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "is_error": True}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "is_error": "yes"}]},
                 ]
             },
             "messages.2.content.0.is_error",

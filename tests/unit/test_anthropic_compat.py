@@ -140,7 +140,7 @@ def test_refusals_name_the_anthropic_field(body: dict[str, Any], status: int, ki
 
     assert caught.value.status == status
     assert caught.value.type == (kind or "invalid_request_error")
-    assert caught.value.message.startswith(starts or "messages.1.content.0: ")
+    assert caught.value.message.startswith(starts or "messages.1.content.0.tool_use_id: ")
 
 
 def test_tokenrelay_errors_in_anthropic_words() -> None:

@@ -20,8 +20,8 @@ allow-list and provider capabilities apply; a refusal comes back as Anthropic's
     metadata         user_id only: accepted, never sent
     stream           boolean
 
-Anything else (images, documents, server tools, top_p, top_k, adaptive thinking,
-``is_error`` tool results...) is a 400 naming it: never dropped. ``cache_control`` on a
+Anything else (images, documents, server tools, top_p, top_k, adaptive thinking...) is a
+400 naming it, as is what the provider cannot take (``is_error`` on OpenAI): never dropped. ``cache_control`` on a
 block is accepted and ignored: it changes only the price of a request, never its answer.
 """
 
@@ -135,7 +135,9 @@ def _field_of(exc: RequestInvalid, turns: Turns) -> str:
     """An error's §1 field -> the field of the Anthropic request."""
     parts = exc.field.split(".")
     if parts[0] == "messages" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(turns.origin):
-        return turns.origin[int(parts[1])]
+        origin = turns.origin[int(parts[1])]
+        block_field = {"is_error": "is_error", "tool_call_id": "tool_use_id"}.get(parts[-1])
+        return f"{origin}.{block_field}" if block_field and ".content." in origin else origin
     names = {"provider": "model", "message": "messages", "reasoning": "thinking", "stop": "stop_sequences"}
     if parts[0] == "reasoning" and parts[-1] == "budget_tokens":
         return "thinking.budget_tokens"

@@ -1,8 +1,8 @@
 """Anthropic turns -> docs/protocol.md §1 messages, for ``anthropic_request`` (docs/anthropic-compat.md).
 
     user       text blocks (joined with a newline); each ``tool_result`` becomes a ``tool``
-               message answering its ``tool_use_id`` (content: a string or text blocks), the
-               text around it stays user turns, in order
+               message answering its ``tool_use_id`` (content: a string or text blocks;
+               ``is_error``: the call failed), the text around it stays user turns, in order
     assistant  text; ``tool_use`` -> ``tool_calls`` (``input`` as JSON text); signed
                ``thinking`` and ``redacted_thinking`` -> ``thinking_blocks`` (an unsigned
                thinking block, as an OpenAI-compatible model gives, is not sent back)
@@ -127,11 +127,13 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     check_keys(block, where, {"type", "tool_use_id", "content", "is_error"})
     if not isinstance(block.get("tool_use_id"), str):
         raise invalid(f"{where}.tool_use_id", "Field required")
-    if block.get("is_error") not in (None, False):
-        raise invalid(f"{where}.is_error", "true is not supported by TokenRelay (its tool results carry no error flag)")
+    failed = block.get("is_error")
+    if failed is not None and not isinstance(failed, bool):
+        raise invalid(f"{where}.is_error", "Input should be a valid boolean")
     content = block.get("content")
     text = "" if content is None else texts(content, f"{where}.content", empty=True)
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    message = {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    return {**message, "is_error": True} if failed else message
 
 
 def turns_of(value: Any) -> Turns:

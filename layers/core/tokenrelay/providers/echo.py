@@ -19,7 +19,7 @@ Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request
   arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
   arguments give every string property of the tool's ``parameters`` the last user message
   (other types: 0, false, [], {});
-- after a ``tool`` message: ``Tool <name> returned: <its content>``.
+- after a ``tool`` message: ``Tool <name> returned: <its content>`` (``failed`` for an ``is_error`` one).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def echo_answer(request: ChatRequest) -> tuple[str, str | None]:
     last = request.messages[-1]
     if last.role == "tool":
         name = next((c.name for m in request.messages for c in m.tool_calls if c.id == last.tool_call_id), "tool")
-        reply = f"Tool {name} returned: {last.content}"
+        reply = f"Tool {name} {'failed' if last.is_error else 'returned'}: {last.content}"
     else:
         reply = f"You said: {request.last_user_text}"
     cut, stop = min(((reply.find(s), s) for s in request.stop if s and s in reply), default=(-1, None))
