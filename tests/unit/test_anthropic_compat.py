@@ -300,3 +300,21 @@ def test_stop_reason_and_stop_sequence(finish: str, stop: str | None, expected: 
 
     assert events[-2][1]["delta"] == expected
     assert {k: whole[k] for k in expected} == expected
+
+
+def test_the_text_hot_path_sends_the_bytes_of_the_general_one() -> None:
+    """Text after the first of a block is formatted as a string; it must equal the JSON encoding."""
+    texts = ['a "quoted" word', "é\u2028\n\t\\", "", "😀 </script>"]
+    encoder = AnthropicStreamEncoder("msg_s", "echo/echo-1")
+    encoder.encode(StreamStart("s", "anthropic", "claude"))
+    encoder.encode(ReasoningDelta("Hm", 1))
+    encoder.encode(TextDelta("first", 2))  # opens text block 1 (the general path)
+    fast = [encoder.encode(TextDelta(t, 3 + i)) for i, t in enumerate(texts)]
+
+    general = [
+        f"event: content_block_delta\ndata: {json.dumps(d, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+        for d in (
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": t}} for t in texts
+        )
+    ]
+    assert fast == [g if t else b"" for g, t in zip(general, texts, strict=True)]

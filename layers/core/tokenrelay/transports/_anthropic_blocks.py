@@ -47,6 +47,11 @@ class Blocks:
     def started(self) -> int:
         return self._count
 
+    def open_text(self) -> int | None:
+        """The open text block's index, when the next text part only adds a ``text_delta`` to it
+        (the encoder's hot path); None otherwise."""
+        return self._open if self._kind == "text" and not self._waiting else None
+
     def feed(self, part: Part) -> list[Op]:
         if self._tool is not None and not _belongs(part, self._tool):
             self._waiting.append(part)

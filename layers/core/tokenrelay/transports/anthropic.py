@@ -34,7 +34,7 @@ import json
 from typing import Any
 
 from ..errors import PayloadTooLarge, TokenRelayError
-from ..events import PART_TYPES, Event, StreamCancelled, StreamDone, StreamError, StreamStart, Usage
+from ..events import PART_TYPES, Event, StreamCancelled, StreamDone, StreamError, StreamStart, TextDelta, Usage
 from ._anthropic_blocks import Accumulator, Blocks, Op
 
 __all__ = [
@@ -142,13 +142,15 @@ class AnthropicStreamEncoder:
     """Engine events -> Messages API SSE events. Holds the block state and the usage, which
     Anthropic sends in ``message_delta`` after the last block."""
 
-    __slots__ = ("_blocks", "_message_id", "_model", "_pinged", "_usage")
+    __slots__ = ("_blocks", "_message_id", "_model", "_pinged", "_text_index", "_text_prefix", "_usage")
 
     def __init__(self, message_id: str, model: str) -> None:
         self._message_id, self._model = message_id, model
         self._blocks = Blocks()
         self._usage: Usage | None = None
         self._pinged = False
+        self._text_index: int | None = None
+        self._text_prefix = ""
 
     def message_start(self) -> bytes:
         message = message_object(self._message_id, self._model, [], None, {"input_tokens": 0, "output_tokens": 0})
@@ -158,8 +160,21 @@ class AnthropicStreamEncoder:
     def error(error: AnthropicError) -> bytes:
         return _event("error", {"error": error.body()["error"]})
 
+    def _text(self, index: int, text: str) -> bytes:
+        """A ``text_delta`` for the open text block, formatted as a string (one a token): the same
+        bytes as ``_event`` gives."""
+        if index != self._text_index:
+            self._text_index = index
+            self._text_prefix = (
+                'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                f'{index},"delta":{{"type":"text_delta","text":'
+            )
+        return (self._text_prefix + _dumps(text) + "}}\n\n").encode()
+
     def encode(self, event: Event) -> bytes:
         """The bytes for one engine event (``b""`` for an event that sends nothing yet)."""
+        if type(event) is TextDelta and (index := self._blocks.open_text()) is not None:
+            return self._text(index, event.text) if event.text else b""
         if isinstance(event, PART_TYPES):
             out = _frames(self._blocks.feed(event))
             if out and not self._pinged:  # Anthropic pings once after the first block starts
