@@ -327,6 +327,19 @@ async def test_rpm_limit_on_v1_is_openai_rate_limit_error_with_retry_after(app: 
     assert refused.json()["error"]["type"] == "rate_limit_error" and refused.json()["error"]["code"] == "rate_limited"
 
 
+async def test_rpm_limit_on_messages_is_anthropic_rate_limit_error_the_sdk_raises(app: Served) -> None:
+    token, _ = await app.tables.key(rpm=1)
+    client = anthropic.AsyncAnthropic(base_url=app.url, api_key=token, max_retries=0, timeout=10)
+    try:
+        await client.messages.create(model="echo/echo-1", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await client.messages.create(model="echo/echo-1", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    finally:
+        await client.close()
+    assert refused.value.response.headers["retry-after"] == "30"
+    assert refused.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
 async def _end_by(how: str, client: httpx.AsyncClient, reader: Reader, stream_id: str) -> None:
     if how == "cancel":
         token = reader.response.request.headers["authorization"]
