@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import subprocess
@@ -128,7 +129,18 @@ async def test_anthropic_stream_stop_reason_maps_to_finish_reason(
 
     chunks = await run(make_provider(), chat())
 
-    assert chunks[-1] == Finish(finish)
+    # a stop sequence is named when the upstream names it ("": it ended the answer, unnamed)
+    assert chunks[-1] == Finish(finish, "" if stop_reason == "stop_sequence" else None)
+
+
+async def test_anthropic_stream_names_the_stop_sequence_that_ended_the_answer(
+    upstream: FakeUpstream, make_provider: MakeProvider
+) -> None:
+    upstream.scenario = Scenario.ok("a", finish_reason="stop_sequence")
+
+    chunks = await run(make_provider(), dataclasses.replace(chat(), stop=("###", "END")))
+
+    assert upstream.last.json["stop_sequences"] == ["###", "END"] and chunks[-1] == Finish("stop", "###")
 
 
 @pytest.mark.parametrize(("newline", "chunk_size"), [("\n", None), ("\r\n", 11), ("\r", 13)])

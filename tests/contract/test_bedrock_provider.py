@@ -137,7 +137,8 @@ async def test_bedrock_stream_stop_reason_maps_to_finish_reason(
 
     chunks = await run(make_provider(), chat())
 
-    assert chunks[-1] == Finish(finish)
+    # a stop sequence is named when the upstream names it ("": it ended the answer, unnamed)
+    assert chunks[-1] == Finish(finish, "" if stop_reason == "stop_sequence" else None)
 
 
 async def test_bedrock_stream_http_429_throttling_raises_rate_limited(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -24,6 +25,7 @@ from tokenrelay.stores.dynamodb import DynamoStreamStore
 STREAMS = "tokenrelay-streams-protect-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
 CHAT = {"message": "hello", "provider": "openai"}
+MESSAGE = {"role": "user", "content": "x"}
 
 
 @dataclass
@@ -121,16 +123,25 @@ async def test_protected_routes_refuse_missing_or_invalid_keys_and_start_nothing
             {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
         ),
         ("GET", "/v1/models", None),
+        ("POST", "/v1/messages", {"model": "openai/gpt-4o-mini", "max_tokens": 8, "messages": [MESSAGE]}),
     ]
+    if kind != "basic_scheme":  # the Anthropic SDKs' header, on /v1/messages only
+        anthropic_headers = {"x-api-key": headers["Authorization"][7:]} if headers else {}
+        routes.append(("POST", "/v1/messages", routes[-1][2]))
     async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
         answers = [await client.request(m, path, json=body, headers=headers) for m, path, body in routes]
+        if kind != "basic_scheme":
+            answers[-1] = await client.post("/v1/messages", json=routes[-1][2], headers=anthropic_headers)
         assert (await client.get("/health")).status_code == 200  # open
     bodies = set()
     for (_, path, _), response in zip(routes, answers, strict=True):
         assert response.status_code == 401, (path, response.text)
         assert response.headers["www-authenticate"].startswith('Bearer realm="tokenrelay"')
         error = response.json()["error"]
-        if path.startswith("/v1/"):  # OpenAI's error object
+        if path == "/v1/messages":  # Anthropic's error object
+            assert response.json()["type"] == "error" and error["type"] == "authentication_error"
+            bodies.add(error["message"])
+        elif path.startswith("/v1/"):  # OpenAI's error object
             assert error["type"] == "invalid_request_error" and error["code"] == "unauthorized"
             bodies.add(error["message"])
         else:
@@ -158,6 +169,36 @@ async def test_an_empty_bearer_with_trailing_space_is_a_401_not_a_500(app: Serve
     status, _, rest = answer.partition(b"\r\n")
     assert status.startswith(b"HTTP/1.1 401"), answer[:300]
     assert b'"code":"unauthorized"' in rest and b"www-authenticate: bearer" in rest.lower()
+
+
+async def test_messages_api_takes_the_key_as_x_api_key_or_bearer(app: Served) -> None:
+    token, key = await app.tables.key()
+    by_header = anthropic.AsyncAnthropic(base_url=app.url, api_key=token, max_retries=0, timeout=10)
+    by_bearer = anthropic.AsyncAnthropic(base_url=app.url, auth_token=token, max_retries=0, timeout=10)
+    wrong = anthropic.AsyncAnthropic(base_url=app.url, api_key=token[:-6] + "AAAAAA", max_retries=0, timeout=10)
+    before = app.tables.count(STREAMS)
+    try:
+        with pytest.raises(anthropic.AuthenticationError) as refused:
+            await wrong.messages.create(
+                model="openai/gpt-4o-mini", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+            )
+        assert app.upstream.requests == [] and app.tables.count(STREAMS) == before
+        for client in (by_header, by_bearer):
+            async with client.messages.stream(
+                model="echo/echo-1", max_tokens=64, messages=[{"role": "user", "content": "hello"}]
+            ) as stream:
+                final = await stream.get_final_message()
+                stream_id = stream.response.headers["x-stream-id"]
+            assert [b.text for b in final.content if b.type == "text"] == ["You said: hello"]
+            record = await DynamoStreamStore(STREAMS).get(stream_id)
+            assert record is not None and record.owner == key.key_id and record.transport == "anthropic"
+    finally:
+        for client in (by_header, by_bearer, wrong):
+            await client.close()
+    assert refused.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid API key"},
+    }
 
 
 async def test_valid_key_streams_owned_by_the_key_and_access_token_works_on_get_only(app: Served) -> None:
@@ -192,8 +233,13 @@ async def test_model_not_allowed_for_the_key_is_403_before_any_upstream_call(app
     bad = openai.AsyncOpenAI(base_url=f"{app.url}/v1", api_key="trk_0123456789abcdef_" + "z" * 43, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         await bad.models.list()
+    claude = anthropic.AsyncAnthropic(base_url=app.url, api_key=token, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        await claude.messages.create(model="openai/gpt-4o-mini", max_tokens=8, messages=[MESSAGE])  # type: ignore[list-item]
+    assert denied.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
     await sdk.close()
     await bad.close()
+    await claude.close()
     assert app.upstream.requests == []
 
 
@@ -297,6 +343,19 @@ async def test_rpm_limit_on_v1_is_openai_rate_limit_error_with_retry_after(app: 
         refused = await client.post("/v1/chat/completions", json=body, headers=bearer(token))
     assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
     assert refused.json()["error"]["type"] == "rate_limit_error" and refused.json()["error"]["code"] == "rate_limited"
+
+
+async def test_rpm_limit_on_messages_is_anthropic_rate_limit_error_the_sdk_raises(app: Served) -> None:
+    token, _ = await app.tables.key(rpm=1)
+    client = anthropic.AsyncAnthropic(base_url=app.url, api_key=token, max_retries=0, timeout=10)
+    try:
+        await client.messages.create(model="echo/echo-1", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await client.messages.create(model="echo/echo-1", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    finally:
+        await client.close()
+    assert refused.value.response.headers["retry-after"] == "30"
+    assert refused.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
 
 
 async def _end_by(how: str, client: httpx.AsyncClient, reader: Reader, stream_id: str) -> None:

@@ -99,3 +99,25 @@ async def test_metrics_sse_complete_cancel_fail_and_disconnect(setup: tuple[str,
         assert gone["CancelReason"] == "disconnect" and metric(gone, "TokensAfterDisconnect") >= 0
     await asyncio.sleep(0.3)  # a second document for a stream would be a bug: give it a chance to show
     assert len(captured.docs()) == 4  # exactly one document per stream
+
+
+async def test_metrics_of_the_wire_formats_carry_their_transport(setup: tuple[str, Captured, FakeUpstream]) -> None:
+    """``/v1/chat/completions`` counts as ``openai``, ``/v1/messages`` as ``anthropic``, streaming or not."""
+    url, captured, upstream = setup
+    messages = {"model": "anthropic/claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        upstream.scenario = Scenario.ok("a ", "b ")
+        assert (await client.post("/v1/messages", json=messages)).status_code == 200
+        async with client.stream("POST", "/v1/messages", json={**messages, "stream": True}) as r:
+            assert r.status_code == 200
+            _ = [line async for line in r.aiter_lines()]
+        completion = {"model": "echo/echo-1", "messages": [{"role": "user", "content": "x"}]}
+        assert (await client.post("/v1/chat/completions", json=completion)).status_code == 200
+        docs = captured.wait(3)
+
+    assert [(d["Transport"], d["Provider"]) for d in docs] == [
+        ("anthropic", "anthropic"),
+        ("anthropic", "anthropic"),
+        ("openai", "echo"),
+    ]
+    assert all(metric(d, "StreamCompleted") == 1 for d in docs) and metric(docs[0], "OutputTokens") == 2

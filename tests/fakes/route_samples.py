@@ -12,6 +12,7 @@ def sample_request(method: str, path: str, stream_id: str) -> dict[str, Any]:
         "/chat/stream": {"message": "hi"},
         "/chat/stream-simple": {"message": "hi"},
         "/v1/chat/completions": {"model": "echo/echo-1", "messages": [{"role": "user", "content": "hi"}]},
+        "/v1/messages": {"model": "echo/echo-1", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
         f"/chat/stream/{stream_id}/cancel": None,  # a finished stream: 409, from the app
     }
     if method == "POST":

@@ -732,7 +732,9 @@ def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tupl
         return [*frames, (sc.delay_s, b'event: content_block_delta\ndata: {"type": "content_block_delta", "de\n\n')]
     if sc.truncate_after is not None:
         return frames
-    stop = {"stop_reason": _anthropic_stop_reason(sc), "stop_sequence": None}
+    reason = _anthropic_stop_reason(sc)
+    matched = (body.get("stop_sequences") or [None])[0] if reason == "stop_sequence" else None  # as the API names it
+    stop = {"stop_reason": reason, "stop_sequence": matched}
     if sc.parts is None:
         frames.append((0.0, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")))
     frames += [

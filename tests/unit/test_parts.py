@@ -117,6 +117,9 @@ async def test_echo_answers_a_tool_result() -> None:
     ]
     _, events = await run_echo(parse_chat_request({"messages": messages, "tools": [TOOL]}, SETTINGS))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Tool get_weather returned: sunny"
+    failed = [*messages[:2], {"role": "tool", "tool_call_id": "c1", "content": "sunny", "is_error": True}]
+    _, events = await run_echo(parse_chat_request({"messages": failed, "tools": [TOOL]}, SETTINGS))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Tool get_weather failed: sunny"
 
 
 async def test_output_log_keeps_every_part_and_replays_from_the_middle_exactly() -> None:
@@ -248,6 +251,7 @@ def test_what_a_request_or_provider_cannot_do_is_a_400_naming_the_field(body: di
             "messages.0.tool_call_id",
         ),
         ([{"role": "user", "content": "hi", "tool_call_id": "c"}], "messages.0.tool_call_id"),
+        ([{"role": "user", "content": "hi", "is_error": True}], "messages.0.is_error"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}], "messages.1.content"),
         (
             [
@@ -271,6 +275,31 @@ def test_tool_messages_are_checked(messages: list[dict[str, Any]], field: str) -
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("target", "refused"),
+    [
+        ({"provider": "echo"}, False),
+        ({"provider": "anthropic"}, False),
+        ({"provider": "bedrock", "model": "us.anthropic.claude-haiku-4-5-v1:0"}, False),
+        ({"provider": "bedrock", "model": "amazon.nova-lite-v1:0"}, True),
+        ({"provider": "openai"}, True),  # its tool messages have no such flag
+    ],
+)
+def test_a_failed_tool_result_goes_where_the_provider_takes_it(target: dict[str, Any], refused: bool) -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "no such city", "is_error": True},
+    ]
+    body = {"messages": messages, "tools": [TOOL], **target}
+    if refused:
+        with pytest.raises(RequestInvalid) as caught:
+            parse_chat_request(body, SETTINGS)
+        assert caught.value.field == "messages.2.is_error" and repr(target["provider"]) in caught.value.message
+    else:
+        assert parse_chat_request(body, SETTINGS).messages[2].is_error is True
+
+
 def test_request_fields_give_the_same_request_back() -> None:
     messages = [
         {"role": "user", "content": "weather?"},
@@ -283,7 +312,7 @@ def test_request_fields_give_the_same_request_back() -> None:
             ],
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
         },
-        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c1", "content": "no such city", "is_error": True},
     ]
     body = {
         "messages": messages,

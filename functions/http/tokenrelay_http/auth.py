@@ -7,12 +7,15 @@ caller's ``Principal`` in the request state (``principal_of``):
     AUTH_MODE=api_key   ``Authorization: Bearer trk_...``; on GET requests only, also
                         ``?access_token=`` (``EventSource`` cannot set headers; a query
                         string may land in access logs, so prefer the header)
-                        -> owner = the key id, limits and model list from the key
+                        -> owner = the key id, limits and model list from the key;
+                        on ``/v1/messages`` also ``x-api-key: trk_...`` (what the
+                        Anthropic SDKs send), when there is no Bearer token
     AUTH_MODE=off       owner = ``X-Client-Id`` or ``anonymous``; limits
                         ``AUTH_OFF_RPM`` / ``AUTH_OFF_CONCURRENCY`` per owner (0 = none)
 
 A refusal is answered here, before any route runs: 401 with ``WWW-Authenticate:
-Bearer`` in TokenRelay's error shape, or in OpenAI's under ``/v1``. ``OPTIONS`` passes
+Bearer`` in TokenRelay's error shape, in OpenAI's under ``/v1``, in Anthropic's on
+``/v1/messages``. ``OPTIONS`` passes
 (CORS preflights carry no credentials; no route answers them but CORS). What a caller
 may do once known (models, limits, owners) is the guard's: ``tokenrelay.protection``.
 """
@@ -25,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenrelay import TokenRelayError
 from tokenrelay.protection import Guard, Principal
 
-from .errors import error_response
+from .errors import ANTHROPIC_PATH, error_response
 
 __all__ = ["OPEN_PATHS", "AuthMiddleware", "bearer_token", "principal_of"]
 
@@ -56,6 +59,8 @@ async def _principal(guard: Guard, scope: Scope) -> Principal:
     if guard.authenticator is None:
         return guard.open_principal(request.headers.get("x-client-id"))
     token = bearer_token(request.headers.get("authorization"))
+    if token is None and scope["path"].rstrip("/") == ANTHROPIC_PATH:
+        token = request.headers.get("x-api-key", "").strip() or None
     if token is None and scope.get("method") == "GET":
         token = request.query_params.get("access_token")
     return await guard.authenticate(token)

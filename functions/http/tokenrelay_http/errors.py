@@ -1,5 +1,6 @@
 """Error answers over HTTP: one handler per kind of exception, one renderer per route family.
 
+    /v1/messages   Anthropic's      ``transports.anthropic.anthropic_error`` (``x-should-retry``)
     under /v1/     OpenAI's shape   ``transports.openai.openai_error`` (``x-should-retry``)
     anywhere else  TokenRelay's     ``transports.sse.error_body``: ``{"error", "code", ...fields}``
 
@@ -7,6 +8,7 @@ What each route may raise, and so what each handler answers:
 
     TokenRelayError          its status, code, fields and headers (errors.py draws the tree)
     OpenAIError              ``/v1``'s own refusals, already in OpenAI's words
+    AnthropicError           ``/v1/messages``' own refusals, already in Anthropic's words
     RequestValidationError   422 ``invalid_request`` naming the field (a path or query type)
     HTTPException            404 ``not_found``; 405 ``method_not_allowed`` with ``Allow``: every
                              method of the path, not only those of the first route that matched
@@ -28,12 +30,21 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from tokenrelay.errors import MethodNotAllowed, NotFound, RequestInvalid, TokenRelayError
+from tokenrelay.transports.anthropic import AnthropicError, anthropic_error
 from tokenrelay.transports.openai import OpenAIError, openai_error
 from tokenrelay.transports.sse import error_body
 
-__all__ = ["OPENAI_PREFIX", "add_error_handlers", "error_response", "openai_response"]
+__all__ = [
+    "ANTHROPIC_PATH",
+    "OPENAI_PREFIX",
+    "add_error_handlers",
+    "anthropic_response",
+    "error_response",
+    "openai_response",
+]
 
 OPENAI_PREFIX = "/v1/"
+ANTHROPIC_PATH = "/v1/messages"
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
@@ -41,10 +52,16 @@ def openai_response(error: OpenAIError, headers: Mapping[str, str] | None = None
     return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
 
 
+def anthropic_response(error: AnthropicError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers={**error.headers(), **(headers or {})})
+
+
 def error_response(exc: TokenRelayError, path: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """``exc`` answered as the route family of ``path`` answers errors, with the headers it calls
     for (``Retry-After``, ``WWW-Authenticate``, ``Connection: close``) and ``headers``."""
     extra = {**exc.headers, **(headers or {})}
+    if path.rstrip("/") == ANTHROPIC_PATH:
+        return anthropic_response(anthropic_error(exc), extra)
     if path.startswith(OPENAI_PREFIX):
         return openai_response(openai_error(exc), extra)
     return JSONResponse(error_body(exc), status_code=exc.status_code, headers=extra)
@@ -60,6 +77,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def openai_refusal(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpenAIError)
         return openai_response(exc)
+
+    async def anthropic_refusal(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AnthropicError)
+        return anthropic_response(exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -84,6 +105,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(TokenRelayError, relay_error)
     app.add_exception_handler(OpenAIError, openai_refusal)
+    app.add_exception_handler(AnthropicError, anthropic_refusal)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)

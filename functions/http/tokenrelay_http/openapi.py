@@ -116,6 +116,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             "content": _nullable(text),
             "tool_calls": _nullable({"type": "array", "items": TOOL_CALL}),
             "tool_call_id": _nullable({"type": "string"}),
+            "is_error": _nullable({"type": "boolean", "description": "a tool message: the call failed (§11)"}),
             "thinking_blocks": _nullable({"type": "array", "items": THINKING_BLOCK}),
         },
     }

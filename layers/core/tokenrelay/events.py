@@ -136,6 +136,9 @@ class StreamDone:
     ttft_ms: int | None
     total_time_ms: int
     completion_tokens: int
+    # The stop sequence that ended the answer (finish_reason "stop"): "" when the provider does not
+    # say which; None when none did. Only the Anthropic wire format shows it (docs/anthropic-compat.md).
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

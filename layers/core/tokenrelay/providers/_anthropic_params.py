@@ -2,8 +2,8 @@
 
 System turns fold into ``system``; an assistant turn with tool calls or signed reasoning is
 content blocks (``thinking``/``redacted_thinking``, ``text``, ``tool_use``); tool results
-are ``tool_result`` blocks of the user turn after the calls; tools carry their JSON Schema as
-``input_schema``; ``tool_choice`` ``required`` is ``any``, a function is ``tool``, and
+are ``tool_result`` blocks of the user turn after the calls (``is_error`` for a failed one);
+tools carry their JSON Schema as ``input_schema``; ``tool_choice`` ``required`` is ``any``, a function is ``tool``, and
 ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``; reasoning is the
 ``thinking`` budget (``requests.thinking_budget``).
 """
@@ -42,7 +42,9 @@ def _messages(request: ChatRequest, system: list[str]) -> list[dict[str, Any]]:
         elif m.role == "assistant":
             messages.append({"role": "assistant", "content": _assistant(m)})
         elif m.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            if m.is_error:
+                block["is_error"] = True
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "user" and isinstance(last["content"], list):
                 last["content"].append(block)

@@ -1,10 +1,11 @@
 """A ``ChatRequest`` as ``converse_stream``'s keyword arguments (``bedrock.py`` streams them).
 
 System turns fold into ``system``; tool calls are ``toolUse`` blocks of the assistant turn and
-tool results ``toolResult`` blocks of the user turn after it; signed reasoning goes back as
-``reasoningContent`` (``reasoningText`` with its signature, or ``redactedContent`` bytes);
-tools are ``toolConfig``; reasoning is the Claude ``thinking`` budget in
-``additionalModelRequestFields`` (``requests._capabilities`` refused it for other models).
+tool results ``toolResult`` blocks of the user turn after it (``status: error`` for a failed
+one); signed reasoning goes back as ``reasoningContent`` (``reasoningText`` with its
+signature, or ``redactedContent`` bytes); tools are ``toolConfig``; reasoning is the Claude
+``thinking`` budget in ``additionalModelRequestFields`` (``requests._capabilities`` refused it
+for other models).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def _messages(request: ChatRequest, system: list[str]) -> list[dict[str, Any]]:
             messages.append({"role": "assistant", "content": _assistant(m)})
             continue
         if m.role == "tool":
-            block: dict[str, Any] = {"toolResult": {"toolUseId": m.tool_call_id, "content": [{"text": m.content}]}}
+            result = {"toolUseId": m.tool_call_id, "content": [{"text": m.content}]}
+            if m.is_error:
+                result["status"] = "error"  # Claude models only (requests._capabilities)
+            block: dict[str, Any] = {"toolResult": result}
         else:
             block = {"text": m.content}
         last = messages[-1] if messages else None

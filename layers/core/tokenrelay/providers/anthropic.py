@@ -148,7 +148,7 @@ class AnthropicProvider:
             raise Unavailable("Anthropic stream ended unexpectedly")
         if state.usage is not None:
             yield state.usage
-        yield Finish(state.finish_reason)
+        yield Finish(state.finish_reason, state.stop_sequence)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -159,11 +159,12 @@ class AnthropicProvider:
 class AnthropicStreamState:
     """Pure accumulator over decoded SSE events: no I/O, easy to test and to profile."""
 
-    __slots__ = ("done", "finish_reason", "out", "tools", "usage")
+    __slots__ = ("done", "finish_reason", "out", "stop_sequence", "tools", "usage")
 
     def __init__(self) -> None:
         self.done = False  # saw message_stop
         self.finish_reason = "stop"
+        self.stop_sequence: str | None = None
         self.usage: Usage | None = None
         self.out: list[Chunk] = []  # what the events handled so far give, in order
         self.tools: dict[int, int] = {}  # content block index -> tool call index
@@ -224,9 +225,12 @@ class AnthropicStreamState:
                 usage = payload["message"].get("usage") or {}
                 self.usage = Usage(prompt_tokens=_prompt_tokens(usage), completion_tokens=_int(usage, "output_tokens"))
             elif kind == "message_delta":
-                reason = (payload.get("delta") or {}).get("stop_reason")
+                delta = payload.get("delta") or {}
+                reason = delta.get("stop_reason")
                 if reason:
                     self.finish_reason = STOP_REASONS.get(reason, str(reason))
+                if reason == "stop_sequence":
+                    self.stop_sequence = str(delta.get("stop_sequence") or "")
                 usage = payload.get("usage") or {}
                 if self.usage is not None and usage:
                     prompt = _prompt_tokens(usage) if usage.get("input_tokens") is not None else None

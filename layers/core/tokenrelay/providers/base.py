@@ -53,6 +53,7 @@ class ToolEnd:
 @dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
+    stop_sequence: str | None = None  # the stop sequence that ended the answer ("": the provider did not say which)
 
 
 class Alive:

@@ -140,7 +140,7 @@ class BedrockProvider:
             raise Unavailable("Bedrock stream ended unexpectedly")
         if state.usage is not None:
             yield state.usage
-        yield Finish(state.finish_reason)
+        yield Finish(state.finish_reason, state.stop_sequence)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -230,11 +230,12 @@ def _set_done(future: asyncio.Future[None]) -> None:
 class BedrockStreamState:
     """Pure accumulator over decoded ConverseStream events: no I/O."""
 
-    __slots__ = ("done", "finish_reason", "tools", "usage")
+    __slots__ = ("done", "finish_reason", "stop_sequence", "tools", "usage")
 
     def __init__(self) -> None:
         self.done = False  # saw messageStop
         self.finish_reason = "stop"
+        self.stop_sequence: str | None = None
         self.usage: Usage | None = None
         self.tools: dict[int, int] = {}  # content block index -> tool call index
 
@@ -260,6 +261,9 @@ class BedrockStreamState:
                 self.done = True
                 reason = str(stop.get("stopReason") or "end_turn")
                 self.finish_reason = STOP_REASONS.get(reason, reason)
+                if reason == "stop_sequence":  # Claude models say which in their own fields
+                    fields = stop.get("additionalModelResponseFields") or {}
+                    self.stop_sequence = str(fields.get("stop_sequence") or "") if isinstance(fields, dict) else ""
                 return None
             metadata = event.get("metadata")
             if metadata is not None:

@@ -19,7 +19,7 @@ Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request
   arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
   arguments give every string property of the tool's ``parameters`` the last user message
   (other types: 0, false, [], {});
-- after a ``tool`` message: ``Tool <name> returned: <its content>``.
+- after a ``tool`` message: ``Tool <name> returned: <its content>`` (``failed`` for an ``is_error`` one).
 """
 
 from __future__ import annotations
@@ -41,14 +41,19 @@ ARGUMENT_PIECE = 8
 
 
 def echo_reply(request: ChatRequest) -> str:
+    return echo_answer(request)[0]
+
+
+def echo_answer(request: ChatRequest) -> tuple[str, str | None]:
+    """The reply, and the stop sequence that cut it (None: none did)."""
     last = request.messages[-1]
     if last.role == "tool":
         name = next((c.name for m in request.messages for c in m.tool_calls if c.id == last.tool_call_id), "tool")
-        reply = f"Tool {name} returned: {last.content}"
+        reply = f"Tool {name} {'failed' if last.is_error else 'returned'}: {last.content}"
     else:
         reply = f"You said: {request.last_user_text}"
-    cut = min((i for i in (reply.find(s) for s in request.stop if s) if i >= 0), default=-1)
-    return reply if cut < 0 else reply[:cut]
+    cut, stop = min(((reply.find(s), s) for s in request.stop if s and s in reply), default=(-1, None))
+    return (reply, None) if stop is None else (reply[:cut], stop)
 
 
 def tokenize(text: str) -> list[str]:
@@ -116,13 +121,14 @@ class EchoProvider:
             yield Usage(prompt_tokens, pieces + (reasoning_tokens or 0), reasoning_tokens)
             yield Finish("tool_calls")
             return
-        tokens = tokenize(echo_reply(request))
+        reply, stop = echo_answer(request)
+        tokens = tokenize(reply)
         emitted = tokens[: request.max_tokens]
         for token in emitted:
             await asyncio.sleep(self.delay_s)
             yield TextChunk(token)
         yield Usage(prompt_tokens, len(emitted) + (reasoning_tokens or 0), reasoning_tokens)
-        yield Finish("length" if len(emitted) < len(tokens) else "stop")
+        yield Finish("length", None) if len(emitted) < len(tokens) else Finish("stop", stop)
 
     async def aclose(self) -> None:
         return None

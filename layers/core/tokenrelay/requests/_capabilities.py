@@ -3,15 +3,17 @@ provider and the field, never silently dropped (docs/protocol.md §1, §11).
 
     echo       everything (a deterministic stand-in: docs/protocol.md §11)
     openai     tools, tool_choice, parallel_tool_calls; reasoning.effort (``reasoning_effort``);
-               no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself)
+               no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself),
+               no is_error on a tool result (its tool messages have no such flag)
     anthropic  tools, tool_choice (``none``, ``auto``, ``required`` = any, a function = tool),
                parallel_tool_calls (false = ``disable_parallel_tool_use``); reasoning as a
                ``thinking`` budget (effort -> ``EFFORT_BUDGETS``, at least 1,024 and below
                max_tokens), not with a forced tool (Anthropic refuses that); thinking_blocks;
                no temperature (API version 2026-10-21 refuses sampling parameters)
     bedrock    tools, tool_choice but ``none`` (Converse has none); not parallel_tool_calls
-               false; reasoning and thinking_blocks for Anthropic Claude models only (the
-               ``thinking`` budget in ``additionalModelRequestFields``); temperature 0 to 1
+               false; reasoning, thinking_blocks and a tool result's is_error (``status``) for
+               Anthropic Claude models only (the ``thinking`` budget in
+               ``additionalModelRequestFields``); temperature 0 to 1
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def _thinking_blocks(request: ChatRequest) -> int | None:
     return next((i for i, m in enumerate(request.messages) if m.thinking), None)
 
 
+def _failed_result(request: ChatRequest) -> int | None:
+    return next((i for i, m in enumerate(request.messages) if m.is_error), None)
+
+
 def check_capabilities(request: ChatRequest) -> None:
     """Raise ``RequestInvalid`` for the first thing ``request.provider`` cannot do."""
     provider, r = request.provider, request.reasoning
@@ -70,6 +76,8 @@ def check_capabilities(request: ChatRequest) -> None:
             raise _refuse(request, "reasoning.budget_tokens", ": give reasoning.effort")
         if (i := _thinking_blocks(request)) is not None:
             raise _refuse(request, f"messages.{i}.thinking_blocks", "")
+        if (i := _failed_result(request)) is not None:
+            raise _refuse(request, f"messages.{i}.is_error", ": put the failure in the content")
     elif provider == "anthropic":
         if request.temperature is not None:
             raise _refuse(request, "temperature", "")
@@ -85,6 +93,8 @@ def check_capabilities(request: ChatRequest) -> None:
             raise _refuse(request, "reasoning", f" for model {request.model!r} (Anthropic Claude models only)")
         if (i := _thinking_blocks(request)) is not None and not claude:
             raise _refuse(request, f"messages.{i}.thinking_blocks", f" for model {request.model!r}")
+        if (i := _failed_result(request)) is not None and not claude:
+            raise _refuse(request, f"messages.{i}.is_error", f" for model {request.model!r}")
         if request.temperature is not None and request.temperature > 1.0:
             raise _refuse(request, "temperature", ": above 1")
         _check_thinking(request)

@@ -52,6 +52,7 @@ class _Message(BaseModel):
     content: StrictStr | None = None  # null only for an assistant message with tool_calls
     tool_calls: list[ToolCallBody] | None = None  # assistant
     tool_call_id: StrictStr | None = None  # tool: the call it answers
+    is_error: StrictBool | None = None  # tool: the call failed (its content says how)
     thinking_blocks: list[ThinkingBlockBody] | None = None  # assistant: signed reasoning, sent back
 
 
@@ -77,6 +78,7 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()  # assistant
     tool_call_id: str | None = None  # tool
     thinking: tuple[ThinkingBlock, ...] = ()  # assistant
+    is_error: bool = False  # tool: the call failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,8 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
                     raise RequestInvalid(f"{where}.{name}", "only an assistant message may have it")
         if m.role != "tool" and m.tool_call_id is not None:
             raise RequestInvalid(f"{where}.tool_call_id", "only a tool message may have it")
+        if m.role != "tool" and m.is_error is not None:
+            raise RequestInvalid(f"{where}.is_error", "only a tool message may have it")
         if m.role == "tool":
             if m.tool_call_id is None:
                 raise RequestInvalid(f"{where}.tool_call_id", "field required")
@@ -227,5 +231,5 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
         if m.content is None and not tool_calls:
             raise RequestInvalid(f"{where}.content", "field required")
         thinking = thinking_of(f"{where}.thinking_blocks", m.thinking_blocks or [])
-        out.append(Message(m.role, m.content or "", tuple(tool_calls), m.tool_call_id, thinking))
+        out.append(Message(m.role, m.content or "", tuple(tool_calls), m.tool_call_id, thinking, m.is_error is True))
     return tuple(out)

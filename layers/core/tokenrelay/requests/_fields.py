@@ -21,6 +21,8 @@ def _message(m: Message) -> dict[str, Any]:
         ]
     if m.tool_call_id is not None:
         fields["tool_call_id"] = m.tool_call_id
+    if m.is_error:
+        fields["is_error"] = True
     if m.thinking:
         fields["thinking_blocks"] = [
             {"type": "redacted_thinking", "data": b.redacted}

@@ -147,7 +147,7 @@ class Producer:
     async def _read_provider(self) -> Terminal:
         """Read the provider until it ends or ``stop`` cancels this task."""
         run, live = self._run, self._live
-        finish_reason = "stop"
+        finish_reason, stop_sequence = "stop", None
         seq = 0
         sink = run.resume.log.add if run.resume is not None else None
         try:
@@ -167,7 +167,7 @@ class Producer:
                         self.usage = chunk
                         continue
                     elif isinstance(chunk, Finish):
-                        finish_reason = chunk.reason
+                        finish_reason, stop_sequence = chunk.reason, chunk.stop_sequence
                         continue
                     else:
                         part = self._part(chunk, seq + 1)
@@ -208,6 +208,7 @@ class Producer:
             ttft_ms=self.ttft_ms,
             total_time_ms=self._elapsed_ms(),
             completion_tokens=self.completion_tokens,
+            stop_sequence=stop_sequence,
         )
 
     def _part(self, chunk: object, seq: int) -> Part | None:
