@@ -30,7 +30,7 @@ from .body import BodyLimitMiddleware
 from .context import Http
 from .errors import add_error_handlers
 from .openapi import Operations
-from .routers import chat, dev, home, openai, resume
+from .routers import ai_sdk, chat, dev, home, openai, resume
 from .runs import Runs
 from .snapstart import RestoreHookMiddleware
 
@@ -76,6 +76,7 @@ def create_app(
     if deployment.resume is not None:
         include(app, resume.router(http, deployment.resume))
     include(app, openai.router(http))
+    include(app, ai_sdk.router(http))
     return app
 
 
