@@ -155,6 +155,10 @@ async def test_reasoning_and_a_tool_call_map_to_their_parts(relay: ResumeStack) 
     }
     follow_up = {**body, "messages": [user(prompt), assistant]}
     _, answer = await post_chat(relay.producer, follow_up)
+    assert answer[0] == {
+        "type": "start",
+        "messageId": assistant["id"],
+    }  # it continues that message, as the SDK's servers do
     assert text(answer) == 'Tool get_weather returned: {"sky": "sunny"}'
 
 

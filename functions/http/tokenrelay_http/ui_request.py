@@ -48,6 +48,7 @@ _DENIED = "Tool call execution denied."
 class UIChatRequest:
     chat_id: str
     chat: ChatRequest
+    continues: str | None = None  # the last message's id when it is the assistant's (its tool results came back)
 
 
 def check_chat_id(value: object, field: str = "id") -> str:
@@ -79,7 +80,9 @@ def parse_ui_request(body: Any, settings: Settings) -> UIChatRequest:
         chat = parse_chat_request({**native, "messages": translated.out}, settings)
     except RequestInvalid as exc:
         raise translated.rename(exc) from None
-    return UIChatRequest(chat_id, chat)
+    last = raw[-1] if raw else None
+    continues = last.get("id") if isinstance(last, Mapping) and last.get("role") == "assistant" else None
+    return UIChatRequest(chat_id, chat, continues if isinstance(continues, str) and continues else None)
 
 
 class _Messages:

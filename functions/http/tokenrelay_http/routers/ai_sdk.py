@@ -24,7 +24,8 @@ from starlette.responses import Response
 
 from tokenrelay import StreamNotFound, StreamRun, TokenRelayError
 from tokenrelay.resume import ResumeStores, find_record
-from tokenrelay.transports.ai_sdk import HEADERS, UIMessageStreamEncoder
+from tokenrelay.stores import ChatStream
+from tokenrelay.transports.ai_sdk import HEADERS, UIMessageStreamEncoder, default_message_id
 
 from ..auth import principal_of
 from ..channel import STREAM_HEADERS, StreamChannel
@@ -43,8 +44,8 @@ TRANSPORT = "ai-sdk"  # the Transport dimension of the stream metrics
 POINTER_WAIT_S = 3.0  # how long the status line waits for the chat pointer's write (made beside the run's start)
 
 
-async def _answer(run: StreamRun, pointer: asyncio.Task[None] | None) -> AsyncIterator[bytes]:
-    encoder = UIMessageStreamEncoder(run.stream_id)
+async def _answer(run: StreamRun, message_id: str, pointer: asyncio.Task[None] | None) -> AsyncIterator[bytes]:
+    encoder = UIMessageStreamEncoder(run.stream_id, message_id)
     try:
         async with run.session() as events:
             if pointer is not None:  # the status line waits for it: a client that has the headers can resume
@@ -70,12 +71,12 @@ def _channel(http: Http, body: AsyncIterator[bytes], stream_id: str) -> StreamCh
     )
 
 
-async def _point(resume: ResumeStores, owner: str, chat_id: str, stream_id: str) -> None:
+async def _point(resume: ResumeStores, owner: str, chat_id: str, stream: ChatStream) -> None:
     assert resume.chats is not None
     try:
-        await resume.chats.set_stream(owner, chat_id, stream_id)
+        await resume.chats.set_stream(owner, chat_id, stream)
     except TokenRelayError as exc:  # the stream goes on; only a resume by chat id will not find it
-        log.warning("chat %s: could not record stream %s as its latest: %s", chat_id, stream_id, exc)
+        log.warning("chat %s: could not record stream %s as its latest: %s", chat_id, stream.stream_id, exc)
 
 
 def router(http: Http) -> APIRouter:
@@ -86,11 +87,12 @@ def router(http: Http) -> APIRouter:
     async def ai_chat(request: Request) -> StreamChannel:
         ui = parse_ui_request(await chat_body(request), settings)
         run = await http.runs.start(request, ui.chat, TRANSPORT, resumable=True)
+        stream = ChatStream(run.stream_id, ui.continues or default_message_id(run.stream_id))
         pointer = None
         if resume is not None and resume.chats is not None:
             owner = principal_of(request).owner
-            pointer = asyncio.create_task(_point(resume, owner, ui.chat_id, run.stream_id))
-        return _channel(http, _answer(run, pointer), run.stream_id)
+            pointer = asyncio.create_task(_point(resume, owner, ui.chat_id, stream))
+        return _channel(http, _answer(run, stream.message_id, pointer), run.stream_id)
 
     @routes.get("/api/chat/{chat_id}/stream", response_model=None, openapi_extra=resume_operation())
     async def ai_chat_resume(request: Request) -> Response:
@@ -98,9 +100,10 @@ def router(http: Http) -> APIRouter:
         if resume is None or resume.chats is None:  # no output log: nothing can be resumed
             return Response(status_code=204)
         principal = principal_of(request)
-        stream_id = await resume.chats.stream_of(principal.owner, chat_id)
-        if stream_id is None:
+        stream = await resume.chats.stream_of(principal.owner, chat_id)
+        if stream is None:
             return Response(status_code=204)
+        stream_id = stream.stream_id
         try:
             record = await find_record(http.store, stream_id)
         except StreamNotFound:  # expired, or never created (its start failed)
@@ -108,7 +111,7 @@ def router(http: Http) -> APIRouter:
         http.guard.check_owner(principal, record.owner, stream_id)
         if record.status != "active":
             return Response(status_code=204)
-        encoder = UIMessageStreamEncoder(stream_id)
+        encoder = UIMessageStreamEncoder(stream_id, stream.message_id)
         deadline_s = stream_deadline_s(request.scope, settings.deadline_margin_s)
 
         async def body() -> AsyncIterator[bytes]:

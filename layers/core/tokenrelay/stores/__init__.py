@@ -7,7 +7,7 @@ typed against the same protocols (``tests/fakes``).
 """
 
 from .api_keys import ApiKey, KeyStore
-from .chats import ChatStore
+from .chats import ChatStore, ChatStream
 from .connections import ClaimResult, ConnectionRecord, ConnectionStore
 from .output_log import AttachmentStore, LogBatch, LogEnd, LogItem, OutputLogStore, decode_end, encode_end
 from .rate_limits import Lease, Limits, RateLimitStore
@@ -19,6 +19,7 @@ __all__ = [
     "AttachmentStore",
     "BatchWatchStore",
     "ChatStore",
+    "ChatStream",
     "ClaimResult",
     "ConnectionRecord",
     "ConnectionStore",

@@ -8,16 +8,23 @@ streams table (``stores.dynamodb.DynamoChats``), with the streams' TTL.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ChatStore"]
+__all__ = ["ChatStore", "ChatStream"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStream:
+    stream_id: str
+    message_id: str  # the assistant message the stream writes (a replay names the same one)
 
 
 class ChatStore(Protocol):
-    async def set_stream(self, owner: str, chat_id: str, stream_id: str) -> None:
-        """Record ``stream_id`` as the chat's latest stream (the last write wins)."""
+    async def set_stream(self, owner: str, chat_id: str, stream: ChatStream) -> None:
+        """Record ``stream`` as the chat's latest (the last write wins)."""
         ...
 
-    async def stream_of(self, owner: str, chat_id: str) -> str | None:
+    async def stream_of(self, owner: str, chat_id: str) -> ChatStream | None:
         """The chat's latest stream, or None (strongly consistent)."""
         ...

@@ -37,7 +37,7 @@ from ..events import (
     Usage,
 )
 
-__all__ = ["DONE", "HEADERS", "UIMessageStreamEncoder", "finish_reason", "message_id"]
+__all__ = ["DONE", "HEADERS", "UIMessageStreamEncoder", "default_message_id", "finish_reason"]
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 DONE = b"data: [DONE]\n\n"
@@ -51,9 +51,10 @@ def finish_reason(reason: str) -> str:
     return _FINISH.get(reason, "other")
 
 
-def message_id(stream_id: str) -> str:
-    """The assistant message's id: the same on every replay, so a resumed stream replaces the
-    message a reloaded page kept instead of adding a second one."""
+def default_message_id(stream_id: str) -> str:
+    """The id of the assistant message a stream writes, unless it continues one (after tool
+    results: that message's id, as the AI SDK's own servers do). The same on every replay, so a
+    resumed stream replaces the message a reloaded page kept instead of adding a second one."""
     return f"msg-{stream_id}"
 
 
@@ -64,15 +65,16 @@ def _line(chunk: dict[str, Any]) -> bytes:
 class UIMessageStreamEncoder:
     """One response's encoder: it remembers the open block and the tool calls in flight."""
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, message_id: str | None = None) -> None:
         self.stream_id = stream_id
+        self.message_id = message_id or default_message_id(stream_id)
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", block id)
         self._blocks = 0
         self._calls: dict[int, tuple[str, str, list[str]]] = {}  # index -> (id, name, fragments)
 
     def start(self) -> bytes:
         """The first chunks of every response, a replay's included."""
-        return _line({"type": "start", "messageId": message_id(self.stream_id)}) + _line({"type": "start-step"})
+        return _line({"type": "start", "messageId": self.message_id}) + _line({"type": "start-step"})
 
     def encode(self, event: Event) -> bytes:
         if type(event) is TextDelta:  # the hot path

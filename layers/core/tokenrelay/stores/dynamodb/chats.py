@@ -12,6 +12,7 @@ import hashlib
 import time
 from typing import Any
 
+from ..chats import ChatStream
 from ._client import call, new_client
 from ._items import CHAT_KEY_PREFIX, PARTITION_KEY, TTL_ATTRIBUTE, attr
 
@@ -28,18 +29,19 @@ class DynamoChats:
         self.table_name, self.ttl_s = streams_table, ttl_s
         self._client = client if client is not None else new_client()
 
-    async def set_stream(self, owner: str, chat_id: str, stream_id: str) -> None:
+    async def set_stream(self, owner: str, chat_id: str, stream: ChatStream) -> None:
         now = time.time()
         item = {
             PARTITION_KEY: attr(chat_key(owner, chat_id)),
             "kind": attr("chat"),
-            "active_stream_id": attr(stream_id),
+            "active_stream_id": attr(stream.stream_id),
+            "message_id": attr(stream.message_id),
             "updated_at": attr(now),
             TTL_ATTRIBUTE: attr(int(now) + self.ttl_s),
         }
         await call(self.table_name, "PutItem", self._client.put_item, TableName=self.table_name, Item=item)
 
-    async def stream_of(self, owner: str, chat_id: str) -> str | None:
+    async def stream_of(self, owner: str, chat_id: str) -> ChatStream | None:
         response = await call(
             self.table_name,
             "GetItem",
@@ -47,7 +49,10 @@ class DynamoChats:
             TableName=self.table_name,
             Key={PARTITION_KEY: attr(chat_key(owner, chat_id))},
             ConsistentRead=True,
-            ProjectionExpression="active_stream_id",
+            ProjectionExpression="active_stream_id, message_id",
         )
-        value = response.get("Item", {}).get("active_stream_id", {}).get("S")
-        return value if isinstance(value, str) else None
+        item = response.get("Item", {})
+        stream_id, message_id = (item.get(name, {}).get("S") for name in ("active_stream_id", "message_id"))
+        if not isinstance(stream_id, str):
+            return None
+        return ChatStream(stream_id, message_id if isinstance(message_id, str) else f"msg-{stream_id}")
