@@ -72,6 +72,8 @@ def parse_ui_request(body: Any, settings: Settings) -> UIChatRequest:
     raw = body.get("messages")
     if not isinstance(raw, list):
         raise RequestInvalid("messages", "field required: a list of UI messages")
+    if len(raw) > settings.max_messages:  # counted as sent, before steps and tool results add turns
+        raise RequestInvalid("messages", f"at most {settings.max_messages} messages are allowed")
     translated = _Messages()
     for i, message in enumerate(raw):
         translated.add(f"messages.{i}", message)
