@@ -57,7 +57,12 @@ def test_use_chat_streams_an_answer_token_by_token(page: Any, stack: Stack) -> N
     send(page, prompt)
 
     seen: list[int] = []
-    wait_for(page, lambda: seen.append(len(answer_text(page))) or status(page) == "ready" and seen[-1] > 0, "the answer")
+
+    def done() -> bool:
+        seen.append(len(answer_text(page)))
+        return status(page) == "ready" and seen[-1] > 0
+
+    wait_for(page, done, "the answer")
     assert answer_text(page) == f"You said: {prompt}"
     assert len(set(seen)) >= 5, f"the text should grow while it streams: {sorted(set(seen))}"
     assert page.get_by_test_id("message-user").count() == 1 and page.get_by_test_id("message-assistant").count() == 1

@@ -172,7 +172,7 @@ def test_a_continuation_after_tool_results_names_the_assistant_message() -> None
         ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", {"type": "file", "url": "u", "mediaType": "a/b"})]}, "messages.1.parts.0.type"),
         ({"id": "c", "messages": [ui("user", {"type": "reasoning", "text": "x"})]}, "messages.0.parts.0.type"),
         ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", {"type": "tool-x", "state": "output-available"})]}, "messages.1.parts.0.toolCallId"),
-        ({"id": "c", "messages": [ui("user", "nope")]}, "messages.0.parts.0.type"),
+        ({"id": "c", "messages": [{"id": "m", "role": "user", "parts": ["nope"]}]}, "messages.0.parts.0.type"),
         ({"id": "c", "messages": [ui("user", text("   "))]}, "messages"),
         ({"id": "c", "messages": [ui("user", text("hi"))], "messageId": 3}, "messageId"),
         ([], "body"),
