@@ -95,7 +95,7 @@ def test_interleaved_tool_calls_keep_their_ids_and_bad_json_is_a_tool_input_erro
     ("terminal", "last"),
     [
         (StreamCancelled("s1", "client"), {"type": "abort", "reason": "client"}),
-        (StreamError("openai is unavailable", "upstream_unavailable", True), {"type": "error", "errorText": "openai is unavailable (upstream_unavailable)"}),
+        (StreamError("down", "upstream_unavailable", True), {"type": "error", "errorText": "down (upstream_unavailable)"}),
         (StreamDone("s1", "max_tokens", 1, 2, 3), {"type": "finish", "finishReason": "other"}),
         (StreamDone("s1", "length", 1, 2, 3), {"type": "finish", "finishReason": "length"}),
     ],
@@ -165,13 +165,17 @@ def test_a_continuation_after_tool_results_names_the_assistant_message() -> None
     assert [(m.role, m.content) for m in request.chat.messages][-1] == ("tool", "boom")
 
 
+FILE = {"type": "file", "url": "u", "mediaType": "a/b"}
+NO_ID = {"type": "tool-x", "state": "output-available"}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"id": "c", "messages": [ui("user", text("x"))] * 200}, "messages"),
-        ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", {"type": "file", "url": "u", "mediaType": "a/b"})]}, "messages.1.parts.0.type"),
+        ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", FILE)]}, "messages.1.parts.0.type"),
         ({"id": "c", "messages": [ui("user", {"type": "reasoning", "text": "x"})]}, "messages.0.parts.0.type"),
-        ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", {"type": "tool-x", "state": "output-available"})]}, "messages.1.parts.0.toolCallId"),
+        ({"id": "c", "messages": [ui("user", text("hi")), ui("assistant", NO_ID)]}, "messages.1.parts.0.toolCallId"),
         ({"id": "c", "messages": [{"id": "m", "role": "user", "parts": ["nope"]}]}, "messages.0.parts.0.type"),
         ({"id": "c", "messages": [ui("user", text("   "))]}, "messages"),
         ({"id": "c", "messages": [ui("user", text("hi"))], "messageId": 3}, "messageId"),
