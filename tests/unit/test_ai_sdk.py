@@ -95,7 +95,7 @@ def test_interleaved_tool_calls_keep_their_ids_and_bad_json_is_a_tool_input_erro
     ("terminal", "last"),
     [
         (StreamCancelled("s1", "client"), {"type": "abort", "reason": "client"}),
-        (StreamError("down", "upstream_unavailable", True), {"type": "error", "errorText": "down (upstream_unavailable)"}),
+        (StreamError("down", "upstream_error", True), {"type": "error", "errorText": "down (upstream_error)"}),
         (StreamDone("s1", "max_tokens", 1, 2, 3), {"type": "finish", "finishReason": "other"}),
         (StreamDone("s1", "length", 1, 2, 3), {"type": "finish", "finishReason": "length"}),
     ],
