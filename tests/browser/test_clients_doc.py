@@ -83,7 +83,9 @@ def open_bundled(page: Any, workdir: Path, name: str, section: str, stack: Stack
     ]
     built = subprocess.run(command, cwd=WEB, capture_output=True, text=True, timeout=120, check=False)
     assert built.returncode == 0, built.stderr
-    html = f'<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./{name}.js"></script>'
+    html = (
+        f'<!doctype html><meta charset="utf-8"><div id="root"></div><script type="module" src="./{name}.js"></script>'
+    )
     (out / f"{name}.html").write_text(html, encoding="utf-8")
     page.goto(f"{stack.static}/snippets/{name}.html")
 
