@@ -133,3 +133,24 @@ def test_a_tool_call_runs_in_the_page_and_its_result_goes_back(page: Any, stack:
     output = {"sky": "sunny", "city": prompt}
     assert json.loads(tool.get_by_test_id("tool-output").inner_text()) == output
     assert answer_text(page) == f"Tool get_weather returned: {json.dumps(output)}"
+
+
+@pytest.mark.timeout(90)
+def test_after_a_reload_stop_cancels_the_resumed_stream(page: Any, stack: Stack) -> None:
+    """The resume's X-Stream-Id is remembered too: a page that reloaded can still stop the stream."""
+    chat_id = f"c-{uuid.uuid4().hex[:10]}"
+    open_chat(page, stack, chat_id, resume=True)
+    send(page, LONG)
+    wait_for(page, lambda: len(answer_text(page)) > 40, "some text before the reload")
+    stream_id = page.evaluate("window.aiSdk.streamId()")
+
+    page.reload()
+    wait_for(page, lambda: page.evaluate("window.aiSdk.streamId()") == stream_id, "the resumed stream's id")
+    wait_for(page, lambda: status(page) == "streaming" and len(answer_text(page)) > 80, "the resumed answer")
+    page.get_by_test_id("stop").click()
+    wait_for(page, lambda: page.evaluate("window.aiSdk.cancels.length") == 1, "the cancel's answer")
+    assert page.evaluate("window.aiSdk.cancels[0].httpStatus") == 200
+    record = stack.record(stream_id, "cancelled")
+    assert record.cancel_reason == "client"
+    wait_for(page, lambda: status(page) == "ready", "ready after stop")
+    assert f"You said: {LONG}".startswith(answer_text(page)) and not answer_text(page).endswith("word119")
