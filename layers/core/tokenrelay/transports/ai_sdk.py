@@ -69,6 +69,7 @@ class UIMessageStreamEncoder:
         self.stream_id = stream_id
         self.message_id = message_id or default_message_id(stream_id)
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", block id)
+        self._delta_prefix = ""  # 'data: {"type":"<kind>-delta","id":"<block>","delta":' of the open block
         self._blocks = 0
         self._calls: dict[int, tuple[str, str, list[str]]] = {}  # index -> (id, name, fragments)
 
@@ -77,8 +78,9 @@ class UIMessageStreamEncoder:
         return _line({"type": "start", "messageId": self.message_id}) + _line({"type": "start-step"})
 
     def encode(self, event: Event) -> bytes:
-        if type(event) is TextDelta:  # the hot path
-            return self._enter("text") + _line({"type": "text-delta", "id": self._block_id, "delta": event.text})
+        if type(event) is TextDelta:  # the hot path: one per token, a prefix made once per block
+            opened = self._enter("text")
+            return opened + (self._delta_prefix + _dumps(event.text) + "}\n\n").encode()
         if isinstance(event, ReasoningDelta):
             return self._reasoning(event)
         if isinstance(event, ToolCallStart):
@@ -96,11 +98,6 @@ class UIMessageStreamEncoder:
             return b""
         return self._terminal(event)
 
-    @property
-    def _block_id(self) -> str:
-        assert self._open is not None
-        return self._open[1]
-
     def _enter(self, kind: str) -> bytes:
         """Open a block of ``kind`` unless one is open (closing a block of another kind first)."""
         if self._open is not None and self._open[0] == kind:
@@ -108,6 +105,7 @@ class UIMessageStreamEncoder:
         closed = self._close()
         self._blocks += 1
         self._open = (kind, f"{kind}-{self._blocks}")
+        self._delta_prefix = f'data: {{"type":"{kind}-delta","id":"{self._open[1]}","delta":'
         return closed + _line({"type": f"{kind}-start", "id": self._open[1]})
 
     def _close(self, **extra: Any) -> bytes:
@@ -123,7 +121,7 @@ class UIMessageStreamEncoder:
             return opened + self._close(providerMetadata={"tokenrelay": {"redactedData": event.redacted}})
         out = self._enter("reasoning")
         if event.text:
-            out += _line({"type": "reasoning-delta", "id": self._block_id, "delta": event.text})
+            out += (self._delta_prefix + _dumps(event.text) + "}\n\n").encode()
         if event.signature:  # the part that closes a signed block
             out += self._close(providerMetadata={"tokenrelay": {"signature": event.signature}})
         return out
