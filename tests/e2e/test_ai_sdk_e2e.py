@@ -290,3 +290,31 @@ async def test_two_chats_resume_their_own_streams(relay: ResumeStack) -> None:
         text([json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]) for r in answers
     ]
     assert replayed == [f"You said: {b['messages'][0]['parts'][0]['text']}" for b in (first, second)]
+
+
+async def test_concurrent_chats_dropped_and_resumed_by_chat_id_lose_and_repeat_nothing(relay: ResumeStack) -> None:
+    """Four chats at once, each client gone after a few tokens, each resumed on another environment
+    by its chat id: every resume replays its own stream from the first token to [DONE], once."""
+    bodies = [chat_body(" ".join(f"c{n}w{i}" for i in range(300))) for n in range(4)]  # 6 s each: live when resumed
+
+    async def drop_then_resume(body: dict[str, Any], after: int) -> tuple[str, list[Any]]:
+        async with httpx.AsyncClient(base_url=relay.producer, timeout=30) as client:
+            async with client.stream("POST", "/api/chat", json=body) as response:
+                stream_id = response.headers["x-stream-id"]
+                seen = 0
+                async for line in response.aiter_lines():
+                    seen += "text-delta" in line
+                    if seen == after:
+                        break
+        async with httpx.AsyncClient(base_url=relay.other, timeout=30) as other:
+            async with other.stream("GET", f"/api/chat/{body['id']}/stream") as resumed:
+                assert resumed.status_code == 200 and resumed.headers["x-stream-id"] == stream_id
+                return stream_id, await read_chunks(resumed)
+
+    results = await asyncio.gather(*(drop_then_resume(body, 2 + 3 * n) for n, body in enumerate(bodies)))
+    for body, (stream_id, chunks) in zip(bodies, results, strict=True):
+        said = body["messages"][0]["parts"][0]["text"]
+        assert text(chunks) == f"You said: {said}"
+        assert types(chunks)[:3] == ["start", "start-step", "text-start"] and types(chunks)[-2:] == ["finish", "[DONE]"]
+        assert chunks[0]["messageId"] == f"msg-{stream_id}"
+    assert len({stream_id for stream_id, _ in results}) == 4
