@@ -18,7 +18,7 @@ import pytest
 
 from tests.browser.conftest import Stack
 
-LONG = " ".join(f"word{i}" for i in range(120))  # 122 tokens at ECHO_DELAY_MS=30: about 4 s
+LONG = " ".join(f"word{i}" for i in range(250))  # 252 tokens at ECHO_DELAY_MS=30: about 7.5 s
 
 
 def open_chat(page: Any, stack: Stack, chat_id: str, *, resume: bool = False) -> None:
@@ -98,14 +98,14 @@ def test_reload_mid_stream_resumes_by_chat_id_nothing_lost_or_repeated(page: Any
     resumes: list[int] = []
     page.on("response", lambda r: resumes.append(r.status) if r.url.endswith(f"/api/chat/{chat_id}/stream") else None)
     open_chat(page, stack, chat_id, resume=True)
-    assert resumes == [204]  # a new chat: nothing to resume
+    wait_for(page, lambda: resumes == [204], "useChat's resume on mount: 204, a new chat has nothing to resume")
     send(page, LONG)
     wait_for(page, lambda: len(answer_text(page)) > 60, "some text before the reload")
     stream_id = page.evaluate("window.aiSdk.streamId()")
 
     page.reload()
     page.get_by_test_id("status").wait_for()
-    wait_for(page, lambda: status(page) == "ready" and answer_text(page).endswith("word119"), "the resumed answer")
+    wait_for(page, lambda: status(page) == "ready" and answer_text(page).endswith("word249"), "the resumed answer")
     assert resumes == [204, 200]
     assert answer_text(page) == f"You said: {LONG}"
     assert page.get_by_test_id("message-user").count() == 1
@@ -153,4 +153,4 @@ def test_after_a_reload_stop_cancels_the_resumed_stream(page: Any, stack: Stack)
     record = stack.record(stream_id, "cancelled")
     assert record.cancel_reason == "client"
     wait_for(page, lambda: status(page) == "ready", "ready after stop")
-    assert f"You said: {LONG}".startswith(answer_text(page)) and not answer_text(page).endswith("word119")
+    assert f"You said: {LONG}".startswith(answer_text(page)) and not answer_text(page).endswith("word249")

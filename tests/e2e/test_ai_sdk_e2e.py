@@ -201,7 +201,7 @@ async def read_chunks_from(lines: Any) -> list[Any]:
 
 
 async def test_resume_by_chat_id_replays_from_the_start_then_204_once_ended(relay: ResumeStack) -> None:
-    words = " ".join(f"w{i}" for i in range(60))  # 62 tokens at 20 ms
+    words = " ".join(f"w{i}" for i in range(250))  # 252 tokens at 20 ms: live when resumed, even under load
     body = chat_body(words)
     chat_id = body["id"]
     async with httpx.AsyncClient(base_url=relay.other, timeout=30) as other:
