@@ -34,7 +34,7 @@ if (tests) {
     // the demo page and the hook's browser test page: React bundled in
     build({
       ...common,
-      entryPoints: { demo: "demo/main.tsx", "test/hook": "test-pages/hook.tsx" },
+      entryPoints: { demo: "demo/main.tsx", "test/hook": "test-pages/hook.tsx", "test/ai-sdk": "test-pages/ai-sdk.tsx" },
       outdir: "dist",
       format: "esm",
       minify: true,
@@ -47,4 +47,5 @@ if (tests) {
   await copyFile("demo/index.html", "dist/index.html");
   await copyFile("demo/demo.css", "dist/demo.css");
   await copyFile("test-pages/hook.html", "dist/test/hook.html");
+  await copyFile("test-pages/ai-sdk.html", "dist/test/ai-sdk.html");
 }

@@ -22,7 +22,7 @@ from tests.e2e.protection import ProtectionTables, protected_env
 from tests.fakes.local_stack import LocalAws, function_stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
-MARKER = "<!-- The sections below are written with the AI SDK route"
+MARKER = "<!-- The sections below are JavaScript, run by tests/browser/test_clients_doc.py"
 OURS = ("curl", "OpenAI SDK (Python)", "Anthropic SDK (Python)", "LangChain ChatOpenAI")
 STREAMS = "tokenrelay-streams-clients-doc"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```\n", re.S | re.M)

@@ -26,6 +26,11 @@ STREAMS = "tokenrelay-streams-protect-e2e"
 SLOW = Scenario.ok(*[f"s{i} " for i in range(2000)], delay_s=0.01)  # 20 s unless stopped
 CHAT = {"message": "hello", "provider": "openai"}
 MESSAGE = {"role": "user", "content": "x"}
+UI_CHAT = {  # useChat's body (docs/ai-sdk.md)
+    "id": "chat-protect",
+    "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}],
+    "provider": "openai",
+}
 
 
 @dataclass
@@ -123,6 +128,8 @@ async def test_protected_routes_refuse_missing_or_invalid_keys_and_start_nothing
             {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
         ),
         ("GET", "/v1/models", None),
+        ("POST", "/api/chat", UI_CHAT),
+        ("GET", "/api/chat/some-chat/stream", None),
         ("POST", "/v1/messages", {"model": "openai/gpt-4o-mini", "max_tokens": 8, "messages": [MESSAGE]}),
     ]
     if kind != "basic_scheme":  # the Anthropic SDKs' header, on /v1/messages only
@@ -277,6 +284,26 @@ async def test_cancel_and_resume_of_another_keys_stream_are_refused_403(app: Ser
             ok = await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(owner))
             assert ok.status_code == 200
             assert (await terminal(reader)).event == "cancelled"
+
+
+async def test_an_ai_sdk_chat_resumes_for_its_own_key_only(app: Served) -> None:
+    """The chat id -> stream pointer is kept per key: another key's resume of the same chat id finds nothing."""
+    owner, key = await app.tables.key()
+    other, _ = await app.tables.key()
+    app.upstream.scenario = SLOW
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as client:
+        async with client.stream("POST", "/api/chat", json=UI_CHAT, headers=bearer(owner)) as response:
+            assert response.status_code == 200
+            stream_id = response.headers["x-stream-id"]
+            record = await DynamoStreamStore(STREAMS).get(stream_id)
+            assert record is not None and record.owner == key.key_id and record.transport == "ai-sdk"
+            stranger = await client.get("/api/chat/chat-protect/stream", headers=bearer(other))
+            assert stranger.status_code == 204
+            async with client.stream("GET", "/api/chat/chat-protect/stream", headers=bearer(owner)) as resumed:
+                assert resumed.status_code == 200 and resumed.headers["x-stream-id"] == stream_id
+            ok = await client.post(f"/chat/stream/{stream_id}/cancel", headers=bearer(owner))
+            assert ok.status_code == 200
+            assert (await response.aread()).endswith(b'data: {"type":"abort","reason":"client"}\n\ndata: [DONE]\n\n')
 
 
 async def test_each_refusal_is_counted_once_by_reason_and_nothing_else_is(app: Served) -> None:

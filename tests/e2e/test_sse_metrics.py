@@ -121,3 +121,16 @@ async def test_metrics_of_the_wire_formats_carry_their_transport(setup: tuple[st
         ("openai", "echo"),
     ]
     assert all(metric(d, "StreamCompleted") == 1 for d in docs) and metric(docs[0], "OutputTokens") == 2
+
+
+async def test_metrics_of_the_ai_sdk_route_carry_transport_ai_sdk(setup: tuple[str, Captured, FakeUpstream]) -> None:
+    """``POST /api/chat`` (docs/ai-sdk.md) is counted as its own wire format."""
+    url, captured, upstream = setup
+    upstream.scenario = Scenario.ok("a ", "b ")
+    body = {"id": "metrics-chat", "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "x"}]}]}
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.post("/api/chat", json={**body, "provider": "openai"})
+    assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+    (done,) = captured.wait(1)
+    assert (done["Transport"], done["Provider"]) == ("ai-sdk", "openai")
+    assert metric(done, "StreamCompleted") == 1 and metric(done, "OutputTokens") == 2

@@ -4,6 +4,8 @@ export { ChatController, initialState } from "./chat.js";
 export type { ChatOptions, ChatProgress, ChatState, ChatStatus, Transport } from "./chat.js";
 export { eventSourceUrl, streamChatEventSource } from "./eventsource.js";
 export type { EventSourceFactory, EventSourceLike, EventSourceOptions, QueryRequest } from "./eventsource.js";
+export { tokenRelayChat } from "./ai-sdk.js";
+export type { TokenRelayChat } from "./ai-sdk.js";
 export { cancelStream, checkKey, streamChat } from "./http.js";
 export type { CancelOptions, CancelResult, FetchLike, HttpOptions, StreamOptions } from "./http.js";
 export { parseSse, SseParser } from "./sse.js";

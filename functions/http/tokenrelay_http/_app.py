@@ -30,7 +30,7 @@ from .body import BodyLimitMiddleware
 from .context import Http
 from .errors import add_error_handlers
 from .openapi import Operations
-from .routers import anthropic, chat, dev, home, openai, resume
+from .routers import ai_sdk, anthropic, chat, dev, home, openai, resume
 from .runs import Runs
 from .snapstart import RestoreHookMiddleware
 
@@ -77,6 +77,7 @@ def create_app(
         include(app, resume.router(http, deployment.resume))
     include(app, openai.router(http))
     include(app, anthropic.router(http))
+    include(app, ai_sdk.router(http))
     return app
 
 

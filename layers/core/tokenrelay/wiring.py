@@ -54,7 +54,9 @@ class Deployment:
         resume = None
         if settings.resume_enabled:
             log_store = dynamodb.DynamoOutputLog(settings.output_log_table)
-            resume = ResumeStores(settings, log_store, dynamodb.DynamoAttachments(settings.streams_table))
+            attachments = dynamodb.DynamoAttachments(settings.streams_table)
+            chats = dynamodb.DynamoChats(settings.streams_table, ttl_s=settings.stream_ttl_s)
+            resume = ResumeStores(settings, log_store, attachments, chats)
         if metrics is None and settings.metrics_enabled:
             metrics = StreamMetrics(settings.metrics_namespace, settings.service_name)
         return cls(settings, store, guard, resume, metrics)

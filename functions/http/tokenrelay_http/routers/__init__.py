@@ -4,6 +4,7 @@
     resume     GET /chat/stream/{stream_id} (when resume is on)
     openai     /v1: chat completions and models, in OpenAI's shapes
     anthropic  POST /v1/messages, in Anthropic's shapes
+    ai_sdk     /api/chat and /api/chat/{chat_id}/stream: the Vercel AI SDK's useChat
     home       GET /
     dev        the demo page and CORS, for scripts/dev only (an app setting, not routes)
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
 from fastapi import APIRouter, Request
 
 from tokenrelay import RequestInvalid
+from tokenrelay.events import Event
 from tokenrelay.resume import RecordFallback, ResumeStores, find_record, follow, hold_lease
 from tokenrelay.stores import StreamRecord
 from tokenrelay.transports.sse import encode_sse
@@ -40,7 +41,7 @@ from ..context import Http
 from ..deadline import stream_deadline_s
 from .chat import sse_channel
 
-__all__ = ["last_event_id", "router"]
+__all__ = ["last_event_id", "replay", "router"]
 
 log = logging.getLogger("tokenrelay.http.resume")
 
@@ -61,10 +62,16 @@ def last_event_id(request: Request) -> int:
 
 
 async def replay(
-    http: Http, resume: ResumeStores, record: StreamRecord, after: int, deadline_s: float | None
-) -> AsyncIterator[bytes]:
+    http: Http,
+    resume: ResumeStores,
+    record: StreamRecord,
+    after: int,
+    deadline_s: float | None,
+    encode: Callable[[Event], bytes] = encode_sse,
+) -> AsyncGenerator[bytes, None]:
     """The log after ``after`` and then the live stream, while the reader holds the lease (an active
-    stream); at the invocation's deadline the body ends without a terminal event: the client resumes."""
+    stream); at the invocation's deadline the body ends without a terminal event: the client resumes.
+    ``encode`` is the wire format (SSE's here; the AI SDK's for ``/api/chat``)."""
     settings, stream_id = http.settings, record.stream_id
     fallback = RecordFallback(http.store, stream_id, settings)  # the producer died without its log's end
     events = follow(resume.log, stream_id, after, poll_s=settings.resume_poll_s, fallback=fallback)
@@ -72,7 +79,9 @@ async def replay(
     try:
         async with _lease(resume, record), limit:
             async for event in events:
-                yield encode_sse(event)
+                data = encode(event)
+                if data:
+                    yield data
     except TimeoutError:
         if not limit.expired():
             raise

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import TokenRelayError
 from ..settings import Settings
+from ..stores.chats import ChatStore
 from ..stores.output_log import AttachmentStore, OutputLogStore
 from ._writer import OutputLogWriter
 
@@ -60,6 +61,7 @@ class ResumeStores:
     settings: Settings
     log: OutputLogStore
     attachments: AttachmentStore
+    chats: ChatStore | None = None  # each AI SDK chat's latest stream (resume by chat id); None: not kept
 
     def for_stream(self, stream_id: str) -> Resumable:
         """A new stream's output log writer, lease store and grace period."""

@@ -7,6 +7,7 @@ typed against the same protocols (``tests/fakes``).
 """
 
 from .api_keys import ApiKey, KeyStore
+from .chats import ChatStore, ChatStream
 from .connections import ClaimResult, ConnectionRecord, ConnectionStore
 from .output_log import AttachmentStore, LogBatch, LogEnd, LogItem, OutputLogStore, decode_end, encode_end
 from .rate_limits import Lease, Limits, RateLimitStore
@@ -17,6 +18,8 @@ __all__ = [
     "ApiKey",
     "AttachmentStore",
     "BatchWatchStore",
+    "ChatStore",
+    "ChatStream",
     "ClaimResult",
     "ConnectionRecord",
     "ConnectionStore",

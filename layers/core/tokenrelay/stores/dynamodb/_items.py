@@ -15,6 +15,7 @@ from ..streams import Status, StreamRecord, WatchState
 from ._client import Item
 
 __all__ = [
+    "CHAT_KEY_PREFIX",
     "OUTCOME_FIELDS",
     "PARTITION_KEY",
     "TTL_ATTRIBUTE",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 PARTITION_KEY = "stream_id"
+CHAT_KEY_PREFIX = "chat#"  # a chat's item (``chats.py``), never a stream's
 TTL_ATTRIBUTE = "expires_at"
 
 _STRING_FIELDS = ("owner", "transport", "provider", "model", "status", "cancel_reason", "finish_reason", "error_code")

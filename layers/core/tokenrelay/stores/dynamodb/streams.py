@@ -18,6 +18,7 @@ from ...errors import StreamFinished, StreamNotFound
 from ..streams import FINAL_STATUSES, StreamOutcome, StreamRecord, WatchState
 from ._client import FAST_CONFIG, STREAMS_CONFIG, ConditionFailed, call, new_client
 from ._items import (
+    CHAT_KEY_PREFIX,
     OUTCOME_FIELDS,
     PARTITION_KEY,
     WATCH_NAMES,
@@ -92,6 +93,8 @@ class DynamoStreamStore:
             raise ValueError(f"stream {record.stream_id!r} already exists") from None
 
     async def get(self, stream_id: str) -> StreamRecord | None:
+        if stream_id.startswith(CHAT_KEY_PREFIX):  # a chat's item (chats.py) is no stream
+            return None
         response = await self._call(
             "GetItem",
             self._client.get_item,
@@ -151,6 +154,8 @@ class DynamoStreamStore:
         Idempotent while the stream is active. ``StreamNotFound`` for an
         unknown id, ``StreamFinished`` (with the final status) once it ended.
         """
+        if stream_id.startswith(CHAT_KEY_PREFIX):  # a chat's item (chats.py) is no stream
+            raise StreamNotFound(stream_id)
         try:
             await self._call(
                 "UpdateItem",
