@@ -163,7 +163,8 @@ def test_openai_completion_object_has_message_finish_and_usage() -> None:
 
 
 def test_openai_model_list_is_openai_list_of_model_objects() -> None:
-    assert model_list([("echo/echo-1", "echo")]) == {
+    caps = {"images": True, "tools": True, "reasoning": False, "structured_output": True}
+    assert model_list([("echo/echo-1", "echo", caps)]) == {
         "object": "list",
-        "data": [{"id": "echo/echo-1", "object": "model", "created": 0, "owned_by": "echo"}],
+        "data": [{"id": "echo/echo-1", "object": "model", "created": 0, "owned_by": "echo", "capabilities": caps}],
     }

@@ -39,7 +39,7 @@ from tokenrelay.transports.websocket import encode_message
 SETTINGS = Settings.from_env(
     {
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o;anthropic:claude-haiku-4-5;"
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o,o4-mini;anthropic:claude-haiku-4-5;"
         "bedrock:amazon.nova-lite-v1:0,us.anthropic.claude-haiku-4-5-v1:0",
         "BEDROCK_ENABLED": "true",
         "OPENAI_API_KEY": "sk-x",
@@ -214,7 +214,8 @@ def test_websocket_message_of_each_part() -> None:
         ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools.0.function.name"),
         ({"reasoning": {}}, "reasoning"),
         ({"reasoning": {"effort": "extreme"}}, "reasoning.effort"),
-        ({"provider": "openai", "reasoning": {"budget_tokens": 2000}}, "reasoning.budget_tokens"),
+        ({"provider": "openai", "model": "o4-mini", "reasoning": {"budget_tokens": 2000}}, "reasoning.budget_tokens"),
+        ({"provider": "openai", "reasoning": {"effort": "low"}}, "reasoning"),  # gpt-4o does not reason
         ({"provider": "anthropic", "reasoning": {"budget_tokens": 500}, "max_tokens": 4000}, "reasoning.budget_tokens"),
         ({"provider": "anthropic", "reasoning": {"effort": "low"}, "max_tokens": 500}, "max_tokens"),
         (

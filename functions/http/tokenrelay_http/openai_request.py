@@ -43,7 +43,14 @@ from tokenrelay import ChatRequest, RequestInvalid, Settings, parse_chat_request
 from tokenrelay.requests import EFFORTS
 from tokenrelay.transports.openai import OpenAIError, openai_error
 
-__all__ = ["CompletionRequest", "list_models", "model_not_found", "parse_completion_request", "resolve_model"]
+__all__ = [
+    "CompletionRequest",
+    "described_models",
+    "list_models",
+    "model_not_found",
+    "parse_completion_request",
+    "resolve_model",
+]
 
 _IGNORED = frozenset({"user", "safety_identifier", "prompt_cache_key"})
 _NO_OP: dict[str, tuple[object, ...]] = {
@@ -196,6 +203,17 @@ def list_models(settings: Settings, allows: Callable[[str, str], bool] | None = 
     models = [(f"{p}/{m}", p, (p, m)) for p in providers for m in settings.allowed_models[p]]
     aliases = [(alias, p, (p, m)) for alias, (p, m) in settings.model_aliases.items() if p in providers]
     return [(name, owner) for name, owner, target in models + aliases if allows is None or allows(*target)]
+
+
+def described_models(
+    settings: Settings, allows: Callable[[str, str], bool] | None = None
+) -> list[tuple[str, str, dict[str, bool]]]:
+    """``list_models`` with each model's capabilities (an alias: its target's)."""
+    out = []
+    for name, owner in list_models(settings, allows):
+        provider, model = resolve_model(name, settings)
+        out.append((name, owner, settings.capabilities(provider, model).as_dict()))
+    return out
 
 
 def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest:

@@ -1,5 +1,9 @@
 """What each provider (and model) can do with a request: anything else is a 400 naming the
-provider and the field, never silently dropped (docs/protocol.md §1, §11).
+provider and the field, never silently dropped (docs/protocol.md §1, §11, §12).
+
+First the model's capabilities (``catalog.capabilities``, overridable per deployment): tools,
+reasoning (and thinking_blocks sent back), images, structured output. Then the provider's own
+rules:
 
     echo       everything (a deterministic stand-in: docs/protocol.md §11)
     openai     tools, tool_choice, parallel_tool_calls; reasoning.effort (``reasoning_effort``);
@@ -10,8 +14,9 @@ provider and the field, never silently dropped (docs/protocol.md §1, §11).
                max_tokens), not with a forced tool (Anthropic refuses that); thinking_blocks;
                no temperature (API version 2026-10-21 refuses sampling parameters)
     bedrock    tools, tool_choice but ``none`` (Converse has none); not parallel_tool_calls
-               false; reasoning and thinking_blocks for Anthropic Claude models only (the
-               ``thinking`` budget in ``additionalModelRequestFields``); temperature 0 to 1
+               false; reasoning as the Claude ``thinking`` budget in
+               ``additionalModelRequestFields`` (the table gives it to Claude models only);
+               temperature 0 to 1
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..errors import RequestInvalid
 
 if TYPE_CHECKING:
+    from ..catalog import Capabilities
     from ._chat import ChatRequest
 
 __all__ = ["EFFORT_BUDGETS", "MIN_BUDGET", "check_capabilities", "thinking_budget"]
@@ -32,6 +38,28 @@ MIN_BUDGET = 1024
 
 def _refuse(request: ChatRequest, field: str, why: str) -> RequestInvalid:
     return RequestInvalid(field, f"not supported by provider {request.provider!r}{why}")
+
+
+def _lacks(request: ChatRequest, field: str) -> RequestInvalid:
+    return RequestInvalid(
+        field,
+        f"not supported by provider {request.provider!r} model {request.model!r} "
+        "(its capabilities: GET /v1/models; a deployment changes them with MODEL_CAPABILITIES)",
+    )
+
+
+def _check_model(request: ChatRequest, caps: Capabilities) -> None:
+    """What the model itself cannot do, whatever the provider's API could carry."""
+    if not caps.tools:
+        if request.tools:
+            raise _lacks(request, "tools")
+        if (i := next((i for i, m in enumerate(request.messages) if m.tool_calls), None)) is not None:
+            raise _lacks(request, f"messages.{i}.tool_calls")
+    if not caps.reasoning:
+        if request.reasoning is not None and request.reasoning.enabled:
+            raise _lacks(request, "reasoning")
+        if (i := _thinking_blocks(request)) is not None:
+            raise _lacks(request, f"messages.{i}.thinking_blocks")
 
 
 def thinking_budget(request: ChatRequest) -> int | None:
@@ -62,9 +90,12 @@ def _thinking_blocks(request: ChatRequest) -> int | None:
     return next((i for i, m in enumerate(request.messages) if m.thinking), None)
 
 
-def check_capabilities(request: ChatRequest) -> None:
-    """Raise ``RequestInvalid`` for the first thing ``request.provider`` cannot do."""
-    provider, r = request.provider, request.reasoning
+def check_capabilities(request: ChatRequest, caps: Capabilities) -> None:
+    """Raise ``RequestInvalid`` for the first thing ``request.model`` (``caps``) or
+    ``request.provider`` cannot do."""
+    _check_model(request, caps)
+    provider = request.provider
+    r = request.reasoning
     if provider == "openai":
         if r is not None and r.budget_tokens is not None:
             raise _refuse(request, "reasoning.budget_tokens", ": give reasoning.effort")
@@ -75,16 +106,11 @@ def check_capabilities(request: ChatRequest) -> None:
             raise _refuse(request, "temperature", "")
         _check_thinking(request)
     elif provider == "bedrock":
-        claude = "anthropic." in request.model or "claude" in request.model
         choice = request.tool_choice
         if choice is not None and choice.mode == "none":
             raise _refuse(request, "tool_choice", ": 'none' (leave tools out instead)")
         if request.parallel_tool_calls is False:
             raise _refuse(request, "parallel_tool_calls", ": false")
-        if r is not None and r.enabled and not claude:
-            raise _refuse(request, "reasoning", f" for model {request.model!r} (Anthropic Claude models only)")
-        if (i := _thinking_blocks(request)) is not None and not claude:
-            raise _refuse(request, f"messages.{i}.thinking_blocks", f" for model {request.model!r}")
         if request.temperature is not None and request.temperature > 1.0:
             raise _refuse(request, "temperature", ": above 1")
         _check_thinking(request)

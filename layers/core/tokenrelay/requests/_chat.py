@@ -188,7 +188,8 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         parallel_tool_calls=raw.parallel_tool_calls,
         reasoning=reasoning_of(raw.reasoning),
     )
-    check_capabilities(request)  # what the provider or model cannot do is a 400, never dropped
+    # what the provider or model cannot do is a 400, never dropped
+    check_capabilities(request, settings.capabilities(provider, model))
     return request
 
 

@@ -253,10 +253,12 @@ def completion_object(
     return body
 
 
-def model_list(models: list[tuple[str, str]]) -> dict[str, Any]:
-    """``GET /v1/models``: ``(id, owned_by)`` pairs as OpenAI model objects."""
-    return {"object": "list", "data": [model_object(model_id, owner) for model_id, owner in models]}
+def model_list(models: list[tuple[str, str, dict[str, bool]]]) -> dict[str, Any]:
+    """``GET /v1/models``: ``(id, owned_by, capabilities)`` as OpenAI model objects."""
+    return {"object": "list", "data": [model_object(*model) for model in models]}
 
 
-def model_object(model_id: str, owned_by: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
+def model_object(model_id: str, owned_by: str, capabilities: dict[str, bool]) -> dict[str, Any]:
+    """OpenAI's model object, with TokenRelay's ``capabilities`` (an extension field: the SDKs
+    keep it in ``model_extra``)."""
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by, "capabilities": capabilities}
