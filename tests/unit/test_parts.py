@@ -293,8 +293,15 @@ def test_request_fields_give_the_same_request_back() -> None:
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "parallel_tool_calls": False,
         "max_tokens": 100,
+        "stop": ["END"],
+        "user": "u-1",
     }
     request = parse_chat_request(body, SETTINGS)
+    sampled = parse_chat_request(
+        {"message": "hi", "provider": "openai", "top_p": 0.5, "seed": 9, "presence_penalty": 1, "frequency_penalty": 0},
+        SETTINGS,
+    )
+    assert parse_chat_request(request_fields(sampled), SETTINGS) == sampled
     assert parse_chat_request(request_fields(request), SETTINGS) == request
     assert request.messages[1].content == "" and request.messages[1].tool_calls[0].input() == {}
 

@@ -43,6 +43,13 @@ export interface ChatRequest {
   model?: string;
   max_tokens?: number;
   temperature?: number;
+  /** Sampling settings (section 1): what the provider cannot take is a 400 naming it. */
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  user?: string;
   tools?: ToolDefinition[];
   tool_choice?: "auto" | "none" | "required" | { type: "function"; function: { name: string } };
   parallel_tool_calls?: boolean;

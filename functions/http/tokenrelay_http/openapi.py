@@ -134,6 +134,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             "model": _nullable({"type": "string", "enum": models, "description": "on the provider's allow-list"}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+            **SAMPLING,
             "tools": _nullable({"type": "array", "minItems": 1, "items": TOOL}),
             "tool_choice": _nullable(TOOL_CHOICE),
             "parallel_tool_calls": _nullable({"type": "boolean"}),
@@ -144,6 +145,17 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             {"required": ["messages"], "properties": {"messages": {"type": "array"}, "message": {"type": "null"}}},
         ],
     }
+
+
+_STOP = {"type": "string", "minLength": 1, "maxLength": 256}
+SAMPLING = {  # docs/protocol.md §1: what a provider cannot take is a 400 naming it
+    "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    "seed": _nullable({"type": "integer"}),
+    "stop": _nullable({"anyOf": [_STOP, {"type": "array", "minItems": 1, "maxItems": 4, "items": _STOP}]}),
+    "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "user": _nullable({"type": "string", "minLength": 1, "maxLength": 256}),
+}
 
 
 def _completion_body(settings: Settings) -> dict[str, Any]:
@@ -160,9 +172,6 @@ def _completion_body(settings: Settings) -> dict[str, Any]:
             "content": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": part}]},
         },
     }
-    stop = {
-        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]
-    }
     return {
         "type": "object",
         "required": ["model", "messages"],
@@ -173,7 +182,8 @@ def _completion_body(settings: Settings) -> dict[str, Any]:
             "stream": _nullable({"type": "boolean"}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
-            "stop": _nullable(stop),
+            **SAMPLING,
+            "n": _nullable({"type": "integer", "const": 1, "description": "one choice per request"}),
         },
     }
 
@@ -254,8 +264,9 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _query(settings: Settings) -> list[dict[str, Any]]:
     body = chat_body_schema(settings)["properties"]
-    names = ("message", "system", "provider", "model", "max_tokens", "temperature")
-    return [{"name": n, "in": "query", "required": n == "message", "schema": body[n]["anyOf"][0]} for n in names]
+    names = ("message", "system", "provider", "model", "max_tokens", "temperature", *SAMPLING)
+    schemas = {n: body[n]["anyOf"][0] for n in names} | {"stop": _STOP}  # one stop sequence in a query
+    return [{"name": n, "in": "query", "required": n == "message", "schema": schemas[n]} for n in names]
 
 
 class Operations:

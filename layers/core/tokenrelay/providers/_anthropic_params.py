@@ -5,7 +5,8 @@ content blocks (``thinking``/``redacted_thinking``, ``text``, ``tool_use``); too
 are ``tool_result`` blocks of the user turn after the calls; tools carry their JSON Schema as
 ``input_schema``; ``tool_choice`` ``required`` is ``any``, a function is ``tool``, and
 ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``; reasoning is the
-``thinking`` budget (``requests.thinking_budget``).
+``thinking`` budget (``requests.thinking_budget``); ``stop`` is ``stop_sequences`` and
+``user`` is ``metadata.user_id`` (the other sampling settings were refused in ``requests``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["system"] = "\n\n".join(system)
     if request.stop:
         params["stop_sequences"] = list(request.stop)
+    if request.user is not None:
+        params["metadata"] = {"user_id": request.user}
     if request.tools:
         _tools(request, params)
     budget = thinking_budget(request)

@@ -4,7 +4,9 @@ System turns fold into ``system``; tool calls are ``toolUse`` blocks of the assi
 tool results ``toolResult`` blocks of the user turn after it; signed reasoning goes back as
 ``reasoningContent`` (``reasoningText`` with its signature, or ``redactedContent`` bytes);
 tools are ``toolConfig``; reasoning is the Claude ``thinking`` budget in
-``additionalModelRequestFields`` (``requests._capabilities`` refused it for other models).
+``additionalModelRequestFields`` (``requests._capabilities`` refused it for other models);
+``top_p`` and ``stop`` are ``inferenceConfig``'s ``topP`` and ``stopSequences``, ``user`` is
+``requestMetadata.user``.
 """
 
 from __future__ import annotations
@@ -79,11 +81,15 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     inference: dict[str, Any] = {"maxTokens": request.max_tokens}
     if request.temperature is not None:
         inference["temperature"] = request.temperature
+    if request.top_p is not None:
+        inference["topP"] = request.top_p
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     params: dict[str, Any] = {"modelId": request.model, "messages": messages, "inferenceConfig": inference}
     if system:
         params["system"] = [{"text": s} for s in system]
+    if request.user is not None:
+        params["requestMetadata"] = {"user": request.user}  # filters the invocation logs
     if request.tools:
         params["toolConfig"] = _tool_config(request)
     budget = thinking_budget(request)

@@ -2,7 +2,8 @@
 
 The request is OpenAI's own shape, so the mapping is nearly one to one: a system prompt
 leads the messages, tool messages keep their ``tool_call_id``, assistant ``tool_calls``
-go back as they came, ``reasoning.effort`` is ``reasoning_effort``.
+go back as they came, ``reasoning.effort`` is ``reasoning_effort``; every sampling setting
+(``top_p``, ``seed``, ``stop``, the penalties, ``user``) is OpenAI's own.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["temperature"] = request.temperature
     if request.stop:
         params["stop"] = list(request.stop)
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
+        if getattr(request, name) is not None:
+            params[name] = getattr(request, name)
     if request.tools:
         params["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
     if request.tool_choice is not None:

@@ -7,20 +7,24 @@ rules:
 
     echo       everything (a deterministic stand-in: docs/protocol.md §11)
     openai     tools, tool_choice, parallel_tool_calls; reasoning.effort (``reasoning_effort``);
-               no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself)
+               no budget_tokens, no thinking_blocks to send back (OpenAI keeps reasoning itself);
+               every sampling setting
     anthropic  tools, tool_choice (``none``, ``auto``, ``required`` = any, a function = tool),
                parallel_tool_calls (false = ``disable_parallel_tool_use``); reasoning as a
                ``thinking`` budget (effort -> ``EFFORT_BUDGETS``, at least 1,024 and below
                max_tokens), not with a forced tool (Anthropic refuses that); thinking_blocks;
-               no temperature (API version 2026-10-21 refuses sampling parameters)
+               no temperature, top_p, seed or penalties (API version 2026-10-21 refuses sampling
+               parameters); stop as ``stop_sequences``, user as ``metadata.user_id``
     bedrock    tools, tool_choice but ``none`` (Converse has none); not parallel_tool_calls
                false; reasoning as the Claude ``thinking`` budget in
                ``additionalModelRequestFields`` (the table gives it to Claude models only);
-               temperature 0 to 1
+               temperature 0 to 1, top_p, stop; user as ``requestMetadata`` (its characters);
+               no seed, no penalties (Converse has none)
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ..errors import RequestInvalid
@@ -30,6 +34,14 @@ if TYPE_CHECKING:
     from ._chat import ChatRequest
 
 __all__ = ["EFFORT_BUDGETS", "MIN_BUDGET", "check_capabilities", "thinking_budget"]
+
+# What ``requestMetadata`` (Bedrock) takes as a value.
+_BEDROCK_METADATA = re.compile(r"[a-zA-Z0-9 \t\n\x0b\f\r:_@$#=/+,.-]{1,256}")  # Java's \s: ASCII only
+_NOT_SAMPLED = {  # sampling settings each provider has no parameter for
+    "anthropic": ("top_p", "seed", "presence_penalty", "frequency_penalty"),
+    "bedrock": ("seed", "presence_penalty", "frequency_penalty"),
+}
+_WHY = {"anthropic": " (its API version 2026-10-21 takes no sampling parameters)", "bedrock": " (Converse has none)"}
 
 # Anthropic's thinking budget for an effort (its minimum is 1,024 tokens).
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -90,10 +102,19 @@ def _thinking_blocks(request: ChatRequest) -> int | None:
     return next((i for i, m in enumerate(request.messages) if m.thinking), None)
 
 
+def _check_sampling(request: ChatRequest) -> None:
+    for name in _NOT_SAMPLED.get(request.provider, ()):
+        if getattr(request, name) is not None:
+            raise _refuse(request, name, _WHY[request.provider])
+    if request.provider == "bedrock" and request.user is not None and not _BEDROCK_METADATA.fullmatch(request.user):
+        raise _refuse(request, "user", ": only letters, digits, spaces and :_@$#=/+,.- (it travels as requestMetadata)")
+
+
 def check_capabilities(request: ChatRequest, caps: Capabilities) -> None:
     """Raise ``RequestInvalid`` for the first thing ``request.model`` (``caps``) or
     ``request.provider`` cannot do."""
     _check_model(request, caps)
+    _check_sampling(request)
     provider = request.provider
     r = request.reasoning
     if provider == "openai":

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from ..errors import RequestInvalid
 from ..settings import Settings
 from ._capabilities import check_capabilities
+from ._sampling import sampling_of
 from ._tools import (
     Reasoning,
     ReasoningBody,
@@ -64,6 +65,12 @@ class _Body(BaseModel):
     model: StrictStr | None = None
     max_tokens: StrictInt | None = Field(default=None)
     temperature: StrictFloat | None = None  # strict: an integer is a number, a bool is not
+    top_p: StrictFloat | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    presence_penalty: StrictFloat | None = None
+    frequency_penalty: StrictFloat | None = None
+    user: StrictStr | None = None
     tools: list[ToolBody] | None = None
     tool_choice: StrictStr | ToolChoiceBody | None = None
     parallel_tool_calls: StrictBool | None = None
@@ -89,7 +96,12 @@ class ChatRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
-    stop: tuple[str, ...] = ()  # stop sequences (set by the OpenAI-compatible route; not in the body of section 1)
+    stop: tuple[str, ...] = ()  # stop sequences
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None  # the end user, for the provider's abuse monitoring
     fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
@@ -183,6 +195,7 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         max_tokens=max_tokens,
         system=raw.system,
         temperature=temperature,
+        **sampling_of(raw),
         tools=tools,
         tool_choice=tool_choice_of(raw.tool_choice, tools),
         parallel_tool_calls=raw.parallel_tool_calls,

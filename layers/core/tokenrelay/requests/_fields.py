@@ -46,6 +46,11 @@ def request_fields(chat: ChatRequest) -> dict[str, Any]:
         fields["system"] = chat.system
     if chat.temperature is not None:
         fields["temperature"] = chat.temperature
+    if chat.stop:
+        fields["stop"] = list(chat.stop)
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
+        if getattr(chat, name) is not None:
+            fields[name] = getattr(chat, name)
     if chat.tools:
         fields["tools"] = [
             {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
