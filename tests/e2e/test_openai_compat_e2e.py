@@ -282,7 +282,7 @@ async def test_openai_raw_stream_is_openai_framing_byte_for_byte(http: httpx.Asy
         + f'data: {{{head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}],'
         '"usage":null}\n\n'
         f'data: {{{head},"choices":[],"usage":{{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6,'
-        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
+        f'"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
         "data: [DONE]\n\n"
     )
 

@@ -67,7 +67,7 @@ def test_openai_encoder_include_usage_adds_null_usage_and_a_usage_chunk_after_fi
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{"content":"Hi"}},{OPEN}],"usage":null}}\n\n'
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{}},{STOP}],"usage":null}}\n\n'
         f'data: {{{HEAD},"choices":[],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,'
-        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
+        f'"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
         "data: [DONE]\n\n"
     )
 
@@ -157,6 +157,7 @@ def test_openai_completion_object_has_message_finish_and_usage() -> None:
             "prompt_tokens": 5,
             "completion_tokens": 2,
             "total_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }

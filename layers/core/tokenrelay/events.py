@@ -120,9 +120,15 @@ def part_size(part: Part) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer. ``prompt_tokens`` counts every input token, cached or not (as
+    OpenAI's does); ``cached_tokens`` and ``cache_write_tokens`` are the parts of it read from
+    and written to the provider's prompt cache (None: the provider does not say)."""
+
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int | None = None  # of completion_tokens; None: the provider does not say
+    cached_tokens: int | None = None  # of prompt_tokens: read from the prompt cache
+    cache_write_tokens: int | None = None  # of prompt_tokens: written to the prompt cache
 
     @property
     def total_tokens(self) -> int:

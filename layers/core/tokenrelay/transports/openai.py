@@ -142,12 +142,19 @@ def from_terminal(terminal: StreamError | StreamCancelled) -> OpenAIError:
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; ``prompt_tokens_details.cache_write_tokens`` is TokenRelay's
+    (OpenAI has no cache writes to count; Anthropic and Bedrock do)."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens or 0, **_cache_writes(usage)},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
     }
+
+
+def _cache_writes(usage: Usage) -> dict[str, int]:
+    return {} if usage.cache_write_tokens is None else {"cache_write_tokens": usage.cache_write_tokens}
 
 
 class OpenAIStreamEncoder:
