@@ -4,6 +4,7 @@ upstreams; each test checks what reached the upstream, or that nothing did (a 40
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -124,3 +125,88 @@ async def test_chat_stream_takes_the_same_settings(settings_app: Any, sdk: opena
         refused = await client.post("/chat/stream", json={"message": "Hi", "provider": "anthropic", "seed": 1})
         assert refused.status_code == 400 and refused.json()["field"] == "seed"
         assert "'anthropic'" in refused.json()["error"]
+
+
+CACHED_SYSTEM: list[Any] = [
+    {"role": "system", "content": [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Context.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "Question?"},
+        ],
+    },
+]
+
+
+async def test_openai_gets_the_cache_key_and_plain_text_parts_and_reports_cached_tokens(
+    settings_app: Any, sdk: openai.AsyncOpenAI
+) -> None:
+    settings_app.upstream.scenario = Scenario.ok("Hi", prompt_tokens=12, cached_tokens=1024)
+    stream = await sdk.chat.completions.create(
+        model="openai/gpt-4o-mini",
+        messages=CACHED_SYSTEM,
+        prompt_cache_key="tenant-7",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [c.usage async for c in stream if c.usage is not None].pop()
+    sent = settings_app.upstream.last.json
+    assert sent["prompt_cache_key"] == "tenant-7"
+    # OpenAI caches prefixes itself: the parts go as its own text parts, without the markers
+    assert sent["messages"][1]["content"] == [
+        {"type": "text", "text": "Context."},
+        {"type": "text", "text": "Question?"},
+    ]
+    assert usage.prompt_tokens == 1036 and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 1024
+
+
+async def test_anthropic_gets_cache_control_and_reports_cache_reads_and_writes(
+    settings_app: Any, sdk: openai.AsyncOpenAI
+) -> None:
+    settings_app.upstream.scenario = Scenario.ok("Hi", prompt_tokens=12, cached_tokens=1000, cache_write_tokens=200)
+    answer = await sdk.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=CACHED_SYSTEM)
+    sent = settings_app.upstream.last.json
+    assert sent["system"] == [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]
+    assert sent["messages"][0]["content"] == [
+        {"type": "text", "text": "Context.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "Question?"},
+    ]
+    usage = answer.usage
+    assert usage is not None and usage.prompt_tokens == 1212 and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 1000
+    assert usage.prompt_tokens_details.cache_write_tokens == 200  # the SDK's own field
+
+
+async def test_bedrock_gets_cache_points_and_reports_cache_reads_and_writes(
+    settings_app: Any, sdk: openai.AsyncOpenAI
+) -> None:
+    settings_app.bedrock.scenario = BedrockScenario.ok(
+        "Hi", input_tokens=5, cache_read_tokens=900, cache_write_tokens=0
+    )
+    answer = await sdk.chat.completions.create(model=f"bedrock/{NOVA}", messages=CACHED_SYSTEM)
+    sent = settings_app.bedrock.last.json
+    assert sent["system"] == [{"text": "A long manual."}, {"cachePoint": {"type": "default"}}]
+    assert sent["messages"][0]["content"] == [
+        {"text": "Context."},
+        {"cachePoint": {"type": "default", "ttl": "1h"}},
+        {"text": "Question?"},
+    ]
+    usage = answer.usage
+    assert usage is not None and usage.prompt_tokens == 905 and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 900
+
+
+async def test_chat_stream_usage_event_has_the_details(settings_app: Any, sdk: openai.AsyncOpenAI) -> None:
+    settings_app.upstream.scenario = Scenario.ok("Hi", prompt_tokens=3, cached_tokens=40, cache_write_tokens=7)
+    body = {"messages": CACHED_SYSTEM, "provider": "anthropic"}
+    async with httpx.AsyncClient(base_url=settings_app.url, timeout=10) as client:
+        response = await client.post("/chat/stream", json=body)
+        refused = await client.post("/chat/stream", json={**body, "prompt_cache_key": "k"})
+    usage = next(b for b in response.text.split("\n\n") if b.startswith("event: usage"))
+    data = json.loads(usage.split("data: ", 1)[1])
+    assert data["prompt_tokens"] == 50
+    assert data["prompt_tokens_details"] == {"cached_tokens": 40, "cache_write_tokens": 7}
+    assert refused.status_code == 400 and refused.json()["field"] == "prompt_cache_key"
+    assert "'anthropic'" in refused.json()["error"]

@@ -8,6 +8,7 @@ import pytest
 
 from tokenrelay import Message, Settings
 from tokenrelay.protection import Principal
+from tokenrelay.requests import TextPart
 from tokenrelay.transports.openai import OpenAIError
 from tokenrelay_http.openai_request import list_models, parse_completion_request, resolve_model
 
@@ -65,7 +66,7 @@ def test_openai_request_full_honours_every_supported_field() -> None:
     assert request.stream and request.include_usage and request.model == "openai/gpt-4.1"
     assert request.chat.messages == (
         Message("system", "Be brief."),
-        Message("user", "a\nb"),
+        Message("user", "a\nb", parts=(TextPart("a"), TextPart("b"))),
         Message("assistant", "ok"),
         Message("user", "again"),
     )

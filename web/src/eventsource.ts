@@ -87,6 +87,7 @@ const QUERY_FIELDS = [
   "presence_penalty",
   "frequency_penalty",
   "user",
+  "prompt_cache_key",
 ] as const;
 
 /** The `GET /chat/stream` URL for `request`; with `token`, the API key as `access_token` (last). */

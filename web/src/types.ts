@@ -18,10 +18,19 @@ export interface ToolCallParam {
   function: { name: string; arguments: string };
 }
 
+/** A content part (section 13); `cache_control` marks the end of a cached prompt prefix. */
+export interface TextPart {
+  type: "text";
+  text: string;
+  cache_control?: { type: "ephemeral"; ttl?: "5m" | "1h" };
+}
+
+export type ContentPart = TextPart;
+
 export interface ChatMessage {
   role: Role;
-  /** `null` only for an assistant message with `tool_calls`. */
-  content: string | null;
+  /** A string or a list of parts (section 13); `null` only for an assistant message with `tool_calls`. */
+  content: string | ContentPart[] | null;
   tool_calls?: ToolCallParam[];
   /** A `tool` message: the call it answers. */
   tool_call_id?: string;
@@ -50,6 +59,7 @@ export interface ChatRequest {
   presence_penalty?: number;
   frequency_penalty?: number;
   user?: string;
+  prompt_cache_key?: string;
   tools?: ToolDefinition[];
   tool_choice?: "auto" | "none" | "required" | { type: "function"; function: { name: string } };
   parallel_tool_calls?: boolean;
@@ -80,6 +90,9 @@ export interface UsageEvent {
   total_tokens: number;
   /** Of `completion_tokens`, when the provider counts them apart. */
   reasoning_tokens?: number;
+  /** Of `prompt_tokens`: read from and written to the provider's prompt cache (section 13). */
+  prompt_tokens_details?: { cached_tokens?: number; cache_write_tokens?: number };
+  completion_tokens_details?: { reasoning_tokens?: number };
 }
 
 export interface DoneEvent {

@@ -101,6 +101,7 @@ QUERY_FIELDS: Mapping[str, type] = {
     "presence_penalty": float,
     "frequency_penalty": float,
     "user": str,
+    "prompt_cache_key": str,
 }
 
 

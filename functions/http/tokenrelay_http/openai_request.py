@@ -12,12 +12,12 @@ Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
 
 - honoured: ``model``, ``messages``, ``stream``, ``stream_options.include_usage``,
   ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``top_p``, ``seed``,
-  ``stop``, ``presence_penalty``, ``frequency_penalty``, ``user``, ``tools``, ``tool_choice``,
+  ``stop``, ``presence_penalty``, ``frequency_penalty``, ``user``, ``prompt_cache_key``, ``tools``, ``tool_choice``,
   ``parallel_tool_calls`` and ``reasoning_effort`` (as ``/chat/stream``'s fields; what the
   provider or model cannot do is a 400 naming it). ``top_p: 1`` and zero penalties are the
   defaults, sent by some clients on every request: they change nothing and are not forwarded;
 - accepted and ignored, because they never change the answer: ``safety_identifier``,
-  ``prompt_cache_key``, ``stream_options.include_obfuscation``, and the no-op values SDKs send
+  ``stream_options.include_obfuscation``, and the no-op values SDKs send
   by default (``n=1``, ``logprobs=false``, ``store=false``, ``service_tier``
   ``auto``/``default``, ``response_format={"type":"text"}``);
 - ``n`` above 1 is a 400 (one choice per request); any other value of those, and OpenAI
@@ -25,7 +25,8 @@ Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
   400 naming the ``param``; an unknown field is a 400 ``Unrecognized request argument supplied``.
 
 Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``, ``tool``;
-``content`` is a string or a list of ``text`` parts (joined with a newline), or null for
+``content`` is a string or a list of ``text`` parts (each may carry ``cache_control``:
+docs/protocol.md §13), or null for
 an assistant message with ``tool_calls``. An assistant message may carry ``tool_calls`` and
 ``thinking_blocks`` (sent back to the provider), a tool message its ``tool_call_id``. Fields
 an SDK echoes back from a previous answer (``refusal``, ``annotations``...) are accepted
@@ -52,7 +53,7 @@ __all__ = [
     "resolve_model",
 ]
 
-_IGNORED = frozenset({"safety_identifier", "prompt_cache_key"})
+_IGNORED = frozenset({"safety_identifier"})
 _NO_OP: dict[str, tuple[object, ...]] = {
     "n": (1,),
     "logprobs": (False,),
@@ -64,7 +65,16 @@ _UNSUPPORTED = frozenset(_NO_OP) | frozenset(
     "functions function_call logit_bias top_logprobs modalities audio prediction "
     "web_search_options verbosity metadata".split()
 )
-_SAMPLING = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "user")
+_SAMPLING = (
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "prompt_cache_key",
+)
 _PASSED = (*_SAMPLING, "tools", "tool_choice", "parallel_tool_calls")  # the same shape in /chat/stream's body
 _DEFAULTS = {"top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}  # no-ops some clients always send
 _HONOURED = frozenset(
@@ -109,17 +119,16 @@ def _check_fields(body: dict[str, Any]) -> None:
         raise invalid(name, f"'{name}': {shown} is not supported by TokenRelay", "unsupported_parameter")
 
 
-def _content(value: Any, param: str) -> str:
+def _content(value: Any, param: str) -> str | list[Any]:
+    """A string, or the parts as they are (``parse_chat_request`` checks them: §13)."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list) or not value:
         raise invalid(param, f"'{param}': expected a string or a non-empty list of text parts")
-    texts: list[str] = []
     for j, part in enumerate(value):
         if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
             raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text parts are supported")
-        texts.append(part["text"])
-    return "\n".join(texts)
+    return value
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:

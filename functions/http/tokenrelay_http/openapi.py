@@ -90,6 +90,18 @@ TOOL_CHOICE = {
         },
     ]
 }
+CACHE_CONTROL = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"const": "ephemeral"}, "ttl": {"enum": ["5m", "1h"]}},
+    "description": "cache the prompt up to this part (docs/protocol.md §13)",
+}
+PART = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}, "cache_control": CACHE_CONTROL},
+}
 REASONING = {
     "type": "object",
     "additionalProperties": False,
@@ -113,7 +125,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
         "description": "content is required, except for an assistant message with tool_calls (§11)",
         "properties": {
             "role": {"enum": ["system", "user", "assistant", "tool"]},
-            "content": _nullable(text),
+            "content": _nullable({"anyOf": [text, {"type": "array", "minItems": 1, "items": PART}]}),
             "tool_calls": _nullable({"type": "array", "items": TOOL_CALL}),
             "tool_call_id": _nullable({"type": "string"}),
             "thinking_blocks": _nullable({"type": "array", "items": THINKING_BLOCK}),
@@ -155,15 +167,12 @@ SAMPLING = {  # docs/protocol.md §1: what a provider cannot take is a 400 namin
     "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
     "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
     "user": _nullable({"type": "string", "minLength": 1, "maxLength": 256}),
+    "prompt_cache_key": _nullable({"type": "string", "minLength": 1, "maxLength": 256}),
 }
 
 
 def _completion_body(settings: Settings) -> dict[str, Any]:
-    part = {
-        "type": "object",
-        "required": ["type", "text"],
-        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    }
+    part = PART
     message = {
         "type": "object",
         "required": ["role", "content"],

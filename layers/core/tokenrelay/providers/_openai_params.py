@@ -3,22 +3,31 @@
 The request is OpenAI's own shape, so the mapping is nearly one to one: a system prompt
 leads the messages, tool messages keep their ``tool_call_id``, assistant ``tool_calls``
 go back as they came, ``reasoning.effort`` is ``reasoning_effort``; every sampling setting
-(``top_p``, ``seed``, ``stop``, the penalties, ``user``) is OpenAI's own.
+(``top_p``, ``seed``, ``stop``, the penalties, ``user``) is OpenAI's own, as is
+``prompt_cache_key``; content parts go as OpenAI's text parts, without their cache markers
+(OpenAI caches every prompt prefix of 1,024 tokens or more by itself).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..requests import ChatRequest, ToolChoice
+from ..requests import ChatRequest, Message, ToolChoice
 
 __all__ = ["request_params"]
 
 
-def _message(m: Any) -> dict[str, Any]:
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    """Parts as OpenAI's; a cache marker is not sent (OpenAI caches prompt prefixes itself)."""
+    if not m.parts:
+        return m.content
+    return [{"type": "text", "text": p.text} for p in m.parts]
+
+
+def _message(m: Message) -> dict[str, Any]:
     if m.role == "tool":
-        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
-    message: dict[str, Any] = {"role": m.role, "content": m.content}
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": _content(m)}
+    message: dict[str, Any] = {"role": m.role, "content": _content(m)}
     if m.tool_calls:
         message["content"] = m.content or None
         message["tool_calls"] = [
@@ -52,7 +61,7 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["temperature"] = request.temperature
     if request.stop:
         params["stop"] = list(request.stop)
-    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key"):
         if getattr(request, name) is not None:
             params[name] = getattr(request, name)
     if request.tools:

@@ -2,11 +2,14 @@
 
 _chat          the body, its messages and the deployment's limits (``parse_chat_request``)
 _tools         tools, tool calls, tool choice, reasoning and thinking blocks (§11)
+_content       content parts: text (with a cache marker)
+_sampling      top_p, seed, stop, penalties, user
 _capabilities  what each provider and model can do: anything else is a 400
 """
 
 from ._capabilities import EFFORT_BUDGETS, check_capabilities, thinking_budget
 from ._chat import ChatRequest, Message, Role, _Body, parse_chat_request
+from ._content import ContentPart, TextPart
 from ._fields import request_fields
 from ._tools import EFFORTS, Reasoning, ThinkingBlock, Tool, ToolCall, ToolChoice
 
@@ -14,9 +17,11 @@ __all__ = [
     "EFFORTS",
     "EFFORT_BUDGETS",
     "ChatRequest",
+    "ContentPart",
     "Message",
     "Reasoning",
     "Role",
+    "TextPart",
     "ThinkingBlock",
     "Tool",
     "ToolCall",

@@ -106,6 +106,8 @@ def _check_sampling(request: ChatRequest) -> None:
     for name in _NOT_SAMPLED.get(request.provider, ()):
         if getattr(request, name) is not None:
             raise _refuse(request, name, _WHY[request.provider])
+    if request.prompt_cache_key is not None and request.provider in ("anthropic", "bedrock"):
+        raise _refuse(request, "prompt_cache_key", ": mark the cached prefix with cache_control on a content part")
     if request.provider == "bedrock" and request.user is not None and not _BEDROCK_METADATA.fullmatch(request.user):
         raise _refuse(request, "user", ": only letters, digits, spaces and :_@$#=/+,.- (it travels as requestMetadata)")
 

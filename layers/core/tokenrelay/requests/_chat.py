@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from ..errors import RequestInvalid
 from ..settings import Settings
 from ._capabilities import check_capabilities
+from ._content import ContentPart, PartBody, TextPart, parts_of
 from ._sampling import sampling_of
 from ._tools import (
     Reasoning,
@@ -50,7 +51,7 @@ _FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Role
-    content: StrictStr | None = None  # null only for an assistant message with tool_calls
+    content: StrictStr | list[PartBody] | None = None  # null only for an assistant message with tool_calls
     tool_calls: list[ToolCallBody] | None = None  # assistant
     tool_call_id: StrictStr | None = None  # tool: the call it answers
     thinking_blocks: list[ThinkingBlockBody] | None = None  # assistant: signed reasoning, sent back
@@ -71,6 +72,7 @@ class _Body(BaseModel):
     presence_penalty: StrictFloat | None = None
     frequency_penalty: StrictFloat | None = None
     user: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
     tools: list[ToolBody] | None = None
     tool_choice: StrictStr | ToolChoiceBody | None = None
     parallel_tool_calls: StrictBool | None = None
@@ -84,6 +86,12 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()  # assistant
     tool_call_id: str | None = None  # tool
     thinking: tuple[ThinkingBlock, ...] = ()  # assistant
+    parts: tuple[ContentPart, ...] = ()  # content given as a list of parts; ``content`` is their text
+
+    @property
+    def cached(self) -> bool:
+        """Does a part of it carry a cache marker."""
+        return any(p.cache is not None for p in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,7 @@ class ChatRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None  # the end user, for the provider's abuse monitoring
+    prompt_cache_key: str | None = None  # OpenAI's prompt cache routing key
     fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
@@ -116,9 +125,17 @@ class ChatRequest:
         return ""
 
 
+# pydantic names the branch of a union in ``loc`` ("str", "list[PartBody]"): not a field.
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*Body)$")
+
+
 def _first_error(exc: ValidationError) -> RequestInvalid:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    """The error to show: of a union's branches, the one that went deepest (a part's missing
+    ``text`` rather than "content: not a string"), its location without the branch names."""
+    errors = exc.errors()
+    first = errors[0]["loc"]
+    err = max((e for e in errors if e["loc"][:1] == first[:1]), key=lambda e: len(e["loc"]))
+    loc = ".".join(str(p) for p in err["loc"] if not _UNION_BRANCH.match(str(p)))
     kind = err["type"]
     if kind == "extra_forbidden":
         return RequestInvalid(loc, "unknown field")
@@ -167,7 +184,11 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         _check_text("message", raw.message)
     else:
         for i, m in enumerate(messages):
-            _check_text(f"messages.{i}.content", m.content)
+            if not m.parts:
+                _check_text(f"messages.{i}.content", m.content)
+            for j, part in enumerate(m.parts):
+                if isinstance(part, TextPart):
+                    _check_text(f"messages.{i}.content.{j}.text", part.text)
     _check_text("system", raw.system)
 
     total = sum(_chars(m) for m in messages) + len(raw.system or "")
@@ -200,10 +221,17 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         tool_choice=tool_choice_of(raw.tool_choice, tools),
         parallel_tool_calls=raw.parallel_tool_calls,
         reasoning=reasoning_of(raw.reasoning),
+        prompt_cache_key=_cache_key(raw.prompt_cache_key),
     )
     # what the provider or model cannot do is a 400, never dropped
     check_capabilities(request, settings.capabilities(provider, model))
     return request
+
+
+def _cache_key(key: str | None) -> str | None:
+    if key is not None and not 1 <= len(key) <= 256:
+        raise RequestInvalid("prompt_cache_key", "1 to 256 characters")
+    return key
 
 
 def _chars(m: Message) -> int:
@@ -241,5 +269,7 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
         if m.content is None and not tool_calls:
             raise RequestInvalid(f"{where}.content", "field required")
         thinking = thinking_of(f"{where}.thinking_blocks", m.thinking_blocks or [])
-        out.append(Message(m.role, m.content or "", tuple(tool_calls), m.tool_call_id, thinking))
+        parts = parts_of(f"{where}.content", m.role, m.content) if isinstance(m.content, list) else ()
+        text = "\n".join(p.text for p in parts) if parts else (m.content if isinstance(m.content, str) else "")
+        out.append(Message(m.role, text, tuple(tool_calls), m.tool_call_id, thinking, parts))
     return tuple(out)

@@ -7,13 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from ._chat import ChatRequest, Message
+from ._content import TextPart
 from ._tools import ToolChoice
 
 __all__ = ["request_fields"]
 
 
+def _part(p: TextPart) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "text", "text": p.text}
+    if p.cache is not None:
+        part["cache_control"] = {"type": "ephemeral", **({"ttl": p.cache} if p.cache else {})}
+    return part
+
+
 def _message(m: Message) -> dict[str, Any]:
-    fields: dict[str, Any] = {"role": m.role, "content": m.content}
+    fields: dict[str, Any] = {"role": m.role, "content": [_part(p) for p in m.parts] if m.parts else m.content}
     if m.tool_calls:
         fields["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -48,7 +56,7 @@ def request_fields(chat: ChatRequest) -> dict[str, Any]:
         fields["temperature"] = chat.temperature
     if chat.stop:
         fields["stop"] = list(chat.stop)
-    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user"):
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key"):
         if getattr(chat, name) is not None:
             fields[name] = getattr(chat, name)
     if chat.tools:
