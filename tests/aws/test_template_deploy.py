@@ -48,7 +48,7 @@ ENV_READ = re.compile(
 EMITTED = {
     "StreamStarted", "StreamCompleted", "StreamCancelled", "StreamFailed", "StreamDisconnected",
     "TimeToFirstToken", "StreamDuration", "OutputTokens", "TokensAfterDisconnect",
-    "UpstreamRetries", "UpstreamFallbacks", "Refusals", "ToolCalls", "ReasoningTokens",
+    "UpstreamRetries", "UpstreamFallbacks", "Refusals", "ToolCalls", "ReasoningTokens", "StreamCost",
 }  # fmt: skip
 
 
@@ -75,6 +75,7 @@ def code_env_reads(code_dir: Path) -> set[str]:
 
 
 EMPTY_DEFAULT = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
+EMPTY_DEFAULT += ("MODEL_CAPABILITIES", "MODEL_PRICES")
 
 
 def fake_env(template: dict[str, Any], logical_id: str) -> dict[str, str]:

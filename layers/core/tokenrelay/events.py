@@ -142,6 +142,8 @@ class StreamDone:
     ttft_ms: int | None
     total_time_ms: int
     completion_tokens: int
+    cost_usd: float | None = None  # what the answer cost (catalog.prices); None: the model has no price
+    cost_estimated: bool = False  # the provider reported no usage: estimated from the text (docs/cost.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +199,4 @@ class StreamSummary:
     # (the provider's count, else the reasoning parts streamed).
     tool_calls: int = 0
     reasoning_tokens: int = 0
+    cost_usd: float | None = None  # what the stream cost, whoever read it (docs/cost.md)

@@ -17,7 +17,15 @@ from ._env import (
     under_stress,
     upstream,
 )
-from .catalog import DEFAULT_CAPABILITIES, Capabilities, capabilities_from_env, provider_default
+from .catalog import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_PRICES,
+    Capabilities,
+    Price,
+    capabilities_from_env,
+    prices_from_env,
+    provider_default,
+)
 from .errors import RequestInvalid
 
 __all__ = ["DEFAULT_MODELS", "KEY_VARS", "SECRET_VARS", "Settings", "parse_allowed_models", "parse_model_aliases"]
@@ -68,6 +76,8 @@ class Settings:
     model_capabilities: Mapping[tuple[str, str], Capabilities] = field(
         default_factory=lambda: dict(DEFAULT_CAPABILITIES)
     )
+    # What each model's tokens cost (catalog.prices): the shipped table with the deployment's overrides.
+    model_prices: Mapping[tuple[str, str], Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     bedrock_region: str | None = None
     metrics_enabled: bool = False
     tracing_enabled: bool = False
@@ -139,6 +149,7 @@ class Settings:
             upstream_timeout_s=env_float(env, "UPSTREAM_TIMEOUT_S", cls.upstream_timeout_s, 1.0),
             model_aliases=aliases,
             model_capabilities=capabilities_from_env(env),
+            model_prices=prices_from_env(env),
             bedrock_region=env.get("BEDROCK_REGION") or None,
             # EMF lines on stdout become metrics in Lambda; locally they would only be noise.
             # X-Ray subsegments around provider calls: in Lambda, unless Powertools' switch turns them off.
@@ -167,6 +178,10 @@ class Settings:
     def capabilities(self, provider: str, model: str) -> Capabilities:
         """What ``provider``/``model`` can do: its table entry, else its provider's default."""
         return self.model_capabilities.get((provider, model)) or provider_default(provider, model)
+
+    def price(self, provider: str, model: str) -> Price | None:
+        """What ``provider``/``model``'s tokens cost; None: not in the price table."""
+        return self.model_prices.get((provider, model))
 
     def resolve_model(self, provider: str, model: str | None) -> str:
         """Check ``provider``/``model`` against this deployment; return the model to use."""

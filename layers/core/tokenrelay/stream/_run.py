@@ -267,6 +267,7 @@ class StreamRun:
             tokens_after_disconnect=max(self.text_chunks - self.delivered, 0) if self.client_gone else 0,
             tool_calls=self._producer.tool_calls,
             reasoning_tokens=self._producer.reasoning_tokens,
+            cost_usd=self._producer.cost[0],
         )
         return with_upstream(summary, self.upstream)
 

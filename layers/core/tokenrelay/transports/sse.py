@@ -33,6 +33,7 @@ from ..events import (
 __all__ = [
     "encode_comment",
     "encode_sse",
+    "cost_fields",
     "error_body",
     "event_payload",
     "prompt_details",
@@ -72,6 +73,7 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
             "ttft_ms": event.ttft_ms,
             "total_time_ms": event.total_time_ms,
             "completion_tokens": event.completion_tokens,
+            **cost_fields(event),
         }
     if isinstance(event, StreamCancelled):
         return "cancelled", {"stream_id": event.stream_id, "reason": event.reason}
@@ -96,6 +98,13 @@ def usage_fields(usage: Usage) -> dict[str, object]:
     if usage.reasoning_tokens is not None:
         fields["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return fields
+
+
+def cost_fields(done: StreamDone) -> dict[str, object]:
+    """``cost_usd`` when the model has a price, and ``cost_estimated`` when it is an estimate."""
+    if done.cost_usd is None:
+        return {}
+    return {"cost_usd": done.cost_usd, **({"cost_estimated": True} if done.cost_estimated else {})}
 
 
 def prompt_details(usage: Usage) -> dict[str, int]:
