@@ -74,7 +74,7 @@ def code_env_reads(code_dir: Path) -> set[str]:
     return found | set(SECRET_VARS.values())
 
 
-EMPTY_DEFAULT = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
+EMPTY_DEFAULT: tuple[str, ...] = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
 EMPTY_DEFAULT += ("MODEL_CAPABILITIES", "MODEL_PRICES")
 
 
