@@ -20,6 +20,7 @@ from tests.fakes.upstream import FakeUpstream, Scenario
 __all__ = ["bedrock_server"]  # fixture
 
 NOVA = "amazon.nova-lite-v1:0"
+CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 
 
@@ -29,7 +30,7 @@ def settings_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: F
         **upstream_server.env,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA}",
+        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE}",
         "BEDROCK_ENABLED": "true",
         "ECHO_DELAY_MS": "2",
         "UPSTREAM_MAX_RETRIES": "0",
@@ -210,3 +211,52 @@ async def test_chat_stream_usage_event_has_the_details(settings_app: Any, sdk: o
     assert data["prompt_tokens_details"] == {"cached_tokens": 40, "cache_write_tokens": 7}
     assert refused.status_code == 400 and refused.json()["field"] == "prompt_cache_key"
     assert "'anthropic'" in refused.json()["error"]
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "degrees": {"type": "number"}},
+    "required": ["city", "degrees"],
+    "additionalProperties": False,
+}
+JSON_SCHEMA: Any = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER, "strict": True}}
+
+
+async def test_structured_output_reaches_each_provider_in_its_own_shape(
+    settings_app: Any, sdk: openai.AsyncOpenAI
+) -> None:
+    await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=HI, response_format=JSON_SCHEMA)
+    assert settings_app.upstream.last.json["response_format"] == JSON_SCHEMA
+    await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=HI, response_format={"type": "json_object"})
+    assert settings_app.upstream.last.json["response_format"] == {"type": "json_object"}
+
+    await sdk.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=HI, response_format=JSON_SCHEMA)
+    assert settings_app.upstream.last.json["output_config"] == {"format": {"type": "json_schema", "schema": WEATHER}}
+
+    await sdk.chat.completions.create(model=f"bedrock/{CLAUDE}", messages=HI, response_format=JSON_SCHEMA)
+    text_format = settings_app.bedrock.last.json["outputConfig"]["textFormat"]
+    assert text_format["type"] == "json_schema"
+    structure = text_format["structure"]["jsonSchema"]
+    assert structure["name"] == "weather" and json.loads(structure["schema"]) == WEATHER
+
+
+async def test_echo_answers_in_the_schema(sdk: openai.AsyncOpenAI) -> None:
+    answer = await sdk.chat.completions.create(model="echo/echo-1", messages=HI, response_format=JSON_SCHEMA)
+    assert json.loads(answer.choices[0].message.content or "") == {"city": "You said: Hi", "degrees": 0}
+
+
+@pytest.mark.parametrize(
+    ("model", "response_format"),
+    [
+        ("anthropic/claude-haiku-4-5", {"type": "json_object"}),
+        (f"bedrock/{CLAUDE}", {"type": "json_object"}),
+        (f"bedrock/{NOVA}", JSON_SCHEMA),  # its capabilities: no structured output
+    ],
+)
+async def test_structured_output_a_provider_or_model_cannot_give_is_a_400(
+    settings_app: Any, sdk: openai.AsyncOpenAI, model: str, response_format: Any
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model=model, messages=HI, response_format=response_format)
+    assert caught.value.param == "response_format" and f"'{model.split('/')[0]}'" in caught.value.message
+    assert settings_app.upstream.requests == [] and settings_app.bedrock.requests == []

@@ -26,6 +26,7 @@ SETTINGS = Settings.from_env(
     }
 )
 HI = [{"role": "user", "content": "Hi"}]
+NOVA = "amazon.nova-lite-v1:0"
 
 
 def parse(**body: Any) -> Any:
@@ -105,7 +106,23 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
         ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
         ({"tools": [{"type": "function"}]}, "tools", "invalid_request"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort", "invalid_value"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        (
+            {"response_format": {"type": "json_object"}, "model": "anthropic/claude-haiku-4-5"},
+            "response_format",
+            "invalid_request",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format", "invalid_request"),
+        ({"response_format": {"type": "xml"}}, "response_format", "invalid_request"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {"type": "object"}}}},
+            "response_format",
+            "invalid_request",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}, "model": f"bedrock/{NOVA}"},
+            "response_format",
+            "invalid_request",
+        ),
         ({"seed": 7, "model": "bedrock/amazon.nova-lite-v1:0"}, "seed", "invalid_request"),
         ({"presence_penalty": 0.5, "model": "anthropic/claude-haiku-4-5"}, "presence_penalty", "invalid_request"),
         ({"frequency_penalty": -3}, "frequency_penalty", "invalid_request"),

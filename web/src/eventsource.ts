@@ -71,7 +71,15 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
 }
 
 /** What a POST body may hold that a query string cannot. */
-const BODY_ONLY = ["messages", "stop", "tools", "tool_choice", "parallel_tool_calls", "reasoning"] as const;
+const BODY_ONLY = [
+  "messages",
+  "stop",
+  "response_format",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "reasoning",
+] as const;
 
 export type QueryRequest = Omit<ChatRequest, (typeof BODY_ONLY)[number]>;
 

@@ -60,6 +60,13 @@ export interface ChatRequest {
   frequency_penalty?: number;
   user?: string;
   prompt_cache_key?: string;
+  /** Structured output (section 14): the answer streams as JSON text. */
+  response_format?:
+    | { type: "text" | "json_object" }
+    | {
+        type: "json_schema";
+        json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean; description?: string };
+      };
   tools?: ToolDefinition[];
   tool_choice?: "auto" | "none" | "required" | { type: "function"; function: { name: string } };
   parallel_tool_calls?: boolean;

@@ -13,15 +13,16 @@ Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
 - honoured: ``model``, ``messages``, ``stream``, ``stream_options.include_usage``,
   ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``top_p``, ``seed``,
   ``stop``, ``presence_penalty``, ``frequency_penalty``, ``user``, ``prompt_cache_key``, ``tools``, ``tool_choice``,
-  ``parallel_tool_calls`` and ``reasoning_effort`` (as ``/chat/stream``'s fields; what the
+  ``parallel_tool_calls``, ``response_format`` (``text``, ``json_object``, ``json_schema``: docs/protocol.md
+  §14) and ``reasoning_effort`` (as ``/chat/stream``'s fields; what the
   provider or model cannot do is a 400 naming it). ``top_p: 1`` and zero penalties are the
   defaults, sent by some clients on every request: they change nothing and are not forwarded;
 - accepted and ignored, because they never change the answer: ``safety_identifier``,
   ``stream_options.include_obfuscation``, and the no-op values SDKs send
   by default (``n=1``, ``logprobs=false``, ``store=false``, ``service_tier``
-  ``auto``/``default``, ``response_format={"type":"text"}``);
+  ``auto``/``default``);
 - ``n`` above 1 is a 400 (one choice per request); any other value of those, and OpenAI
-  features TokenRelay does not relay (legacy ``functions``, structured output, audio...), is a
+  features TokenRelay does not relay (legacy ``functions``, audio...), is a
   400 naming the ``param``; an unknown field is a 400 ``Unrecognized request argument supplied``.
 
 Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``, ``tool``;
@@ -59,7 +60,6 @@ _NO_OP: dict[str, tuple[object, ...]] = {
     "logprobs": (False,),
     "store": (False,),
     "service_tier": ("auto", "default"),
-    "response_format": ({"type": "text"},),
 }
 _UNSUPPORTED = frozenset(_NO_OP) | frozenset(
     "functions function_call logit_bias top_logprobs modalities audio prediction "
@@ -75,11 +75,17 @@ _SAMPLING = (
     "user",
     "prompt_cache_key",
 )
-_PASSED = (*_SAMPLING, "tools", "tool_choice", "parallel_tool_calls")  # the same shape in /chat/stream's body
+_PASSED = (
+    *_SAMPLING,
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+)  # the same shape in /chat/stream's body
 _DEFAULTS = {"top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}  # no-ops some clients always send
 _HONOURED = frozenset(
     {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
-    | {*_SAMPLING, "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
+    | {*_SAMPLING, "response_format", "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
 )
 _STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}

@@ -102,6 +102,24 @@ PART = {
     "required": ["type", "text"],
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}, "cache_control": CACHE_CONTROL},
 }
+RESPONSE_FORMAT = {
+    "type": "object",
+    "required": ["type"],
+    "description": "structured output (docs/protocol.md §14)",
+    "properties": {
+        "type": {"enum": ["text", "json_object", "json_schema"]},
+        "json_schema": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _NAME,
+                "schema": {"type": "object"},
+                "strict": {"type": "boolean"},
+                "description": {"type": "string"},
+            },
+        },
+    },
+}
 REASONING = {
     "type": "object",
     "additionalProperties": False,
@@ -147,6 +165,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
             **SAMPLING,
+            "response_format": _nullable(RESPONSE_FORMAT),
             "tools": _nullable({"type": "array", "minItems": 1, "items": TOOL}),
             "tool_choice": _nullable(TOOL_CHOICE),
             "parallel_tool_calls": _nullable({"type": "boolean"}),
@@ -192,6 +211,7 @@ def _completion_body(settings: Settings) -> dict[str, Any]:
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
             **SAMPLING,
+            "response_format": _nullable(RESPONSE_FORMAT),
             "n": _nullable({"type": "integer", "const": 1, "description": "one choice per request"}),
         },
     }

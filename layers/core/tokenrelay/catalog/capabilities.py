@@ -59,7 +59,7 @@ DEFAULT_CAPABILITIES: dict[tuple[str, str], Capabilities] = {
     ("anthropic", "claude-sonnet-4-6"): _ALL,
     ("anthropic", "claude-opus-4-6"): _ALL,
     ("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0"): _ALL,
-    ("bedrock", "amazon.nova-lite-v1:0"): _NO_REASONING,
+    ("bedrock", "amazon.nova-lite-v1:0"): Capabilities(reasoning=False, structured_output=False),
 }
 
 

@@ -7,7 +7,8 @@ are ``tool_result`` blocks of the user turn after the calls; tools carry their J
 ``input_schema``; ``tool_choice`` ``required`` is ``any``, a function is ``tool``, and
 ``parallel_tool_calls: false`` is ``disable_parallel_tool_use``; reasoning is the
 ``thinking`` budget (``requests.thinking_budget``); ``stop`` is ``stop_sequences`` and
-``user`` is ``metadata.user_id`` (the other sampling settings were refused in ``requests``).
+``user`` is ``metadata.user_id``; a ``json_schema`` ``response_format`` is
+``output_config.format`` (the other sampling settings were refused in ``requests``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["stop_sequences"] = list(request.stop)
     if request.user is not None:
         params["metadata"] = {"user_id": request.user}
+    if request.response_format is not None:  # json_schema only (requests._capabilities)
+        params["output_config"] = {"format": {"type": "json_schema", "schema": request.response_format.schema_dict()}}
     if request.tools:
         _tools(request, params)
     budget = thinking_budget(request)

@@ -7,7 +7,8 @@ tool results ``toolResult`` blocks of the user turn after it; signed reasoning g
 tools are ``toolConfig``; reasoning is the Claude ``thinking`` budget in
 ``additionalModelRequestFields`` (``requests._capabilities`` refused it for other models);
 ``top_p`` and ``stop`` are ``inferenceConfig``'s ``topP`` and ``stopSequences``, ``user`` is
-``requestMetadata.user``.
+``requestMetadata.user``; a ``json_schema`` ``response_format`` is
+``outputConfig.textFormat`` (the schema as JSON text).
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["requestMetadata"] = {"user": request.user}  # filters the invocation logs
     if request.tools:
         params["toolConfig"] = _tool_config(request)
+    output = request.response_format
+    if output is not None:  # json_schema only (requests._capabilities)
+        schema: dict[str, Any] = {"schema": output.schema, "name": output.name}
+        if output.description is not None:
+            schema["description"] = output.description
+        params["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
     budget = thinking_budget(request)
     if budget is not None:
         params["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}

@@ -64,6 +64,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
     for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key"):
         if getattr(request, name) is not None:
             params[name] = getattr(request, name)
+    if request.response_format is not None:
+        params["response_format"] = request.response_format.as_openai()
     if request.tools:
         params["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
     if request.tool_choice is not None:

@@ -19,7 +19,10 @@ Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request
   arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
   arguments give every string property of the tool's ``parameters`` the last user message
   (other types: 0, false, [], {});
-- after a ``tool`` message: ``Tool <name> returned: <its content>``.
+- after a ``tool`` message: ``Tool <name> returned: <its content>``;
+- ``response_format``: the reply as JSON, streamed in pieces of 8 characters: ``{"reply":
+  <the reply>}`` for ``json_object``; for ``json_schema``, an object of the schema's
+  properties, every string one the reply (other types: 0, false, [], {}).
 """
 
 from __future__ import annotations
@@ -51,6 +54,24 @@ def echo_reply(request: ChatRequest) -> str:
     return reply if cut < 0 else reply[:cut]
 
 
+def echo_json(request: ChatRequest, reply: str) -> str:
+    """The reply as the ``response_format`` asks (module docstring)."""
+    output = request.response_format
+    assert output is not None
+    if output.kind == "json_object":
+        return json.dumps({"reply": reply}, ensure_ascii=False)
+    return _object(output.schema_dict(), reply)
+
+
+def _object(schema: dict[str, Any], text: str) -> str:
+    properties = schema.get("properties") or {}
+    args: dict[str, Any] = {}
+    for name, spec in properties.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        args[name] = text if kind in (None, "string") else _EMPTY.get(str(kind))
+    return json.dumps(args, ensure_ascii=False)
+
+
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
@@ -70,12 +91,7 @@ def echo_calls(request: ChatRequest) -> list[Tool]:
 
 
 def echo_arguments(tool: Tool, text: str) -> str:
-    properties = tool.parameters.get("properties") or {}
-    args: dict[str, Any] = {}
-    for name, schema in properties.items():
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        args[name] = text if kind in (None, "string") else _EMPTY.get(str(kind))
-    return json.dumps(args, ensure_ascii=False)
+    return _object(dict(tool.parameters), text)
 
 
 def signature(reasoning: str) -> str:
@@ -116,7 +132,12 @@ class EchoProvider:
             yield Usage(prompt_tokens, pieces + (reasoning_tokens or 0), reasoning_tokens)
             yield Finish("tool_calls")
             return
-        tokens = tokenize(echo_reply(request))
+        reply = echo_reply(request)
+        if request.response_format is not None:
+            text = echo_json(request, reply)
+            tokens = [text[i : i + ARGUMENT_PIECE] for i in range(0, len(text), ARGUMENT_PIECE)]
+        else:
+            tokens = tokenize(reply)
         emitted = tokens[: request.max_tokens]
         for token in emitted:
             await asyncio.sleep(self.delay_s)

@@ -4,6 +4,7 @@ _chat          the body, its messages and the deployment's limits (``parse_chat_
 _tools         tools, tool calls, tool choice, reasoning and thinking blocks (§11)
 _content       content parts: text (with a cache marker)
 _sampling      top_p, seed, stop, penalties, user
+_output        response_format: structured output
 _capabilities  what each provider and model can do: anything else is a 400
 """
 
@@ -11,6 +12,7 @@ from ._capabilities import EFFORT_BUDGETS, check_capabilities, thinking_budget
 from ._chat import ChatRequest, Message, Role, _Body, parse_chat_request
 from ._content import ContentPart, TextPart
 from ._fields import request_fields
+from ._output import ResponseFormat
 from ._tools import EFFORTS, Reasoning, ThinkingBlock, Tool, ToolCall, ToolChoice
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "ContentPart",
     "Message",
     "Reasoning",
+    "ResponseFormat",
     "Role",
     "TextPart",
     "ThinkingBlock",

@@ -67,6 +67,8 @@ def _check_model(request: ChatRequest, caps: Capabilities) -> None:
             raise _lacks(request, "tools")
         if (i := next((i for i, m in enumerate(request.messages) if m.tool_calls), None)) is not None:
             raise _lacks(request, f"messages.{i}.tool_calls")
+    if request.response_format is not None and not caps.structured_output:
+        raise _lacks(request, "response_format")
     if not caps.reasoning:
         if request.reasoning is not None and request.reasoning.enabled:
             raise _lacks(request, "reasoning")
@@ -106,6 +108,9 @@ def _check_sampling(request: ChatRequest) -> None:
     for name in _NOT_SAMPLED.get(request.provider, ()):
         if getattr(request, name) is not None:
             raise _refuse(request, name, _WHY[request.provider])
+    output = request.response_format
+    if output is not None and output.kind == "json_object" and request.provider in ("anthropic", "bedrock"):
+        raise _refuse(request, "response_format", ": json_object (it constrains output to a json_schema only)")
     if request.prompt_cache_key is not None and request.provider in ("anthropic", "bedrock"):
         raise _refuse(request, "prompt_cache_key", ": mark the cached prefix with cache_control on a content part")
     if request.provider == "bedrock" and request.user is not None and not _BEDROCK_METADATA.fullmatch(request.user):

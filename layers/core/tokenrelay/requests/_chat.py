@@ -24,6 +24,7 @@ from ..errors import RequestInvalid
 from ..settings import Settings
 from ._capabilities import check_capabilities
 from ._content import ContentPart, PartBody, TextPart, parts_of
+from ._output import ResponseFormat, ResponseFormatBody, response_format_of
 from ._sampling import sampling_of
 from ._tools import (
     Reasoning,
@@ -73,6 +74,7 @@ class _Body(BaseModel):
     frequency_penalty: StrictFloat | None = None
     user: StrictStr | None = None
     prompt_cache_key: StrictStr | None = None
+    response_format: ResponseFormatBody | None = None
     tools: list[ToolBody] | None = None
     tool_choice: StrictStr | ToolChoiceBody | None = None
     parallel_tool_calls: StrictBool | None = None
@@ -111,6 +113,7 @@ class ChatRequest:
     frequency_penalty: float | None = None
     user: str | None = None  # the end user, for the provider's abuse monitoring
     prompt_cache_key: str | None = None  # OpenAI's prompt cache routing key
+    response_format: ResponseFormat | None = None  # structured output (None: text)
     fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
@@ -222,6 +225,7 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         parallel_tool_calls=raw.parallel_tool_calls,
         reasoning=reasoning_of(raw.reasoning),
         prompt_cache_key=_cache_key(raw.prompt_cache_key),
+        response_format=response_format_of(raw.response_format),
     )
     # what the provider or model cannot do is a 400, never dropped
     check_capabilities(request, settings.capabilities(provider, model))

@@ -71,6 +71,8 @@ def request_fields(chat: ChatRequest) -> dict[str, Any]:
         fields["tool_choice"] = _choice(chat.tool_choice)
     if chat.parallel_tool_calls is not None:
         fields["parallel_tool_calls"] = chat.parallel_tool_calls
+    if chat.response_format is not None:
+        fields["response_format"] = chat.response_format.as_openai()
     if chat.reasoning is not None:
         r = chat.reasoning
         fields["reasoning"] = {
