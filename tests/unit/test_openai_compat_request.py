@@ -146,9 +146,14 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages", "invalid_request"),
         ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
             "messages[0].content[0]",
             "invalid_value",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages",
+            "invalid_request",
         ),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "messages", "invalid_request"),
         ({"messages": [{"role": "user", "content": "x" * 40_000}]}, "messages", "invalid_request"),

@@ -26,8 +26,8 @@ Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
   400 naming the ``param``; an unknown field is a 400 ``Unrecognized request argument supplied``.
 
 Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``, ``tool``;
-``content`` is a string or a list of ``text`` parts (each may carry ``cache_control``:
-docs/protocol.md §13), or null for
+``content`` is a string or a list of ``text`` and ``image_url`` parts (each may carry
+``cache_control``: docs/protocol.md §13), or null for
 an assistant message with ``tool_calls``. An assistant message may carry ``tool_calls`` and
 ``thinking_blocks`` (sent back to the provider), a tool message its ``tool_call_id``. Fields
 an SDK echoes back from a previous answer (``refusal``, ``annotations``...) are accepted
@@ -130,10 +130,10 @@ def _content(value: Any, param: str) -> str | list[Any]:
     if isinstance(value, str):
         return value
     if not isinstance(value, list) or not value:
-        raise invalid(param, f"'{param}': expected a string or a non-empty list of text parts")
+        raise invalid(param, f"'{param}': expected a string or a non-empty list of parts")
     for j, part in enumerate(value):
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text parts are supported")
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text and image_url parts are supported")
     return value
 
 

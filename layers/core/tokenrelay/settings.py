@@ -50,6 +50,8 @@ class Settings:
     allowed_models: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     max_message_chars: int = 32_000
     max_messages: int = 100
+    max_image_bytes: int = 3_750_000  # per image, decoded (Bedrock's limit); 0: images refused
+    max_images: int = 20  # per request (Bedrock's limit)
     max_tokens_limit: int = 4_096
     default_max_tokens: int = 1_024
     cancel_poll_s: float = 0.25
@@ -138,6 +140,8 @@ class Settings:
             allowed_models=allowed,
             max_message_chars=env_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, 1),
             max_messages=env_int(env, "MAX_MESSAGES", cls.max_messages, 1),
+            max_image_bytes=env_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 0),
+            max_images=env_int(env, "MAX_IMAGES", cls.max_images, 0),
             max_tokens_limit=env_int(env, "MAX_TOKENS_LIMIT", cls.max_tokens_limit, 1),
             default_max_tokens=env_int(env, "DEFAULT_MAX_TOKENS", cls.default_max_tokens, 1),
             cancel_poll_s=env_int(env, "CANCEL_POLL_MS", 250, 10) / 1000,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..requests import ChatRequest, Message, TextPart, thinking_budget
+from ..requests import ChatRequest, ContentPart, Message, TextPart, thinking_budget
 
 __all__ = ["request_params"]
 
@@ -35,8 +35,14 @@ def _assistant(m: Message) -> str | list[dict[str, Any]]:
     return blocks
 
 
-def _block(part: TextPart) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "text", "text": part.text}
+def _block(part: ContentPart) -> dict[str, Any]:
+    block: dict[str, Any]
+    if isinstance(part, TextPart):
+        block = {"type": "text", "text": part.text}
+    elif part.inline:
+        block = {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": part.base64}}
+    else:  # Anthropic fetches it
+        block = {"type": "image", "source": {"type": "url", "url": part.url}}
     if part.cache is not None:
         block["cache_control"] = {"type": "ephemeral", **({"ttl": part.cache} if part.cache else {})}
     return block

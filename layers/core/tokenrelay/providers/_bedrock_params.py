@@ -17,7 +17,7 @@ import base64
 from typing import Any
 
 from ..errors import Rejected
-from ..requests import ChatRequest, Message, TextPart, thinking_budget
+from ..requests import ChatRequest, ContentPart, Message, TextPart, thinking_budget
 
 __all__ = ["request_params"]
 
@@ -35,7 +35,7 @@ def _assistant(m: Message) -> list[dict[str, Any]]:
     return content
 
 
-def _cache_point(part: TextPart) -> list[dict[str, Any]]:
+def _cache_point(part: ContentPart) -> list[dict[str, Any]]:
     """The ``cachePoint`` block after a part with a cache marker: Bedrock caches up to it."""
     if part.cache is None:
         return []
@@ -45,7 +45,14 @@ def _cache_point(part: TextPart) -> list[dict[str, Any]]:
 def _blocks(m: Message) -> list[dict[str, Any]]:
     if not m.parts:
         return [{"text": m.content}]
-    return [block for p in m.parts for block in ({"text": p.text}, *_cache_point(p))]
+    return [block for p in m.parts for block in (_block(p), *_cache_point(p))]
+
+
+def _block(part: ContentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    # the bytes: Bedrock fetches nothing (an https URL was refused in requests._capabilities)
+    return {"image": {"format": part.format, "source": {"bytes": part.data()}}}
 
 
 def _messages(request: ChatRequest, system: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..requests import ChatRequest, Message, ToolChoice
+from ..requests import ChatRequest, ContentPart, Message, TextPart, ToolChoice
 
 __all__ = ["request_params"]
 
@@ -21,7 +21,13 @@ def _content(m: Message) -> str | list[dict[str, Any]]:
     """Parts as OpenAI's; a cache marker is not sent (OpenAI caches prompt prefixes itself)."""
     if not m.parts:
         return m.content
-    return [{"type": "text", "text": p.text} for p in m.parts]
+    return [_part(p) for p in m.parts]
+
+
+def _part(p: ContentPart) -> dict[str, Any]:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text}
+    return {"type": "image_url", "image_url": {"url": p.url, **({"detail": p.detail} if p.detail else {})}}
 
 
 def _message(m: Message) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request
   arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
   arguments give every string property of the tool's ``parameters`` the last user message
   (other types: 0, false, [], {});
+- the images of the last message are named after its text: `` [image image/png, 68 bytes]``
+  for a data: URL, `` [image https://...]`` for a URL (so a test sees that an image arrived);
 - after a ``tool`` message: ``Tool <name> returned: <its content>``;
 - ``response_format``: the reply as JSON, streamed in pieces of 8 characters: ``{"reply":
   <the reply>}`` for ``json_object``; for ``json_schema``, an object of the schema's
@@ -35,7 +37,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ..events import Usage
-from ..requests import ChatRequest, Tool
+from ..requests import ChatRequest, ImagePart, Tool
 from .base import Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -49,7 +51,12 @@ def echo_reply(request: ChatRequest) -> str:
         name = next((c.name for m in request.messages for c in m.tool_calls if c.id == last.tool_call_id), "tool")
         reply = f"Tool {name} returned: {last.content}"
     else:
-        reply = f"You said: {request.last_user_text}"
+        reply = f"You said: {request.last_user_text}" + "".join(
+            f" [image {p.media_type}, {len(p.data())} bytes]" if p.inline else f" [image {p.url}]"
+            for m in request.messages[-1:]
+            for p in m.parts
+            if isinstance(p, ImagePart)
+        )
     cut = min((i for i in (reply.find(s) for s in request.stop if s) if i >= 0), default=-1)
     return reply if cut < 0 else reply[:cut]
 

@@ -28,6 +28,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..errors import RequestInvalid
+from ._images import ImagePart
 
 if TYPE_CHECKING:
     from ..catalog import Capabilities
@@ -67,6 +68,8 @@ def _check_model(request: ChatRequest, caps: Capabilities) -> None:
             raise _lacks(request, "tools")
         if (i := next((i for i, m in enumerate(request.messages) if m.tool_calls), None)) is not None:
             raise _lacks(request, f"messages.{i}.tool_calls")
+    if not caps.images and (at := _first_image(request)) is not None:
+        raise _lacks(request, at)
     if request.response_format is not None and not caps.structured_output:
         raise _lacks(request, "response_format")
     if not caps.reasoning:
@@ -98,6 +101,15 @@ def _check_thinking(request: ChatRequest) -> None:
     choice = request.tool_choice
     if choice is not None and choice.mode in ("required", "function"):
         raise _refuse(request, "tool_choice", f": {choice.mode} with reasoning (only auto or none)")
+
+
+def _first_image(request: ChatRequest, remote: bool = False) -> str | None:
+    """Where the first image part is (the first remote one, with ``remote``): its field."""
+    for i, m in enumerate(request.messages):
+        for j, p in enumerate(m.parts):
+            if isinstance(p, ImagePart) and not (remote and p.inline):
+                return f"messages.{i}.content.{j}"
+    return None
 
 
 def _thinking_blocks(request: ChatRequest) -> int | None:
@@ -134,6 +146,10 @@ def check_capabilities(request: ChatRequest, caps: Capabilities) -> None:
             raise _refuse(request, "temperature", "")
         _check_thinking(request)
     elif provider == "bedrock":
+        if (at := _first_image(request, remote=True)) is not None:
+            raise _refuse(
+                request, f"{at}.image_url.url", ": an https image URL (Bedrock takes the bytes: send a data: URL)"
+            )
         choice = request.tool_choice
         if choice is not None and choice.mode == "none":
             raise _refuse(request, "tool_choice", ": 'none' (leave tools out instead)")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from ..errors import RequestInvalid
 from ..settings import Settings
 from ._capabilities import check_capabilities
-from ._content import ContentPart, PartBody, TextPart, parts_of
+from ._content import ContentPart, ImagePart, TextPart, parts_of
 from ._output import ResponseFormat, ResponseFormatBody, response_format_of
 from ._sampling import sampling_of
 from ._tools import (
@@ -52,7 +52,7 @@ _FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Role
-    content: StrictStr | list[PartBody] | None = None  # null only for an assistant message with tool_calls
+    content: StrictStr | list[Any] | None = None  # null only for an assistant message with tool_calls
     tool_calls: list[ToolCallBody] | None = None  # assistant
     tool_call_id: StrictStr | None = None  # tool: the call it answers
     thinking_blocks: list[ThinkingBlockBody] | None = None  # assistant: signed reasoning, sent back
@@ -179,8 +179,11 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
             raise RequestInvalid("messages", "must not be empty")
         if len(raw.messages) > settings.max_messages:
             raise RequestInvalid("messages", f"at most {settings.max_messages} messages are allowed")
-        messages = _messages(raw.messages)
-        if not any(m.role == "user" and m.content.strip() for m in messages):
+        messages = _messages(raw.messages, settings.max_image_bytes)
+        images = sum(isinstance(p, ImagePart) for m in messages for p in m.parts)
+        if images > settings.max_images:
+            raise RequestInvalid("messages", f"at most {settings.max_images} images are allowed (MAX_IMAGES)")
+        if not any(m.role == "user" and (m.content.strip() or m.parts) for m in messages):
             raise RequestInvalid("messages", "must contain a non-empty user message")
 
     if raw.message is not None:
@@ -242,7 +245,7 @@ def _chars(m: Message) -> int:
     return len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
 
 
-def _messages(raw: list[_Message]) -> tuple[Message, ...]:
+def _messages(raw: list[_Message], max_image_bytes: int) -> tuple[Message, ...]:
     """The messages, each checked for what its role may carry; every tool message answers a
     call an earlier assistant message made."""
     out: list[Message] = []
@@ -273,7 +276,11 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
         if m.content is None and not tool_calls:
             raise RequestInvalid(f"{where}.content", "field required")
         thinking = thinking_of(f"{where}.thinking_blocks", m.thinking_blocks or [])
-        parts = parts_of(f"{where}.content", m.role, m.content) if isinstance(m.content, list) else ()
-        text = "\n".join(p.text for p in parts) if parts else (m.content if isinstance(m.content, str) else "")
+        parts = parts_of(f"{where}.content", m.role, m.content, max_image_bytes) if isinstance(m.content, list) else ()
+        text = (
+            "\n".join(p.text for p in parts if isinstance(p, TextPart))
+            if parts
+            else (m.content if isinstance(m.content, str) else "")
+        )
         out.append(Message(m.role, text, tuple(tool_calls), m.tool_call_id, thinking, parts))
     return tuple(out)

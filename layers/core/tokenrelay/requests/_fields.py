@@ -7,14 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from ._chat import ChatRequest, Message
-from ._content import TextPart
+from ._content import ContentPart, TextPart
 from ._tools import ToolChoice
 
 __all__ = ["request_fields"]
 
 
-def _part(p: TextPart) -> dict[str, Any]:
-    part: dict[str, Any] = {"type": "text", "text": p.text}
+def _part(p: ContentPart) -> dict[str, Any]:
+    part: dict[str, Any]
+    if isinstance(p, TextPart):
+        part = {"type": "text", "text": p.text}
+    else:
+        image = {"url": p.url, **({"detail": p.detail} if p.detail else {})}
+        part = {"type": "image_url", "image_url": image}
     if p.cache is not None:
         part["cache_control"] = {"type": "ephemeral", **({"ttl": p.cache} if p.cache else {})}
     return part
