@@ -25,7 +25,14 @@ export interface TextPart {
   cache_control?: { type: "ephemeral"; ttl?: "5m" | "1h" };
 }
 
-export type ContentPart = TextPart;
+/** An image (section 13): a `data:image/...;base64,...` URL, or an https URL the provider fetches. */
+export interface ImageUrlPart {
+  type: "image_url";
+  image_url: { url: string; detail?: "auto" | "low" | "high" };
+  cache_control?: { type: "ephemeral"; ttl?: "5m" | "1h" };
+}
+
+export type ContentPart = TextPart | ImageUrlPart;
 
 export interface ChatMessage {
   role: Role;
