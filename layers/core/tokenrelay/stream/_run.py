@@ -121,6 +121,11 @@ class StreamRun:
         return self._producer.usage
 
     @property
+    def cost_usd(self) -> float | None:
+        """What the stream cost (set when it ends: docs/cost.md)."""
+        return self._producer.cost[0]
+
+    @property
     def ttft_ms(self) -> int | None:
         return self._producer.ttft_ms
 
