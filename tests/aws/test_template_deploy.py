@@ -34,6 +34,7 @@ OPTIONAL_ENV = {
     "API_KEY_CACHE_S", "AUTH_OFF_RPM", "AUTH_OFF_CONCURRENCY",  # protection tuning, defaults in settings
     "FINISH_WAIT_S", "FINISH_TIMEOUT_S", "STREAM_BUFFER_BYTES", "SSE_WRITE_TIMEOUT_S",  # bounds under stress,
     "BODY_READ_TIMEOUT_S",  # defaults in settings (docs/faults.md)
+    "MAX_IMAGE_BYTES", "MAX_IMAGES",  # image limits, defaults in settings (docs/protocol.md section 13)
     "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",  # Lambda / local
 }  # fmt: skip
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.

@@ -122,6 +122,11 @@ class Guard:
         if lease is not None and self.limiter is not None:
             await self.limiter.release(lease)
 
+    async def spend(self, owner: str, limits: Limits, tokens: int, cost_usd: float | None) -> None:
+        """Count what a stream of ``owner`` used against its key's budgets (never raises)."""
+        if self.limiter is not None and limits.budgeted:
+            await self.limiter.spend(owner, limits, tokens, cost_usd)
+
     def spend_soon(self, owner: str, limits: Limits, tokens: int, cost_usd: float | None) -> None:
         """Count what a stream of ``owner`` used against its key's budgets, without waiting
         (a synchronous hook on the loop; never raises)."""

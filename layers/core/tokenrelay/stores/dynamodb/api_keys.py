@@ -38,7 +38,7 @@ def _encode(key: ApiKey) -> dict[str, Any]:
     if key.tpm:
         item["tpm"] = {"N": str(key.tpm)}
     if key.daily_usd:
-        item["daily_usd"] = {"N": repr(float(key.daily_usd))}
+        item["daily_usd"] = {"N": f"{float(key.daily_usd):.12f}".rstrip("0").rstrip(".")}  # plain digits
     if key.models:
         item["models"] = {"L": [{"S": m} for m in key.models]}
     if key.revoked_at is not None:
