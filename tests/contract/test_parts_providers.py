@@ -140,10 +140,9 @@ async def test_thinking_with_signature(target: Target) -> None:
         assert chunks[-2] == Usage(12, 3, reasoning_tokens=7, cached_tokens=0)
 
 
+@pytest.mark.parametrize("target", ["anthropic", "bedrock"], indirect=True)  # OpenAI's format has none
 async def test_redacted_thinking(target: Target) -> None:
     name = target.name
-    if name == "openai":
-        pytest.skip("OpenAI's format has no redacted reasoning")
     chunks = await target.stream(REDACTED)
 
     assert chunks[:-2] == [
