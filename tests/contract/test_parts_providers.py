@@ -142,7 +142,6 @@ async def test_thinking_with_signature(target: Target) -> None:
 
 @pytest.mark.parametrize("target", ["anthropic", "bedrock"], indirect=True)  # OpenAI's format has none
 async def test_redacted_thinking(target: Target) -> None:
-    name = target.name
     chunks = await target.stream(REDACTED)
 
     assert chunks[:-2] == [
