@@ -1,6 +1,7 @@
 """Create, list and revoke TokenRelay API keys (docs/security.md).
 
-    scripts/keys create --name NAME [--rpm 60] [--concurrency 5] [--models openai:gpt-4o-mini anthropic:*]
+    scripts/keys create --name NAME [--rpm 60] [--concurrency 5] [--tpm 0] [--daily-usd 0]
+                        [--models openai:gpt-4o-mini anthropic:*]
     scripts/keys list [--json]
     scripts/keys revoke KEY_ID
 
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="who or what the key is for (shown by list)")
     create.add_argument("--rpm", type=int, default=60, help="requests per minute, 0 = no limit (default: 60)")
     create.add_argument("--concurrency", type=int, default=5, help="streams at once, 0 = no limit (default: 5)")
+    create.add_argument("--tpm", type=int, default=0, help="tokens per minute, 0 = no budget (default: 0)")
+    create.add_argument(
+        "--daily-usd", type=float, default=0.0, help="dollars per UTC day (price table), 0 = no budget (default: 0)"
+    )
     create.add_argument(
         "--models", nargs="+", metavar="PROVIDER:MODEL", help="allowed models, e.g. openai:gpt-4o-mini anthropic:*"
     )
@@ -78,6 +83,8 @@ def _row(key: ApiKey) -> dict[str, object]:
         "name": key.name,
         "rpm": key.rpm,
         "concurrency": key.concurrency,
+        "tpm": key.tpm,
+        "daily_usd": key.daily_usd,
         "models": list(key.models) if key.models else None,
         "created_at": _when(key.created_at),
         "revoked_at": _when(key.revoked_at) if key.revoked_at is not None else None,
@@ -95,7 +102,14 @@ def _when(epoch: float) -> str:
 async def _run(args: argparse.Namespace, store: DynamoApiKeyStore, out: TextIO, err: TextIO) -> int:
     if args.command == "create":
         models = _models(args)
-        token, key = new_key(args.name, rpm=args.rpm, concurrency=args.concurrency, models=models or None)
+        token, key = new_key(
+            args.name,
+            rpm=args.rpm,
+            concurrency=args.concurrency,
+            models=models or None,
+            tpm=args.tpm,
+            daily_usd=args.daily_usd,
+        )
         await store.put(key)
         print(f"keys: created {key.key_id} ({key.name}); the token is shown once, here:", file=err)
         print(token, file=out)
@@ -125,8 +139,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "create":
-        if args.rpm < 0 or args.concurrency < 0:
-            parser.error("--rpm and --concurrency must be >= 0 (0 = no limit)")
+        if args.rpm < 0 or args.concurrency < 0 or args.tpm < 0 or not args.daily_usd >= 0:
+            parser.error("--rpm, --concurrency, --tpm and --daily-usd must be >= 0 (0 = no limit)")
         bad = [m for m in _models(args) if not model_pattern_ok(m)]
         if bad:
             parser.error(f"--models: expected provider:model or provider:*, got {bad[0]!r}")

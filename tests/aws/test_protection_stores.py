@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,39 @@ def test_keys_script_create_list_revoke_round_trip(
     ).stdout
     assert result.stdout.strip().split("_")[1] in listed and "wrapped" in listed
     client.close()
+
+
+async def test_budget_counters_are_exact_under_fifty_parallel_writers(moto_server: str) -> None:
+    # the local stack's DynamoDB (moto's server, atomic writes), real HTTP: 50 streams ending at once
+    client = boto3.client("dynamodb", endpoint_url=moto_server, region_name=REGION)
+    create_table(client, table_spec("RateLimitsTable"), "budgets-exact")
+    store = DynamoRateLimitStore("budgets-exact", client)
+    await asyncio.gather(*(store.spend("tpm#k#1", i + 1, 10**10) for i in range(50)))
+    await asyncio.gather(*(store.spend("usd#k#1", 0.000123, 10**10) for _ in range(50)))
+    item = client.get_item(TableName="budgets-exact", Key={"pk": {"S": "tpm#k#1"}}, ConsistentRead=True)["Item"]
+    assert item["used"] == {"N": "1275"}  # 1 + 2 + ... + 50: no update lost
+    item = client.get_item(TableName="budgets-exact", Key={"pk": {"S": "usd#k#1"}}, ConsistentRead=True)["Item"]
+    assert Decimal(item["used"]["N"]) == Decimal("0.00615")  # DynamoDB numbers are decimal: exact
+    # at the limit, every one of 50 racing checks refuses; just under it, every one passes
+    assert not any(await asyncio.gather(*(store.under_budget("tpm#k#1", 1275, 10**10) for _ in range(50))))
+    assert all(await asyncio.gather(*(store.under_budget("tpm#k#1", 1276, 10**10) for _ in range(50))))
+    assert all(await asyncio.gather(*(store.under_budget("tpm#fresh#1", 1, 10**10) for _ in range(50))))
+
+
+async def test_budgets_refuse_with_retry_after_to_the_window_end(ddb: Any) -> None:
+    store = DynamoRateLimitStore(LIMITS, ddb)
+    limiter = RateLimiter(store, lease_s=50, clock=Clock(6030.0))  # minute 100, 30 s in; day 0
+    limits = Limits(tpm=10, daily_usd=0.5)
+    await limiter.admit("key-t", limits, "s1")
+    await limiter.spend("key-t", limits, 10, 0.25)
+    with pytest.raises(LimitExceeded) as caught:
+        await limiter.admit("key-t", limits, "s2")
+    assert (caught.value.limit, caught.value.retry_after) == ("tokens_per_minute", 30)
+    await limiter.spend("key-u", limits, 1, 0.5)
+    with pytest.raises(LimitExceeded) as caught:
+        await limiter.admit("key-u", limits, "s3")
+    assert (caught.value.limit, caught.value.retry_after) == ("daily_spend", 86_400 - 6030)
+    item = ddb.get_item(TableName=LIMITS, Key={"pk": {"S": "tpm#key-t#100"}})["Item"]
+    assert item["used"] == {"N": "10"} and item["expires_at"] == {"N": "6120"}
+    await limiter.spend("key-v", limits, 5, None)  # a stream without a price counts its tokens only
+    assert "Item" not in ddb.get_item(TableName=LIMITS, Key={"pk": {"S": "usd#key-v#0"}})

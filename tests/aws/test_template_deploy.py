@@ -34,6 +34,7 @@ OPTIONAL_ENV = {
     "API_KEY_CACHE_S", "AUTH_OFF_RPM", "AUTH_OFF_CONCURRENCY",  # protection tuning, defaults in settings
     "FINISH_WAIT_S", "FINISH_TIMEOUT_S", "STREAM_BUFFER_BYTES", "SSE_WRITE_TIMEOUT_S",  # bounds under stress,
     "BODY_READ_TIMEOUT_S",  # defaults in settings (docs/faults.md)
+    "MAX_IMAGE_BYTES", "MAX_IMAGES",  # image limits, defaults in settings (docs/protocol.md section 13)
     "AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",  # Lambda / local
 }  # fmt: skip
 # WsConfig and Settings are shared: some of what they read has no effect in a given function.
@@ -48,7 +49,7 @@ ENV_READ = re.compile(
 EMITTED = {
     "StreamStarted", "StreamCompleted", "StreamCancelled", "StreamFailed", "StreamDisconnected",
     "TimeToFirstToken", "StreamDuration", "OutputTokens", "TokensAfterDisconnect",
-    "UpstreamRetries", "UpstreamFallbacks", "Refusals", "ToolCalls", "ReasoningTokens",
+    "UpstreamRetries", "UpstreamFallbacks", "Refusals", "ToolCalls", "ReasoningTokens", "StreamCost",
 }  # fmt: skip
 
 
@@ -74,7 +75,8 @@ def code_env_reads(code_dir: Path) -> set[str]:
     return found | set(SECRET_VARS.values())
 
 
-EMPTY_DEFAULT = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
+EMPTY_DEFAULT: tuple[str, ...] = ("DEFAULT_PROVIDER", "ALLOWED_MODELS", "MODEL_ALIASES", "FALLBACK_MODEL")
+EMPTY_DEFAULT += ("MODEL_CAPABILITIES", "MODEL_PRICES")
 
 
 def fake_env(template: dict[str, Any], logical_id: str) -> dict[str, str]:

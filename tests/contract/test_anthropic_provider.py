@@ -65,7 +65,7 @@ async def test_anthropic_stream_happy_path_yields_text_then_usage_then_finish(
 
     assert chunks == [
         *(TextChunk(t) for t in tokens),
-        Usage(prompt_tokens=31, completion_tokens=len(tokens)),
+        Usage(prompt_tokens=31, completion_tokens=len(tokens), cached_tokens=0, cache_write_tokens=0),
         Finish("stop"),
     ]
     assert upstream.last.finished.is_set()
@@ -152,10 +152,10 @@ async def test_anthropic_stream_recorded_transcript_yields_exact_text(
     chunks = await run(make_provider(), chat())
 
     assert text(chunks) == "Hello! How can I help you today?"
-    assert chunks[-2:] == [Usage(prompt_tokens=25, completion_tokens=12), Finish("stop")]
+    assert chunks[-2:] == [Usage(25, 12, cached_tokens=0, cache_write_tokens=0), Finish("stop")]
 
 
-def test_anthropic_stream_state_counts_cached_input_as_prompt_tokens() -> None:
+def test_anthropic_stream_state_counts_cached_input_as_prompt_tokens_and_says_how_much() -> None:
     state = AnthropicStreamState()
     start = (
         b'{"type":"message_start","message":{"usage":{"input_tokens":5,'
@@ -168,7 +168,7 @@ def test_anthropic_stream_state_counts_cached_input_as_prompt_tokens() -> None:
     )
     state.handle(b"message_stop", b'{"type":"message_stop"}')
 
-    assert state.usage == Usage(prompt_tokens=2105, completion_tokens=9)
+    assert state.usage == Usage(prompt_tokens=2105, completion_tokens=9, cached_tokens=2000, cache_write_tokens=100)
     assert state.done
 
 

@@ -81,7 +81,7 @@ async def test_bedrock_stream_happy_path_yields_text_then_usage_then_finish(
         TextChunk("Bon"),
         TextChunk("jour"),
         TextChunk(" 🌍"),
-        Usage(prompt_tokens=21, completion_tokens=3),
+        Usage(prompt_tokens=21, completion_tokens=3, cached_tokens=0, cache_write_tokens=0),
         Finish("stop"),
     ]
     assert bedrock.last.finished.is_set() and bedrock.last.model_id == MODEL

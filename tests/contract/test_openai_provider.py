@@ -65,7 +65,7 @@ async def test_openai_stream_happy_path_yields_text_then_usage_then_finish(
 
     assert chunks == [
         *(TextChunk(t) for t in tokens if t),
-        Usage(prompt_tokens=21, completion_tokens=len(tokens), reasoning_tokens=0),
+        Usage(prompt_tokens=21, completion_tokens=len(tokens), reasoning_tokens=0, cached_tokens=0),
         Finish("stop"),
     ]
     assert upstream.last.finished.is_set()
@@ -129,7 +129,7 @@ async def test_openai_stream_recorded_transcript_yields_exact_text(
     chunks = await run(make_provider(), chat())
 
     assert text(chunks) == "Hello! How can I help you today?"
-    assert chunks[-2:] == [Usage(prompt_tokens=19, completion_tokens=9, reasoning_tokens=0), Finish("stop")]
+    assert chunks[-2:] == [Usage(19, 9, reasoning_tokens=0, cached_tokens=0), Finish("stop")]
 
 
 @pytest.mark.parametrize(("newline", "chunk_size"), [("\n", None), ("\r\n", 7), ("\r", 5)])

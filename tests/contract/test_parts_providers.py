@@ -137,7 +137,7 @@ async def test_thinking_with_signature(target: Target) -> None:
     assert chunks[:-2] == [*reasoning, TextChunk("Sunny.")]
     assert chunks[-1] == Finish("stop")
     if name == "openai":
-        assert chunks[-2] == Usage(12, 3, reasoning_tokens=7)
+        assert chunks[-2] == Usage(12, 3, reasoning_tokens=7, cached_tokens=0)
 
 
 @pytest.mark.parametrize("target", ["anthropic", "bedrock"], indirect=True)  # OpenAI's format has none

@@ -68,9 +68,16 @@ class ProtectionTables:
         return cls(endpoint, client, DynamoApiKeyStore(KEYS_TABLE, client))
 
     async def key(
-        self, *, rpm: int = 0, concurrency: int = 0, models: list[str] | None = None, revoked: bool = False
+        self,
+        *,
+        rpm: int = 0,
+        concurrency: int = 0,
+        models: list[str] | None = None,
+        revoked: bool = False,
+        tpm: int = 0,
+        daily_usd: float = 0.0,
     ) -> tuple[str, ApiKey]:
-        token, key = new_key("e2e", rpm=rpm, concurrency=concurrency, models=models)
+        token, key = new_key("e2e", rpm=rpm, concurrency=concurrency, models=models, tpm=tpm, daily_usd=daily_usd)
         await self.keys.put(key)
         if revoked:
             await self.keys.revoke(key.key_id)

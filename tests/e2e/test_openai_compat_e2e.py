@@ -276,13 +276,15 @@ async def test_openai_raw_stream_is_openai_framing_byte_for_byte(http: httpx.Asy
     def delta(content: str) -> str:
         return f'data: {{{head},"choices":[{{"index":0,"delta":{{"content":{json.dumps(content)}}},{tail}\n\n'
 
+    # the usage chunk ends with TokenRelay's cost_usd (echo is free: docs/cost.md)
     assert raw.decode() == (
         f'data: {{{head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},{tail}\n\n'
         + "".join(delta(t) for t in ("You ", "said: ", "Hello ", "there"))
         + f'data: {{{head},"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}],'
         '"usage":null}\n\n'
         f'data: {{{head},"choices":[],"usage":{{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6,'
-        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
+        f'"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}},'
+        '"cost_usd":0.0}}\n\n'
         "data: [DONE]\n\n"
     )
 

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
 from scripts.devstack.gateway import Gateway
-from tests.e2e.protection import ProtectionTables, protected_env, refusal_docs
+from tests.e2e.protection import FIXED_NOW, LIMITS_TABLE, ProtectionTables, protected_env, refusal_docs
 from tests.fakes.local_stack import FunctionStack, LocalAws, function_stack
 from tests.fakes.upstream import FakeUpstream, Scenario
 from tokenrelay.stores.dynamodb import DynamoStreamStore
@@ -156,6 +156,26 @@ async def test_rpm_limit_refuses_with_retry_after(app: WsStack) -> None:
         error = await recv(ws)
     assert error["type"] == "error" and error["code"] == "rate_limited" and error["retryable"] is True
     assert error["retry_after"] == 30 and error["request_id"] == "third"
+
+
+async def test_token_budget_the_worker_counts_refuses_the_next_chat(app: WsStack) -> None:
+    # the worker counts the stream's 4 tokens (echo: "hi", "You said: hi") as it ends; the chat
+    # handler of the next message sees the budget spent: refused before any worker runs
+    token, key = await app.tables.key(tpm=4)
+    async with connect(app, f"/?access_token={token}") as ws:
+        await chat(ws)
+        assert (await until(ws, "done", "error"))[-1]["type"] == "done"
+        pk = {"pk": {"S": f"tpm#{key.key_id}#{int(FIXED_NOW // 60)}"}}
+        for _ in range(100):  # the worker's count lands just after the done it posted
+            item = app.tables.client.get_item(TableName=LIMITS_TABLE, Key=pk, ConsistentRead=True).get("Item")
+            if item is not None and "used" in item:
+                break
+            await asyncio.sleep(0.05)
+        assert item is not None and item["used"] == {"N": "4"}
+        await chat(ws, request_id="over")
+        error = await recv(ws)
+    assert error["type"] == "error" and error["code"] == "rate_limited" and error["retry_after"] == 30
+    assert "4 tokens per minute" in error["error"]
 
 
 async def test_each_refusal_is_counted_once_by_reason(app: WsStack) -> None:

@@ -14,6 +14,7 @@ from tests.e2e.resume_stack import FLUSH_MS, GRACE_S, ResumeStack, resume_stack
 from tests.e2e.sse_client import TERMINALS, SSEEvent, iter_sse, text_of
 from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
+from tokenrelay.catalog import DEFAULT_PRICES
 
 TOKENS = tuple(f"t{i} " for i in range(300))  # 300 x 20 ms: 6 s, longer than the grace period
 
@@ -175,3 +176,14 @@ async def test_sse_output_log_writes_stay_within_batching_bound(resume: ResumeSt
     assert texts == list(TOKENS)
     record_expiry = (await resume.store.get(stream_id)).expires_at  # type: ignore[union-attr]
     assert all(abs(int(i["expires_at"]["N"]) - record_expiry) <= 2 for i in items)
+
+
+async def test_a_stream_that_ends_after_its_client_left_records_what_it_cost(resume: ResumeStack) -> None:
+    # billed upstream whether anyone read it: the record has the exact cost from the provider's usage
+    tokens = tuple(f"c{i} " for i in range(60))  # 60 x 20 ms: ends well inside the grace period
+    resume.upstream.scenario = Scenario.ok(*tokens, delay_s=0.02, prompt_tokens=1000, cached_tokens=2000)
+    stream_id, _ = await start_and_drop(resume.producer, 3, {"message": "cost", "provider": "openai"})
+    record = await wait_record(resume, stream_id, "complete", within_s=GRACE_S + 5)
+    price = DEFAULT_PRICES[("openai", "gpt-4o-mini")]
+    expected = (1000 * price.input + 2000 * price.cached_input + len(tokens) * price.output) / 1_000_000
+    assert record.cost_usd == pytest.approx(expected, rel=1e-9) and not record.cost_estimated  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ def loop_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeB
         **upstream_server.env,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{CLAUDE_BEDROCK}",
+        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{CLAUDE_BEDROCK}",
         "BEDROCK_ENABLED": "true",
         "ECHO_DELAY_MS": "2",
         "UPSTREAM_MAX_RETRIES": "0",
@@ -142,7 +142,7 @@ async def test_openai_sdk_reads_reasoning_and_reasoning_tokens(loop_app: Any, sd
         parts=(p.think("Hmm, "), p.think("weather."), p.say("Sunny.")), reasoning_tokens=2
     )
     stream = await sdk.chat.completions.create(
-        model="openai/gpt-4o-mini",
+        model="openai/o4-mini",
         messages=QUESTION,
         reasoning_effort="low",
         stream=True,
@@ -186,3 +186,24 @@ async def test_what_the_provider_cannot_do_is_a_400_naming_it(
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.chat.completions.create(model=model, messages=QUESTION, tools=TOOLS, max_tokens=4000, **extra)
     assert caught.value.param == param
+
+
+async def test_what_the_model_cannot_do_is_a_400_before_any_upstream_call(
+    loop_app: Any, sdk: openai.AsyncOpenAI
+) -> None:
+    # gpt-4o-mini does not reason (the shipped capability table): refused here, not by OpenAI
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=QUESTION, reasoning_effort="low")
+    assert caught.value.param == "reasoning_effort"
+    assert "'openai'" in caught.value.message and "'gpt-4o-mini'" in caught.value.message
+    assert loop_app.upstream.requests == []
+
+
+async def test_models_show_each_models_capabilities(sdk: openai.AsyncOpenAI) -> None:
+    models = {m.id: (m.model_extra or {})["capabilities"] for m in (await sdk.models.list()).data}
+    no_reasoning = {"images": True, "tools": True, "reasoning": False, "structured_output": True}
+    assert models["openai/gpt-4o-mini"] == no_reasoning
+    assert models["openai/o4-mini"]["reasoning"] is True
+    assert models[f"bedrock/{CLAUDE_BEDROCK}"]["reasoning"] is True
+    one = await sdk.models.retrieve("openai/gpt-4o-mini")
+    assert (one.model_extra or {})["capabilities"]["reasoning"] is False

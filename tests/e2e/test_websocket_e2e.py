@@ -297,3 +297,34 @@ async def test_gateway_connect_with_a_bad_client_id_is_refused(app: Stack) -> No
         async with connect(app, "/?client_id=not%20valid"):
             pass
     assert refused.value.response.status_code == 400
+
+
+async def test_ws_chat_sampling_settings_reach_the_upstream(app: Stack) -> None:
+    # the chat handler validates, the worker re-validates what it was handed: nothing lost between
+    app.upstream.scenario = Scenario.ok("a ", "b")
+    settings = {
+        "top_p": 0.5,
+        "seed": 3,
+        "stop": ["END"],
+        "presence_penalty": 1,
+        "frequency_penalty": -0.5,
+        "user": "u7",
+    }
+    async with connect(app) as ws:
+        client = Client(ws)
+        await client.send({"type": "chat", "message": "go", "provider": "openai", **settings})
+        messages = await client.until_terminal()
+    assert messages[-1]["type"] == "done"
+    sent = app.upstream.last.json
+    assert {k: sent[k] for k in settings} == {**settings, "presence_penalty": 1.0}
+
+
+async def test_ws_chat_with_a_small_image_reaches_the_model(app: Stack) -> None:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}
+    content = [{"type": "text", "text": "look"}, image]  # under 128 KB: a WebSocket message carries it
+    async with connect(app) as ws:
+        client = Client(ws)
+        await client.send({"type": "chat", "messages": [{"role": "user", "content": content}], "provider": "echo"})
+        messages = await client.until_terminal()
+    assert messages[-1]["type"] == "done" and text(messages) == "You said: look [image image/png, 70 bytes]"

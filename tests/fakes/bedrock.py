@@ -89,6 +89,8 @@ class BedrockScenario:
     delay_s: float = 0.0
     stop_reason: str = "end_turn"
     input_tokens: int = 11
+    cache_read_tokens: int = 0  # cacheReadInputTokens / cacheWriteInputTokens (sent when not 0, as Bedrock does)
+    cache_write_tokens: int = 0
     status: int | None = None
     error_code: str = "ThrottlingException"
     error_after: int | None = None
@@ -214,6 +216,12 @@ def _problem(request: Request, body: Any) -> str | None:
     return None
 
 
+def _usage(sc: BedrockScenario, output: int) -> dict[str, int]:
+    cache = {"cacheReadInputTokens": sc.cache_read_tokens, "cacheWriteInputTokens": sc.cache_write_tokens}
+    usage = {"inputTokens": sc.input_tokens, "outputTokens": output, **{k: v for k, v in cache.items() if v}}
+    return {**usage, "totalTokens": sum(usage.values())}
+
+
 def _frames(sc: BedrockScenario) -> list[tuple[float, bytes]]:
     pad = {"p": "abcdefghijk"}  # Bedrock pads events to hide token lengths
     frames = [(0.0, event_frame("messageStart", {**pad, "role": "assistant"}))]
@@ -221,7 +229,7 @@ def _frames(sc: BedrockScenario) -> list[tuple[float, bytes]]:
         frames += parts.bedrock_frames(sc.parts, sc.delay_s, lambda kind, body: event_frame(kind, {**body, **pad}))
         count = parts.output_tokens(sc.parts)
         reason = "tool_use" if parts.has_calls(sc.parts) and sc.stop_reason == "end_turn" else sc.stop_reason
-        usage = {"inputTokens": sc.input_tokens, "outputTokens": count, "totalTokens": sc.input_tokens + count}
+        usage = _usage(sc, count)
         return [
             *frames,
             (0.0, event_frame("messageStop", {**pad, "stopReason": reason})),
@@ -235,7 +243,7 @@ def _frames(sc: BedrockScenario) -> list[tuple[float, bytes]]:
         return [*frames, (sc.delay_s, exception_frame(sc.exception, f"Too many tokens [{UPSTREAM_DETAIL}]"))]
     if sc.truncate_after is not None:
         return frames
-    usage = {"inputTokens": sc.input_tokens, "outputTokens": stop, "totalTokens": sc.input_tokens + stop}
+    usage = _usage(sc, stop)
     return [
         *frames,
         (0.0, event_frame("contentBlockStop", {"contentBlockIndex": 0, **pad})),

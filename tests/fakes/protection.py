@@ -33,6 +33,7 @@ class MemoryRateLimitStore:
     counters: dict[str, int] = field(default_factory=dict)
     slots: dict[str, tuple[str, int]] = field(default_factory=dict)  # key -> (stream id, expires_at)
     fail_release: bool = False
+    used: dict[str, float] = field(default_factory=dict)  # budget counters: tokens or dollars
 
     async def count_request(self, key: str, limit: int, expires_at: int) -> bool:
         if self.counters.get(key, 0) >= limit:
@@ -46,6 +47,12 @@ class MemoryRateLimitStore:
             return False
         self.slots[key] = (stream_id, expires_at)
         return True
+
+    async def under_budget(self, key: str, limit: float, expires_at: int) -> bool:
+        return self.used.get(key, 0) < limit
+
+    async def spend(self, key: str, amount: float, expires_at: int) -> None:
+        self.used[key] = self.used.get(key, 0) + amount
 
     async def release_slot(self, key: str, stream_id: str) -> bool:
         if self.fail_release:

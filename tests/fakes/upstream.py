@@ -166,6 +166,10 @@ class Scenario:
     echo_prompt: bool = False  # the tokens are the words of the last user message (each + " ")
     parts: tuple[tuple[Any, ...], ...] | None = None  # reasoning/tool call script (tests/fakes/parts.py)
     reasoning_tokens: int = 0  # OpenAI: usage.completion_tokens_details.reasoning_tokens
+    # Prompt caching: input read from the cache (OpenAI prompt_tokens_details.cached_tokens, within
+    # prompt_tokens; Anthropic cache_read_input_tokens) and written to it (Anthropic cache_creation_input_tokens)
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @classmethod
     def ok(cls, *tokens: str, delay_s: float = 0.0, **kw: Any) -> Scenario:
@@ -607,10 +611,10 @@ def _openai_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tuple[f
     frames.append((0.0, chunk({}, sc.finish_reason or default_finish)))
     if include_usage:
         usage = {
-            "prompt_tokens": sc.prompt_tokens,
+            "prompt_tokens": sc.prompt_tokens + sc.cached_tokens,
             "completion_tokens": sent,
-            "total_tokens": sc.prompt_tokens + sent,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "total_tokens": sc.prompt_tokens + sc.cached_tokens + sent,
+            "prompt_tokens_details": {"cached_tokens": sc.cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": sc.reasoning_tokens,
                 "audio_tokens": 0,
@@ -700,8 +704,8 @@ def _anthropic_frames(body: dict[str, Any], sc: Scenario, key: str) -> list[tupl
         "stop_sequence": None,
         "usage": {
             "input_tokens": sc.prompt_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": sc.cache_write_tokens,
+            "cache_read_input_tokens": sc.cached_tokens,
             "output_tokens": 1,
             "service_tier": "standard",
         },

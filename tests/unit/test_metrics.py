@@ -143,3 +143,9 @@ def test_metrics_count_tool_calls_and_reasoning_tokens() -> None:
     (doc,) = emitted(summary(tool_calls=2, reasoning_tokens=150))
     assert values(doc)["ToolCalls"] == 2.0 and values(doc)["ReasoningTokens"] == 150.0
     assert units(doc)["ToolCalls"] == "Count" and units(doc)["ReasoningTokens"] == "Count"
+
+
+def test_metrics_stream_cost_is_emitted_in_dollars_only_when_priced() -> None:
+    priced, unpriced = emitted(summary(cost_usd=0.00123), summary())
+    assert values(priced)["StreamCost"] == pytest.approx(0.00123) and units(priced)["StreamCost"] == "None"
+    assert "StreamCost" not in values(unpriced)

@@ -67,7 +67,7 @@ def test_openai_encoder_include_usage_adds_null_usage_and_a_usage_chunk_after_fi
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{"content":"Hi"}},{OPEN}],"usage":null}}\n\n'
         f'data: {{{HEAD},"choices":[{{"index":0,"delta":{{}},{STOP}],"usage":null}}\n\n'
         f'data: {{{HEAD},"choices":[],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,'
-        f'"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
+        f'"prompt_tokens_details":{{"cached_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0}}}}}}\n\n'
         "data: [DONE]\n\n"
     )
 
@@ -157,13 +157,15 @@ def test_openai_completion_object_has_message_finish_and_usage() -> None:
             "prompt_tokens": 5,
             "completion_tokens": 2,
             "total_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
 
 
 def test_openai_model_list_is_openai_list_of_model_objects() -> None:
-    assert model_list([("echo/echo-1", "echo")]) == {
+    caps = {"images": True, "tools": True, "reasoning": False, "structured_output": True}
+    assert model_list([("echo/echo-1", "echo", caps)]) == {
         "object": "list",
-        "data": [{"id": "echo/echo-1", "object": "model", "created": 0, "owned_by": "echo"}],
+        "data": [{"id": "echo/echo-1", "object": "model", "created": 0, "owned_by": "echo", "capabilities": caps}],
     }

@@ -81,7 +81,13 @@ def test_openai_mangum_models_lists_echo(handler: Mangum) -> None:
 
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["data"] == [
-        {"id": "echo/echo-1", "object": "model", "created": 0, "owned_by": "echo"}
+        {
+            "id": "echo/echo-1",
+            "object": "model",
+            "created": 0,
+            "owned_by": "echo",
+            "capabilities": {"images": True, "tools": True, "reasoning": True, "structured_output": True},
+        }
     ]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tokenrelay import Message, Settings
 from tokenrelay.protection import Principal
+from tokenrelay.requests import TextPart
 from tokenrelay.transports.openai import OpenAIError
 from tokenrelay_http.openai_request import list_models, parse_completion_request, resolve_model
 
@@ -25,6 +26,7 @@ SETTINGS = Settings.from_env(
     }
 )
 HI = [{"role": "user", "content": "Hi"}]
+NOVA = "amazon.nova-lite-v1:0"
 
 
 def parse(**body: Any) -> Any:
@@ -65,7 +67,7 @@ def test_openai_request_full_honours_every_supported_field() -> None:
     assert request.stream and request.include_usage and request.model == "openai/gpt-4.1"
     assert request.chat.messages == (
         Message("system", "Be brief."),
-        Message("user", "a\nb"),
+        Message("user", "a\nb", parts=(TextPart("a"), TextPart("b"))),
         Message("assistant", "ok"),
         Message("user", "again"),
     )
@@ -85,7 +87,7 @@ def test_openai_request_alias_routes_to_its_target() -> None:
     "extra",
     [
         {"n": 1},
-        {"user": "u-1", "safety_identifier": "x", "prompt_cache_key": "k"},
+        {"safety_identifier": "x", "prompt_cache_key": "k"},
         {"top_p": 1, "presence_penalty": 0, "frequency_penalty": 0.0, "logprobs": False, "store": False},
         {"parallel_tool_calls": True, "service_tier": "auto", "response_format": {"type": "text"}},
         {"tools": None, "seed": None, "stop": None, "temperature": None, "max_tokens": None},
@@ -99,12 +101,33 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
     ("extra", "param", "code"),
     [
         ({"n": 2}, "n", "unsupported_parameter"),
-        ({"top_p": 0.5}, "top_p", "unsupported_parameter"),
+        ({"top_p": 0.5, "model": "anthropic/claude-haiku-4-5"}, "top_p", "invalid_request"),
+        ({"top_p": 1.5}, "top_p", "invalid_request"),
         ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
         ({"tools": [{"type": "function"}]}, "tools", "invalid_request"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort", "invalid_value"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
-        ({"seed": 7}, "seed", "unsupported_parameter"),
+        (
+            {"response_format": {"type": "json_object"}, "model": "anthropic/claude-haiku-4-5"},
+            "response_format",
+            "invalid_request",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format", "invalid_request"),
+        ({"response_format": {"type": "xml"}}, "response_format", "invalid_request"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {"type": "object"}}}},
+            "response_format",
+            "invalid_request",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}, "model": f"bedrock/{NOVA}"},
+            "response_format",
+            "invalid_request",
+        ),
+        ({"seed": 7, "model": "bedrock/amazon.nova-lite-v1:0"}, "seed", "invalid_request"),
+        ({"presence_penalty": 0.5, "model": "anthropic/claude-haiku-4-5"}, "presence_penalty", "invalid_request"),
+        ({"frequency_penalty": -3}, "frequency_penalty", "invalid_request"),
+        ({"user": "bad\u00e9", "model": "bedrock/amazon.nova-lite-v1:0"}, "user", "invalid_request"),
+        ({"n": 4}, "n", "unsupported_parameter"),
         ({"logprobs": True}, "logprobs", "unsupported_parameter"),
         ({"n": True}, "n", "unsupported_parameter"),
         ({"max_tokenz": 5}, "max_tokenz", "unknown_parameter"),
@@ -115,16 +138,22 @@ def test_openai_request_harmless_fields_are_accepted_and_ignored(extra: dict[str
         ({"max_completion_tokens": 501}, "max_completion_tokens", "invalid_request"),
         ({"max_tokens": "lots"}, "max_tokens", "invalid_request"),
         ({"temperature": 3}, "temperature", "invalid_request"),
-        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
-        ({"stop": [""]}, "stop", "invalid_value"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_request"),
+        ({"stop": [""]}, "stop", "invalid_request"),
+        ({"stop": 5}, "stop", "invalid_request"),
         ({"messages": []}, "messages", "invalid_value"),
         ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role", "invalid_value"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages", "invalid_request"),
         ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "messages[0].name", "unsupported_parameter"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
             "messages[0].content[0]",
             "invalid_value",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages",
+            "invalid_request",
         ),
         ({"messages": [{"role": "assistant", "content": "x"}]}, "messages", "invalid_request"),
         ({"messages": [{"role": "user", "content": "x" * 40_000}]}, "messages", "invalid_request"),
@@ -206,3 +235,20 @@ def test_settings_bedrock_enabled_configures_bedrock_and_rejects_bad_values() ->
     assert "bedrock" not in Settings.from_env({}).configured_providers
     with pytest.raises(ValueError, match="BEDROCK_ENABLED"):
         Settings.from_env({"BEDROCK_ENABLED": "yes"})
+
+
+def test_openai_request_sampling_settings_reach_the_chat_request_and_defaults_are_not_forwarded() -> None:
+    chat = parse(
+        model="openai/gpt-4o-mini", top_p=0.9, seed=1, stop="END", presence_penalty=0.5, frequency_penalty=-1, user="u"
+    ).chat
+    assert (chat.top_p, chat.seed, chat.stop, chat.presence_penalty, chat.frequency_penalty, chat.user) == (
+        0.9,
+        1,
+        ("END",),
+        0.5,
+        -1.0,
+        "u",
+    )
+    # what clients send on every request changes nothing: not forwarded, so Anthropic takes it
+    chat = parse(model="anthropic/claude-haiku-4-5", top_p=1, presence_penalty=0, frequency_penalty=0.0).chat
+    assert (chat.top_p, chat.presence_penalty, chat.frequency_penalty) == (None, None, None)

@@ -13,7 +13,8 @@ from tokenrelay.requests import _Body
 from tokenrelay_http import create_app
 from tokenrelay_http.openapi import chat_body_schema
 
-QUERY = ("message", "system", "provider", "model", "max_tokens", "temperature")
+QUERY: tuple[str, ...] = ("message", "system", "provider", "model", "max_tokens", "temperature", "top_p", "seed")
+QUERY += ("stop", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key")
 SETTINGS = Settings.from_env({"DEFAULT_PROVIDER": "echo", "ALLOWED_MODELS": "echo:echo-1,echo-2"})
 
 

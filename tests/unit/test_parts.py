@@ -39,7 +39,7 @@ from tokenrelay.transports.websocket import encode_message
 SETTINGS = Settings.from_env(
     {
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o;anthropic:claude-haiku-4-5;"
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o,o4-mini;anthropic:claude-haiku-4-5;"
         "bedrock:amazon.nova-lite-v1:0,us.anthropic.claude-haiku-4-5-v1:0",
         "BEDROCK_ENABLED": "true",
         "OPENAI_API_KEY": "sk-x",
@@ -217,7 +217,8 @@ def test_websocket_message_of_each_part() -> None:
         ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools.0.function.name"),
         ({"reasoning": {}}, "reasoning"),
         ({"reasoning": {"effort": "extreme"}}, "reasoning.effort"),
-        ({"provider": "openai", "reasoning": {"budget_tokens": 2000}}, "reasoning.budget_tokens"),
+        ({"provider": "openai", "model": "o4-mini", "reasoning": {"budget_tokens": 2000}}, "reasoning.budget_tokens"),
+        ({"provider": "openai", "reasoning": {"effort": "low"}}, "reasoning"),  # gpt-4o does not reason
         ({"provider": "anthropic", "reasoning": {"budget_tokens": 500}, "max_tokens": 4000}, "reasoning.budget_tokens"),
         ({"provider": "anthropic", "reasoning": {"effort": "low"}, "max_tokens": 500}, "max_tokens"),
         (
@@ -321,8 +322,15 @@ def test_request_fields_give_the_same_request_back() -> None:
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "parallel_tool_calls": False,
         "max_tokens": 100,
+        "stop": ["END"],
+        "user": "u-1",
     }
     request = parse_chat_request(body, SETTINGS)
+    sampled = parse_chat_request(
+        {"message": "hi", "provider": "openai", "top_p": 0.5, "seed": 9, "presence_penalty": 1, "frequency_penalty": 0},
+        SETTINGS,
+    )
+    assert parse_chat_request(request_fields(sampled), SETTINGS) == sampled
     assert parse_chat_request(request_fields(request), SETTINGS) == request
     assert request.messages[1].content == "" and request.messages[1].tool_calls[0].input() == {}
 

@@ -20,6 +20,7 @@ import { useStreamingChat, type Transport, type UseStreamingChat } from "../src/
 import { whatToDo } from "./advice.js";
 import { partOptions, Reasoning, ToolCalls } from "./parts.js";
 import { useDeployment } from "./deployment.js";
+import { ImageAttach, transportProblem, useImage, userTurn } from "./image.js";
 
 const params = new URLSearchParams(location.search);
 const TRANSPORTS: Array<[Transport, string]> = [
@@ -94,6 +95,8 @@ function App() {
   const [apiKey, setApiKey] = useState(storedKey);
   const [reasoning, setReasoning] = useState(params.get("reasoning") === "1");
   const [tools, setTools] = useState(params.get("tools") === "1");
+  const image = useImage();
+  const imageProblem = transportProblem(image.image, transport);
   const key = apiKey.trim();
   const deployment = useDeployment(api, key);
   const chat = useStreamingChat({ transport, baseUrl: api, wsUrl: ws, clientId: CLIENT_ID, ...(key ? { token: key } : {}) });
@@ -101,9 +104,9 @@ function App() {
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();
-    if (!prompt.trim()) return;
+    if (!prompt.trim() || imageProblem) return;
     void chat.send({
-      message: prompt,
+      ...userTurn(prompt, image.image),
       ...(provider ? { provider } : {}),
       ...(model.trim() ? { model: model.trim() } : {}),
       ...partOptions(reasoning, tools),
@@ -198,13 +201,16 @@ function App() {
             data-testid="prompt"
             value={prompt}
             onChange={(e) => setPrompt(e.target.value)}
+            onPaste={image.onPaste}
             onKeyDown={(e) => {
               if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submit(e);
             }}
           />
         </label>
+        <ImageAttach state={image} />
+        {imageProblem && <p className="hint" data-testid="image-transport">{imageProblem}</p>}
         <div className="row" style={{ marginTop: 10 }}>
-          <button type="submit" data-testid="send" disabled={chat.isStreaming || !prompt.trim()}>
+          <button type="submit" data-testid="send" disabled={chat.isStreaming || !prompt.trim() || imageProblem !== null}>
             Send
           </button>
           <button type="button" className="danger" data-testid="cancel" onClick={chat.cancel} disabled={!chat.isStreaming}>

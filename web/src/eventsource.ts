@@ -71,11 +71,32 @@ export interface EventSourceOptions extends Omit<HttpOptions, "headers"> {
 }
 
 /** What a POST body may hold that a query string cannot. */
-const BODY_ONLY = ["messages", "tools", "tool_choice", "parallel_tool_calls", "reasoning"] as const;
+const BODY_ONLY = [
+  "messages",
+  "stop",
+  "response_format",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "reasoning",
+] as const;
 
 export type QueryRequest = Omit<ChatRequest, (typeof BODY_ONLY)[number]>;
 
-const QUERY_FIELDS = ["message", "system", "provider", "model", "max_tokens", "temperature"] as const;
+const QUERY_FIELDS = [
+  "message",
+  "system",
+  "provider",
+  "model",
+  "max_tokens",
+  "temperature",
+  "top_p",
+  "seed",
+  "presence_penalty",
+  "frequency_penalty",
+  "user",
+  "prompt_cache_key",
+] as const;
 
 /** The `GET /chat/stream` URL for `request`; with `token`, the API key as `access_token` (last). */
 export function eventSourceUrl(baseUrl: string, request: QueryRequest, token?: string): string {

@@ -18,10 +18,26 @@ export interface ToolCallParam {
   function: { name: string; arguments: string };
 }
 
+/** A content part (section 13); `cache_control` marks the end of a cached prompt prefix. */
+export interface TextPart {
+  type: "text";
+  text: string;
+  cache_control?: { type: "ephemeral"; ttl?: "5m" | "1h" };
+}
+
+/** An image (section 13): a `data:image/...;base64,...` URL, or an https URL the provider fetches. */
+export interface ImageUrlPart {
+  type: "image_url";
+  image_url: { url: string; detail?: "auto" | "low" | "high" };
+  cache_control?: { type: "ephemeral"; ttl?: "5m" | "1h" };
+}
+
+export type ContentPart = TextPart | ImageUrlPart;
+
 export interface ChatMessage {
   role: Role;
-  /** `null` only for an assistant message with `tool_calls`. */
-  content: string | null;
+  /** A string or a list of parts (section 13); `null` only for an assistant message with `tool_calls`. */
+  content: string | ContentPart[] | null;
   tool_calls?: ToolCallParam[];
   /** A `tool` message: the call it answers. */
   tool_call_id?: string;
@@ -43,6 +59,21 @@ export interface ChatRequest {
   model?: string;
   max_tokens?: number;
   temperature?: number;
+  /** Sampling settings (section 1): what the provider cannot take is a 400 naming it. */
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  user?: string;
+  prompt_cache_key?: string;
+  /** Structured output (section 14): the answer streams as JSON text. */
+  response_format?:
+    | { type: "text" | "json_object" }
+    | {
+        type: "json_schema";
+        json_schema: { name: string; schema?: Record<string, unknown>; strict?: boolean; description?: string };
+      };
   tools?: ToolDefinition[];
   tool_choice?: "auto" | "none" | "required" | { type: "function"; function: { name: string } };
   parallel_tool_calls?: boolean;
@@ -73,6 +104,9 @@ export interface UsageEvent {
   total_tokens: number;
   /** Of `completion_tokens`, when the provider counts them apart. */
   reasoning_tokens?: number;
+  /** Of `prompt_tokens`: read from and written to the provider's prompt cache (section 13). */
+  prompt_tokens_details?: { cached_tokens?: number; cache_write_tokens?: number };
+  completion_tokens_details?: { reasoning_tokens?: number };
 }
 
 export interface DoneEvent {

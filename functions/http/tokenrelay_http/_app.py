@@ -34,6 +34,8 @@ from .routers import ai_sdk, anthropic, chat, dev, home, openai, resume
 from .runs import Runs
 from .snapstart import RestoreHookMiddleware
 
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # a Function URL's (and Lambda's) request payload limit
+
 __all__ = ["create_app"]
 
 
@@ -64,6 +66,8 @@ def create_app(
 
     app = FastAPI(title="TokenRelay", version=settings.version, lifespan=lifespan)
     max_body = settings.max_message_chars * 6 + 16_384  # worst-case JSON escaping, plus fields
+    if settings.max_image_bytes > 0:  # images travel as base64 in the body: up to the Function URL's payload limit
+        max_body = max(max_body, LAMBDA_PAYLOAD_BYTES)
     # 413 while reading, never after; 408 for a body that does not arrive in time (body.py)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body, read_timeout_s=settings.body_read_timeout_s)
     app.add_middleware(AuthMiddleware, guard=deployment.guard)  # inside CORS (added next): a 401 carries CORS

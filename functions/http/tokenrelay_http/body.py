@@ -95,6 +95,13 @@ QUERY_FIELDS: Mapping[str, type] = {
     "model": str,
     "max_tokens": int,
     "temperature": float,
+    "top_p": float,
+    "seed": int,
+    "stop": str,  # one stop sequence (a list needs POST)
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "user": str,
+    "prompt_cache_key": str,
 }
 
 

@@ -11,20 +11,23 @@ deployment does not allow, is a 404 ``model_not_found`` (as OpenAI answers).
 Fields (a field set to ``null`` counts as absent, as in OpenAI's API):
 
 - honoured: ``model``, ``messages``, ``stream``, ``stream_options.include_usage``,
-  ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``stop``,
-  ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``reasoning_effort`` (as
-  ``/chat/stream``'s ``reasoning.effort``; what the provider cannot do is a 400 naming it);
-- accepted and ignored, because they never change the answer: ``user``,
-  ``safety_identifier``, ``prompt_cache_key``, ``stream_options.include_obfuscation``,
-  and the no-op values SDKs send by default (``n=1``, ``top_p=1``, zero penalties,
-  ``logprobs=false``, ``store=false``, ``parallel_tool_calls``, ``service_tier``
-  ``auto``/``default``, ``response_format={"type":"text"}``);
-- any other value of those, and OpenAI features TokenRelay does not relay (legacy
-  ``functions``, structured output, seeds, audio...), is a 400 naming the ``param``; an
-  unknown field is a 400 ``Unrecognized request argument supplied``.
+  ``max_tokens`` / ``max_completion_tokens`` (not both), ``temperature``, ``top_p``, ``seed``,
+  ``stop``, ``presence_penalty``, ``frequency_penalty``, ``user``, ``prompt_cache_key``, ``tools``, ``tool_choice``,
+  ``parallel_tool_calls``, ``response_format`` (``text``, ``json_object``, ``json_schema``: docs/protocol.md
+  §14) and ``reasoning_effort`` (as ``/chat/stream``'s fields; what the
+  provider or model cannot do is a 400 naming it). ``top_p: 1`` and zero penalties are the
+  defaults, sent by some clients on every request: they change nothing and are not forwarded;
+- accepted and ignored, because they never change the answer: ``safety_identifier``,
+  ``stream_options.include_obfuscation``, and the no-op values SDKs send
+  by default (``n=1``, ``logprobs=false``, ``store=false``, ``service_tier``
+  ``auto``/``default``);
+- ``n`` above 1 is a 400 (one choice per request); any other value of those, and OpenAI
+  features TokenRelay does not relay (legacy ``functions``, audio...), is a
+  400 naming the ``param``; an unknown field is a 400 ``Unrecognized request argument supplied``.
 
 Messages: roles ``system``, ``developer`` (as system), ``user``, ``assistant``, ``tool``;
-``content`` is a string or a list of ``text`` parts (joined with a newline), or null for
+``content`` is a string or a list of ``text`` and ``image_url`` parts (each may carry
+``cache_control``: docs/protocol.md §13), or null for
 an assistant message with ``tool_calls``. An assistant message may carry ``tool_calls`` and
 ``thinking_blocks`` (sent back to the provider), a tool message its ``tool_call_id``. Fields
 an SDK echoes back from a previous answer (``refusal``, ``annotations``...) are accepted
@@ -34,7 +37,6 @@ reasoning back take the signed ``thinking_blocks``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,33 +45,52 @@ from tokenrelay import ChatRequest, RequestInvalid, Settings, parse_chat_request
 from tokenrelay.requests import EFFORTS
 from tokenrelay.transports.openai import OpenAIError, openai_error
 
-__all__ = ["CompletionRequest", "list_models", "model_not_found", "parse_completion_request", "resolve_model"]
+__all__ = [
+    "CompletionRequest",
+    "described_models",
+    "list_models",
+    "model_not_found",
+    "parse_completion_request",
+    "resolve_model",
+]
 
-_IGNORED = frozenset({"user", "safety_identifier", "prompt_cache_key"})
+_IGNORED = frozenset({"safety_identifier"})
 _NO_OP: dict[str, tuple[object, ...]] = {
     "n": (1,),
-    "top_p": (1, 1.0),
-    "presence_penalty": (0, 0.0),
-    "frequency_penalty": (0, 0.0),
     "logprobs": (False,),
     "store": (False,),
     "service_tier": ("auto", "default"),
-    "response_format": ({"type": "text"},),
 }
 _UNSUPPORTED = frozenset(_NO_OP) | frozenset(
-    "functions function_call seed logit_bias top_logprobs modalities audio prediction "
+    "functions function_call logit_bias top_logprobs modalities audio prediction "
     "web_search_options verbosity metadata".split()
 )
-_HONOURED = frozenset(
-    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "stop"}
-    | {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
+_SAMPLING = (
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "prompt_cache_key",
 )
-_PASSED = ("tools", "tool_choice", "parallel_tool_calls")  # the same shape in /chat/stream's body
+_PASSED = (
+    *_SAMPLING,
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+)  # the same shape in /chat/stream's body
+_DEFAULTS = {"top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}  # no-ops some clients always send
+_HONOURED = frozenset(
+    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
+    | {*_SAMPLING, "response_format", "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort"}
+)
 _STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _ECHOED_FIELDS = frozenset({"name", "refusal", "function_call", "audio", "annotations"})
 _PART_FIELDS = {"assistant": ("tool_calls", "thinking_blocks"), "tool": ("tool_call_id",)}
-_MAX_STOP = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +117,24 @@ def _check_fields(body: dict[str, Any]) -> None:
             continue
         if name in _NO_OP and _same(value, _NO_OP[name]):
             continue
+        if name == "n":
+            raise invalid(
+                "n", f"'n': {value!r}: TokenRelay streams one choice per request (n=1)", "unsupported_parameter"
+            )
         shown = repr(value) if isinstance(value, str | int | float | bool) else "this value"
         raise invalid(name, f"'{name}': {shown} is not supported by TokenRelay", "unsupported_parameter")
 
 
-def _content(value: Any, param: str) -> str:
+def _content(value: Any, param: str) -> str | list[Any]:
+    """A string, or the parts as they are (``parse_chat_request`` checks them: §13)."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list) or not value:
-        raise invalid(param, f"'{param}': expected a string or a non-empty list of text parts")
-    texts: list[str] = []
+        raise invalid(param, f"'{param}': expected a string or a non-empty list of parts")
     for j, part in enumerate(value):
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text parts are supported")
-        texts.append(part["text"])
-    return "\n".join(texts)
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            raise invalid(f"{param}[{j}]", f"'{param}[{j}]': only text and image_url parts are supported")
+    return value
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
@@ -155,15 +179,6 @@ def _calls(value: Any) -> Any:
     return [{k: v for k, v in c.items() if k != "index"} if isinstance(c, dict) else c for c in value]
 
 
-def _stop(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or len(stops) > _MAX_STOP or not all(isinstance(s, str) and s for s in stops):
-        raise invalid("stop", f"'stop': expected a non-empty string or a list of at most {_MAX_STOP} of them")
-    return tuple(stops)
-
-
 def resolve_model(name: Any, settings: Settings) -> tuple[str, str]:
     """``provider/model`` or an alias -> ``(provider, model)``; 404 ``model_not_found`` otherwise."""
     if not isinstance(name, str) or not name:
@@ -198,6 +213,17 @@ def list_models(settings: Settings, allows: Callable[[str, str], bool] | None = 
     return [(name, owner) for name, owner, target in models + aliases if allows is None or allows(*target)]
 
 
+def described_models(
+    settings: Settings, allows: Callable[[str, str], bool] | None = None
+) -> list[tuple[str, str, dict[str, bool]]]:
+    """``list_models`` with each model's capabilities (an alias: its target's)."""
+    out = []
+    for name, owner in list_models(settings, allows):
+        provider, model = resolve_model(name, settings)
+        out.append((name, owner, settings.capabilities(provider, model).as_dict()))
+    return out
+
+
 def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest:
     """Validate a decoded JSON body; raise ``OpenAIError`` (400/404) naming the ``param``."""
     if not isinstance(body, dict):
@@ -225,17 +251,15 @@ def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest
     fields: dict[str, Any] = {"messages": _messages(body.get("messages")), "provider": provider, "model": model}
     if body.get(limit_param) is not None:
         fields["max_tokens"] = body[limit_param]
-    if body.get("temperature") is not None:
-        fields["temperature"] = body["temperature"]
     for name in _PASSED:
-        if body.get(name) is not None:
-            fields[name] = body[name]
+        value = body.get(name)
+        if value is not None and not (name in _DEFAULTS and _same(value, (_DEFAULTS[name], float(_DEFAULTS[name])))):
+            fields[name] = value
     effort = body.get("reasoning_effort")
     if effort is not None:
         if effort not in EFFORTS:
             raise invalid("reasoning_effort", f"'reasoning_effort': must be one of {', '.join(EFFORTS)}")
         fields["reasoning"] = {"effort": effort}
-    stop = _stop(body.get("stop"))
     try:
         chat = parse_chat_request(fields, settings)
     except RequestInvalid as exc:
@@ -243,6 +267,4 @@ def parse_completion_request(body: Any, settings: Settings) -> CompletionRequest
         names = {"max_tokens": limit_param, "provider": "model", "message": "messages", "reasoning": "reasoning_effort"}
         param = names.get(param, param)
         raise openai_error(exc, param) from None
-    if stop:
-        chat = dataclasses.replace(chat, stop=stop)
     return CompletionRequest(chat, f"{provider}/{model}", bool(stream), include_usage)

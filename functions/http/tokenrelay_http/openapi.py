@@ -90,6 +90,36 @@ TOOL_CHOICE = {
         },
     ]
 }
+CACHE_CONTROL = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"const": "ephemeral"}, "ttl": {"enum": ["5m", "1h"]}},
+    "description": "cache the prompt up to this part (docs/protocol.md §13)",
+}
+PART = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}, "cache_control": CACHE_CONTROL},
+}
+RESPONSE_FORMAT = {
+    "type": "object",
+    "required": ["type"],
+    "description": "structured output (docs/protocol.md §14)",
+    "properties": {
+        "type": {"enum": ["text", "json_object", "json_schema"]},
+        "json_schema": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _NAME,
+                "schema": {"type": "object"},
+                "strict": {"type": "boolean"},
+                "description": {"type": "string"},
+            },
+        },
+    },
+}
 REASONING = {
     "type": "object",
     "additionalProperties": False,
@@ -113,7 +143,7 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
         "description": "content is required, except for an assistant message with tool_calls (§11)",
         "properties": {
             "role": {"enum": ["system", "user", "assistant", "tool"]},
-            "content": _nullable(text),
+            "content": _nullable({"anyOf": [text, {"type": "array", "minItems": 1, "items": PART}]}),
             "tool_calls": _nullable({"type": "array", "items": TOOL_CALL}),
             "tool_call_id": _nullable({"type": "string"}),
             "is_error": _nullable({"type": "boolean", "description": "a tool message: the call failed (§11)"}),
@@ -135,6 +165,8 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
             "model": _nullable({"type": "string", "enum": models, "description": "on the provider's allow-list"}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+            **SAMPLING,
+            "response_format": _nullable(RESPONSE_FORMAT),
             "tools": _nullable({"type": "array", "minItems": 1, "items": TOOL}),
             "tool_choice": _nullable(TOOL_CHOICE),
             "parallel_tool_calls": _nullable({"type": "boolean"}),
@@ -147,12 +179,20 @@ def chat_body_schema(settings: Settings) -> dict[str, Any]:
     }
 
 
+_STOP = {"type": "string", "minLength": 1, "maxLength": 256}
+SAMPLING = {  # docs/protocol.md §1: what a provider cannot take is a 400 naming it
+    "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    "seed": _nullable({"type": "integer"}),
+    "stop": _nullable({"anyOf": [_STOP, {"type": "array", "minItems": 1, "maxItems": 4, "items": _STOP}]}),
+    "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+    "user": _nullable({"type": "string", "minLength": 1, "maxLength": 256}),
+    "prompt_cache_key": _nullable({"type": "string", "minLength": 1, "maxLength": 256}),
+}
+
+
 def _completion_body(settings: Settings) -> dict[str, Any]:
-    part = {
-        "type": "object",
-        "required": ["type", "text"],
-        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    }
+    part = PART
     message = {
         "type": "object",
         "required": ["role", "content"],
@@ -160,9 +200,6 @@ def _completion_body(settings: Settings) -> dict[str, Any]:
             "role": {"enum": ["system", "developer", "user", "assistant"]},
             "content": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": part}]},
         },
-    }
-    stop = {
-        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "maxItems": 4, "items": {"type": "string"}}]
     }
     return {
         "type": "object",
@@ -174,7 +211,9 @@ def _completion_body(settings: Settings) -> dict[str, Any]:
             "stream": _nullable({"type": "boolean"}),
             "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": settings.max_tokens_limit}),
             "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
-            "stop": _nullable(stop),
+            **SAMPLING,
+            "response_format": _nullable(RESPONSE_FORMAT),
+            "n": _nullable({"type": "integer", "const": 1, "description": "one choice per request"}),
         },
     }
 
@@ -255,8 +294,9 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _query(settings: Settings) -> list[dict[str, Any]]:
     body = chat_body_schema(settings)["properties"]
-    names = ("message", "system", "provider", "model", "max_tokens", "temperature")
-    return [{"name": n, "in": "query", "required": n == "message", "schema": body[n]["anyOf"][0]} for n in names]
+    names = ("message", "system", "provider", "model", "max_tokens", "temperature", *SAMPLING)
+    schemas = {n: body[n]["anyOf"][0] for n in names} | {"stop": _STOP}  # one stop sequence in a query
+    return [{"name": n, "in": "query", "required": n == "message", "schema": schemas[n]} for n in names]
 
 
 class Operations:

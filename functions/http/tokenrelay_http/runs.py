@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from tokenrelay import Bounds, ChatRequest, ProviderRegistry, StreamRun, StreamServices
 from tokenrelay.errors import StoreUnavailable
-from tokenrelay.protection import Guard
+from tokenrelay.protection import Guard, Principal
 from tokenrelay.resume import ResumeStores
 from tokenrelay.stores import Lease
 from tokenrelay.telemetry.logging import bind as bind_log_context
@@ -41,6 +41,7 @@ class Runs:
         self.services, self.providers, self.guard, self.resume = services, providers, guard, resume
         self.live: dict[str, StreamRun] = {}  # streams produced by this process: a cache, not the truth
         self._leases: dict[str, Lease] = {}  # their concurrency slots, released however they end
+        self._budgets: dict[str, Principal] = {}  # their callers with token budgets, counted at the end
         settings = services.settings
         # A cancel's answer waits for the stream's end: its producer sees the flag within a poll or
         # two, closes the upstream and records the end within FINISH_WAIT_S.
@@ -72,6 +73,8 @@ class Runs:
         )
         lease = await self.guard.admit(principal, chat.provider, chat.model, stream_id)
         self.live[stream_id] = run
+        if principal.limits.budgeted:
+            self._budgets[stream_id] = principal
         if lease is not None:
             self._leases[stream_id] = lease
         # Log fields of this request's task and of the tasks run.open() starts (they copy the context).
@@ -86,6 +89,10 @@ class Runs:
     def _ended(self, run: StreamRun) -> None:
         self.live.pop(run.stream_id, None)
         self.guard.release_soon(self._leases.pop(run.stream_id, None))  # however the stream ended
+        principal = self._budgets.pop(run.stream_id, None)
+        if principal is not None:  # what it used, against its key's token budgets (also after its client left)
+            tokens = run.usage.total_tokens if run.usage is not None else run.completion_tokens
+            self.guard.spend_soon(principal.owner, principal.limits, tokens, run.cost_usd)
 
     async def ended_as(self, stream_id: str) -> str | None:
         """How the stream ended, once it has (None: not within ``confirm_s``)."""

@@ -52,7 +52,7 @@ def principal_of(connection: ConnectionRecord | None, connection_id: str) -> Pri
     """The caller on a connection, as ``$connect`` recorded them (its owner, key, limits, models)."""
     if connection is None:  # the record expired: the connection's own id is its owner
         return Principal(owner_for(connection_id, None))
-    limits = Limits(connection.rpm, connection.concurrency)
+    limits = Limits(connection.rpm, connection.concurrency, connection.tpm, connection.daily_usd)
     return Principal(connection.owner, limits, connection.models, connection.key_id)
 
 
@@ -94,6 +94,8 @@ async def on_connect(event: dict[str, Any], svc: environment.Services) -> dict[s
                 key_id=caller.key_id,
                 rpm=caller.limits.rpm,
                 concurrency=caller.limits.concurrency,
+                tpm=caller.limits.tpm,
+                daily_usd=caller.limits.daily_usd,
                 models=caller.models,
             )
         await svc.connections.put(record)

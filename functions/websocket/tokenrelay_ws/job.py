@@ -33,11 +33,13 @@ class StreamJob:
     request_id: str | None = None
     slot: str | None = None
     fallback: bool = True  # may FALLBACK_MODEL serve it (False: the connection's key may not use that model)
+    budget: tuple[int, float] | None = None  # the key's (tokens per minute, daily dollars): counted at the end
 
     def to_event(self) -> dict[str, Any]:
         return {
             "slot": self.slot,
             "fallback": self.fallback,
+            "budget": None if self.budget is None else {"tpm": self.budget[0], "daily_usd": self.budget[1]},
             "stream_id": self.stream_id,
             "connection_id": self.connection_id,
             "owner": self.owner,
@@ -63,7 +65,15 @@ class StreamJob:
         fallback = event.get("fallback", True)  # absent in events queued before the field existed
         if not isinstance(fallback, bool):
             raise ValueError("worker event: 'fallback' must be a boolean")
+        budget = event.get("budget")
+        if budget is not None and not (
+            isinstance(budget, Mapping)
+            and isinstance(budget.get("tpm"), int)
+            and isinstance(budget.get("daily_usd"), int | float)
+        ):
+            raise ValueError("worker event: 'budget' must be {tpm, daily_usd} or null")
         return cls(
+            budget=None if budget is None else (budget["tpm"], float(budget["daily_usd"])),
             stream_id=event["stream_id"],
             connection_id=event["connection_id"],
             owner=event["owner"],

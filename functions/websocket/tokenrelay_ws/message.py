@@ -123,6 +123,7 @@ async def start_chat(
             request_id,
             slot=lease.slot if lease is not None else None,
             fallback=principal.may_fall_back(svc.settings.fallback_model),
+            budget=(principal.limits.tpm, principal.limits.daily_usd) if principal.limits.budgeted else None,
         )
         await svc.streams.create(record)
         created = True

@@ -41,7 +41,7 @@ from tokenrelay import (
     parse_chat_request,
 )
 from tokenrelay.resume import SenderHandover, seal
-from tokenrelay.stores import Lease
+from tokenrelay.stores import Lease, Limits
 from tokenrelay.telemetry.logging import bound as log_context
 from tokenrelay.transports import CoalescingSender, ConnectionPoster, ResumableSender, encode_error
 
@@ -144,7 +144,11 @@ async def _produce(
                 if sender.connection_id != job.connection_id:  # moved: leave the new connection's list too
                     await svc.connections.remove_stream(sender.connection_id, job.stream_id)
     terminal = run.terminal
+    if job.budget is not None:  # what it used, against its key's token budgets (never raises)
+        tokens = run.usage.total_tokens if run.usage is not None else run.completion_tokens
+        await svc.guard.spend(job.owner, Limits(tpm=job.budget[0], daily_usd=job.budget[1]), tokens, run.cost_usd)
     return {
+        "cost_usd": run.cost_usd,
         "stream_id": job.stream_id,
         "status": TERMINAL_NAMES.get(type(terminal), "unknown"),
         "reason": getattr(terminal, "reason", None),

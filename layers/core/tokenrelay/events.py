@@ -120,9 +120,15 @@ def part_size(part: Part) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer. ``prompt_tokens`` counts every input token, cached or not (as
+    OpenAI's does); ``cached_tokens`` and ``cache_write_tokens`` are the parts of it read from
+    and written to the provider's prompt cache (None: the provider does not say)."""
+
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int | None = None  # of completion_tokens; None: the provider does not say
+    cached_tokens: int | None = None  # of prompt_tokens: read from the prompt cache
+    cache_write_tokens: int | None = None  # of prompt_tokens: written to the prompt cache
 
     @property
     def total_tokens(self) -> int:
@@ -139,6 +145,8 @@ class StreamDone:
     # The stop sequence that ended the answer (finish_reason "stop"): "" when the provider does not
     # say which; None when none did. Only the Anthropic wire format shows it (docs/anthropic-compat.md).
     stop_sequence: str | None = None
+    cost_usd: float | None = None  # what the answer cost (catalog.prices); None: the model has no price
+    cost_estimated: bool = False  # the provider reported no usage: estimated from the text (docs/cost.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +202,4 @@ class StreamSummary:
     # (the provider's count, else the reasoning parts streamed).
     tool_calls: int = 0
     reasoning_tokens: int = 0
+    cost_usd: float | None = None  # what the stream cost, whoever read it (docs/cost.md)

@@ -17,13 +17,22 @@ from ._env import (
     under_stress,
     upstream,
 )
+from .catalog import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_PRICES,
+    Capabilities,
+    Price,
+    capabilities_from_env,
+    prices_from_env,
+    provider_default,
+)
 from .errors import RequestInvalid
 
 __all__ = ["DEFAULT_MODELS", "KEY_VARS", "SECRET_VARS", "Settings", "parse_allowed_models", "parse_model_aliases"]
 
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "echo": ("echo-1",),
-    "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1", "gpt-4o"),
+    "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1", "gpt-4o", "o4-mini"),
     "anthropic": ("claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6"),
     # Bedrock model ids as ConverseStream takes them (an inference profile id, or a foundation model id).
     "bedrock": ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "amazon.nova-lite-v1:0"),
@@ -41,6 +50,8 @@ class Settings:
     allowed_models: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     max_message_chars: int = 32_000
     max_messages: int = 100
+    max_image_bytes: int = 3_750_000  # per image, decoded (Bedrock's limit); 0: images refused
+    max_images: int = 20  # per request (Bedrock's limit)
     max_tokens_limit: int = 4_096
     default_max_tokens: int = 1_024
     cancel_poll_s: float = 0.25
@@ -63,6 +74,12 @@ class Settings:
     sse_write_timeout_s: float = 30.0  # an SSE client that takes no bytes for this long is gone
     body_read_timeout_s: float = 10.0  # the whole request body must arrive within this (408)
     model_aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # What each model can do (catalog.capabilities): the shipped table with the deployment's overrides.
+    model_capabilities: Mapping[tuple[str, str], Capabilities] = field(
+        default_factory=lambda: dict(DEFAULT_CAPABILITIES)
+    )
+    # What each model's tokens cost (catalog.prices): the shipped table with the deployment's overrides.
+    model_prices: Mapping[tuple[str, str], Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     bedrock_region: str | None = None
     metrics_enabled: bool = False
     tracing_enabled: bool = False
@@ -123,6 +140,8 @@ class Settings:
             allowed_models=allowed,
             max_message_chars=env_int(env, "MAX_MESSAGE_CHARS", cls.max_message_chars, 1),
             max_messages=env_int(env, "MAX_MESSAGES", cls.max_messages, 1),
+            max_image_bytes=env_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes, 0),
+            max_images=env_int(env, "MAX_IMAGES", cls.max_images, 0),
             max_tokens_limit=env_int(env, "MAX_TOKENS_LIMIT", cls.max_tokens_limit, 1),
             default_max_tokens=env_int(env, "DEFAULT_MAX_TOKENS", cls.default_max_tokens, 1),
             cancel_poll_s=env_int(env, "CANCEL_POLL_MS", 250, 10) / 1000,
@@ -133,6 +152,8 @@ class Settings:
             upstream_max_retries=env_int(env, "UPSTREAM_MAX_RETRIES", cls.upstream_max_retries, 0),
             upstream_timeout_s=env_float(env, "UPSTREAM_TIMEOUT_S", cls.upstream_timeout_s, 1.0),
             model_aliases=aliases,
+            model_capabilities=capabilities_from_env(env),
+            model_prices=prices_from_env(env),
             bedrock_region=env.get("BEDROCK_REGION") or None,
             # EMF lines on stdout become metrics in Lambda; locally they would only be noise.
             # X-Ray subsegments around provider calls: in Lambda, unless Powertools' switch turns them off.
@@ -157,6 +178,14 @@ class Settings:
             **under_stress(env),
             **protection(env),
         )
+
+    def capabilities(self, provider: str, model: str) -> Capabilities:
+        """What ``provider``/``model`` can do: its table entry, else its provider's default."""
+        return self.model_capabilities.get((provider, model)) or provider_default(provider, model)
+
+    def price(self, provider: str, model: str) -> Price | None:
+        """What ``provider``/``model``'s tokens cost; None: not in the price table."""
+        return self.model_prices.get((provider, model))
 
     def resolve_model(self, provider: str, model: str | None) -> str:
         """Check ``provider``/``model`` against this deployment; return the model to use."""

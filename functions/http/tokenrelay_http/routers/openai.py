@@ -2,7 +2,8 @@
 
     POST /v1/chat/completions    streaming (``chat.completion.chunk`` SSE) or not (``chat.completion``)
     GET  /v1/models              what this deployment serves: provider/model ids, then aliases
-                                 (with API keys: only what the caller's key may use)
+                                 (with API keys: only what the caller's key may use), each
+                                 with its ``capabilities`` (catalog.capabilities)
     GET  /v1/models/{model}      one of them, or 404 model_not_found (also for a model the key may not use)
 
 Each completion is a ``StreamRun`` started like any other (``Runs.start``), with transport
@@ -47,7 +48,14 @@ from ..body import read_json
 from ..channel import STREAM_HEADERS, StreamChannel
 from ..context import Http
 from ..errors import openai_response
-from ..openai_request import CompletionRequest, list_models, model_not_found, parse_completion_request, resolve_model
+from ..openai_request import (
+    CompletionRequest,
+    described_models,
+    list_models,
+    model_not_found,
+    parse_completion_request,
+    resolve_model,
+)
 from .chat import PING
 
 __all__ = ["router"]
@@ -141,7 +149,7 @@ def router(http: Http) -> APIRouter:
 
     @routes.get("/models", response_model=None, openapi_extra=docs.models())
     async def models(request: Request) -> JSONResponse:
-        return JSONResponse(model_list(list_models(settings, principal_of(request).allows)))  # the key's only
+        return JSONResponse(model_list(described_models(settings, principal_of(request).allows)))  # the key's only
 
     @routes.get("/models/{model:path}", response_model=None, openapi_extra=docs.model())
     async def model(request: Request) -> JSONResponse:
@@ -150,6 +158,6 @@ def router(http: Http) -> APIRouter:
         if not principal_of(request).allows(provider, resolved):  # as OpenAI: "...or you do not have access"
             raise model_not_found(name)
         owner = next((owner for model_id, owner in list_models(settings) if model_id == name), "tokenrelay")
-        return JSONResponse(model_object(name, owner))
+        return JSONResponse(model_object(name, owner, settings.capabilities(provider, resolved).as_dict()))
 
     return routes

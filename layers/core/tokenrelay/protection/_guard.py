@@ -11,6 +11,7 @@ be absent) and makes every refusal, so each is counted once, where it is made (t
                             ``retry_after``; the concurrency slot taken, to give back
     check_owner(...)        403 forbidden: a cancel or resume of another owner's stream
     release(lease)          the slot back, however the stream ended (never raises)
+    spend_soon(...)         what the stream used, counted against its key's token budgets
 
 Where the key comes from (a header, a query string, a WebSocket subprotocol) is each
 transport's business; what it may do is decided here.
@@ -120,6 +121,20 @@ class Guard:
         """Give the slot back (never raises: a failure is logged and the lease expires by itself)."""
         if lease is not None and self.limiter is not None:
             await self.limiter.release(lease)
+
+    async def spend(self, owner: str, limits: Limits, tokens: int, cost_usd: float | None) -> None:
+        """Count what a stream of ``owner`` used against its key's budgets (never raises)."""
+        if self.limiter is not None and limits.budgeted:
+            await self.limiter.spend(owner, limits, tokens, cost_usd)
+
+    def spend_soon(self, owner: str, limits: Limits, tokens: int, cost_usd: float | None) -> None:
+        """Count what a stream of ``owner`` used against its key's budgets, without waiting
+        (a synchronous hook on the loop; never raises)."""
+        if self.limiter is None or not limits.budgeted:
+            return
+        task = asyncio.get_running_loop().create_task(self.limiter.spend(owner, limits, tokens, cost_usd))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     def release_soon(self, lease: Lease | None) -> None:
         """``release`` without waiting (callable from a synchronous hook on the loop)."""

@@ -83,14 +83,21 @@ def model_pattern_ok(pattern: str) -> bool:
 
 
 def new_key(
-    name: str, *, rpm: int = 60, concurrency: int = 5, models: Sequence[str] | None = None, now: float | None = None
+    name: str,
+    *,
+    rpm: int = 60,
+    concurrency: int = 5,
+    models: Sequence[str] | None = None,
+    now: float | None = None,
+    tpm: int = 0,
+    daily_usd: float = 0.0,
 ) -> tuple[str, ApiKey]:
     """A fresh key: ``(token, record)``. The token is shown once and never stored."""
     for pattern in models or ():
         if not model_pattern_ok(pattern):
             raise ValueError(f"models: expected 'provider:model' or 'provider:*', got {pattern!r}")
-    if rpm < 0 or concurrency < 0:
-        raise ValueError("rpm and concurrency must be >= 0 (0 = no limit)")
+    if rpm < 0 or concurrency < 0 or tpm < 0 or not daily_usd >= 0:
+        raise ValueError("rpm, concurrency, tpm and daily_usd must be >= 0 (0 = no limit)")
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     record = ApiKey(
         key_id=key_id,
@@ -100,6 +107,8 @@ def new_key(
         concurrency=concurrency,
         models=tuple(models) if models else None,
         created_at=time.time() if now is None else now,
+        tpm=tpm,
+        daily_usd=daily_usd,
     )
     return f"{TOKEN_PREFIX}_{key_id}_{secret}", record
 

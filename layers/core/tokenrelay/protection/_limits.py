@@ -19,7 +19,9 @@ A slot is a lease: it expires after the longest a stream can live
 releasing frees its slots by itself; the condition treats an expired item as free
 (DynamoDB's TTL deletion may lag by days, so it is never relied on).
 
-The per-minute check comes first: a request it refuses costs one failed write; one
+Token budgets (tokens per minute, daily spend) are checked after the request count and
+before a slot is taken (``_budgets``). The per-minute check comes first: a request it
+refuses costs one failed write; one
 refused for concurrency has used one request of its minute. ``0`` means no limit.
 A refusal is ``LimitExceeded`` (429, ``rate_limited``) with ``retry_after``: the
 seconds to the end of the minute, or ``CONCURRENCY_RETRY_AFTER_S`` for a slot.
@@ -36,6 +38,7 @@ from collections.abc import Callable
 
 from ..errors import LimitExceeded, TokenRelayError
 from ..stores.rate_limits import Lease, Limits, RateLimitStore
+from ._budgets import Budgets
 
 __all__ = [
     "CONCURRENCY_RETRY_AFTER_S",
@@ -81,6 +84,7 @@ class RateLimiter:
         self.store = store
         self.lease_s = lease_s
         self._clock = clock
+        self.budgets = Budgets(store, clock=clock)
         # os.urandom per draw: environments restored from one SnapStart snapshot draw apart
         self._rng = rng or random.SystemRandom()
 
@@ -99,6 +103,8 @@ class RateLimiter:
                 raise LimitExceeded(
                     "requests_per_minute", retry, f"at most {limits.rpm} requests per minute for this key"
                 )
+        if limits.budgeted:
+            await self.budgets.check(_subject(subject), limits)
         if limits.concurrency <= 0:
             return None
         expires_at = math.ceil(now + self.lease_s)
@@ -112,6 +118,10 @@ class RateLimiter:
             CONCURRENCY_RETRY_AFTER_S,
             f"at most {limits.concurrency} streams may run at once for this key",
         )
+
+    async def spend(self, subject: str, limits: Limits, tokens: int, cost_usd: float | None) -> None:
+        """Count what a stream used against ``subject``'s budgets (never raises)."""
+        await self.budgets.spend(_subject(subject), limits, tokens, cost_usd)
 
     async def release(self, lease: Lease | None) -> None:
         """Give the slot back. Never raises: a failure is logged and the lease expires by itself."""

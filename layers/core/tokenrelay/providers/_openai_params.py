@@ -2,22 +2,38 @@
 
 The request is OpenAI's own shape, so the mapping is nearly one to one: a system prompt
 leads the messages, tool messages keep their ``tool_call_id``, assistant ``tool_calls``
-go back as they came, ``reasoning.effort`` is ``reasoning_effort``.
+go back as they came, ``reasoning.effort`` is ``reasoning_effort``; every sampling setting
+(``top_p``, ``seed``, ``stop``, the penalties, ``user``) is OpenAI's own, as is
+``prompt_cache_key``; content parts go as OpenAI's text parts, without their cache markers
+(OpenAI caches every prompt prefix of 1,024 tokens or more by itself).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..requests import ChatRequest, ToolChoice
+from ..requests import ChatRequest, ContentPart, Message, TextPart, ToolChoice
 
 __all__ = ["request_params"]
 
 
-def _message(m: Any) -> dict[str, Any]:
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    """Parts as OpenAI's; a cache marker is not sent (OpenAI caches prompt prefixes itself)."""
+    if not m.parts:
+        return m.content
+    return [_part(p) for p in m.parts]
+
+
+def _part(p: ContentPart) -> dict[str, Any]:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text}
+    return {"type": "image_url", "image_url": {"url": p.url, **({"detail": p.detail} if p.detail else {})}}
+
+
+def _message(m: Message) -> dict[str, Any]:
     if m.role == "tool":
-        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
-    message: dict[str, Any] = {"role": m.role, "content": m.content}
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": _content(m)}
+    message: dict[str, Any] = {"role": m.role, "content": _content(m)}
     if m.tool_calls:
         message["content"] = m.content or None
         message["tool_calls"] = [
@@ -51,6 +67,11 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["temperature"] = request.temperature
     if request.stop:
         params["stop"] = list(request.stop)
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key"):
+        if getattr(request, name) is not None:
+            params[name] = getattr(request, name)
+    if request.response_format is not None:
+        params["response_format"] = request.response_format.as_openai()
     if request.tools:
         params["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
     if request.tool_choice is not None:

@@ -30,7 +30,8 @@ start has ``id`` and ``name``, ``input_json_delta`` its argument fragments, its
 ``message_start``, block boundaries) is a sign of life (``ALIVE``). Citations are not
 relayed. The API does not count thinking tokens apart: ``reasoning_tokens`` stays unknown.
 ``prompt_tokens`` counts cached input too (``input_tokens`` +
-``cache_creation_input_tokens`` + ``cache_read_input_tokens``), as OpenAI's does.
+``cache_creation_input_tokens`` + ``cache_read_input_tokens``), as OpenAI's does, and
+``cached_tokens`` / ``cache_write_tokens`` say how much of it was read from / written to the cache.
 A stream that ends without ``message_stop`` is truncated: ``Unavailable``.
 ``stop_reason`` maps ``end_turn``/``stop_sequence`` -> ``stop``,
 ``max_tokens`` -> ``length``; any other value passes through.
@@ -54,6 +55,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -223,7 +225,7 @@ class AnthropicStreamState:
                 raise frame_error(payload)
             elif kind == "message_start":
                 usage = payload["message"].get("usage") or {}
-                self.usage = Usage(prompt_tokens=_prompt_tokens(usage), completion_tokens=_int(usage, "output_tokens"))
+                self.usage = _usage(usage, _int(usage, "output_tokens"))
             elif kind == "message_delta":
                 delta = payload.get("delta") or {}
                 reason = delta.get("stop_reason")
@@ -233,11 +235,11 @@ class AnthropicStreamState:
                     self.stop_sequence = str(delta.get("stop_sequence") or "")
                 usage = payload.get("usage") or {}
                 if self.usage is not None and usage:
-                    prompt = _prompt_tokens(usage) if usage.get("input_tokens") is not None else None
-                    self.usage = Usage(
-                        prompt_tokens=self.usage.prompt_tokens if prompt is None else prompt,
-                        completion_tokens=_int(usage, "output_tokens") or self.usage.completion_tokens,
-                    )
+                    completion = _int(usage, "output_tokens") or self.usage.completion_tokens
+                    if usage.get("input_tokens") is not None:  # the final count of the input too
+                        self.usage = _usage(usage, completion)
+                    else:
+                        self.usage = replace(self.usage, completion_tokens=completion)
             elif kind == "message_stop":
                 self.done = True
         except (AttributeError, TypeError, ValueError, LookupError):
@@ -248,11 +250,14 @@ def _int(usage: dict[str, Any], key: str) -> int:
     return int(usage.get(key) or 0)
 
 
-def _prompt_tokens(usage: dict[str, Any]) -> int:
-    return (
-        _int(usage, "input_tokens")
-        + _int(usage, "cache_creation_input_tokens")
-        + _int(usage, "cache_read_input_tokens")
+def _usage(usage: dict[str, Any], completion_tokens: int) -> Usage:
+    """Anthropic's ``input_tokens`` leaves out the cached input: the prompt is all three."""
+    read, written = _int(usage, "cache_read_input_tokens"), _int(usage, "cache_creation_input_tokens")
+    return Usage(
+        prompt_tokens=_int(usage, "input_tokens") + read + written,
+        completion_tokens=completion_tokens,
+        cached_tokens=read,
+        cache_write_tokens=written,
     )
 
 

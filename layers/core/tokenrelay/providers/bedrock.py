@@ -25,7 +25,8 @@ sign of life for the timers (``ALIVE`` when it has nothing to relay). A stream i
 ``end_turn``/``stop_sequence`` -> ``stop``; ``tool_use`` -> ``tool_calls``;
 ``max_tokens``/``model_context_window_exceeded``
 -> ``length``; ``guardrail_intervened``/``content_filtered`` -> ``content_filter``;
-others pass through. ``prompt_tokens`` counts cache reads and writes, as for Anthropic.
+others pass through. ``prompt_tokens`` counts cache reads and writes, as for Anthropic, and
+``cached_tokens`` / ``cache_write_tokens`` say how many.
 
 Errors are mapped by AWS error code in ``map_error``, never quoting the message.
 """
@@ -71,7 +72,6 @@ _REJECTED = frozenset(
     "validation accessdenied resourcenotfound unrecognizedclient invalidsignature expiredtoken "
     "signaturedoesnotmatch".split()
 )
-_PROMPT_KEYS = ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
 _CONNECT_S = 5.0
 _CLOSE_WAIT_S = 2.0
 _END = object()
@@ -268,10 +268,14 @@ class BedrockStreamState:
             metadata = event.get("metadata")
             if metadata is not None:
                 usage = metadata.get("usage") or {}
-                prompt = sum(
-                    int(usage.get(k) or 0) for k in ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+                read = int(usage.get("cacheReadInputTokens") or 0)
+                written = int(usage.get("cacheWriteInputTokens") or 0)
+                self.usage = Usage(
+                    prompt_tokens=int(usage.get("inputTokens") or 0) + read + written,
+                    completion_tokens=int(usage.get("outputTokens") or 0),
+                    cached_tokens=read,
+                    cache_write_tokens=written,
                 )
-                self.usage = Usage(prompt_tokens=prompt, completion_tokens=int(usage.get("outputTokens") or 0))
         except (AttributeError, TypeError, ValueError, LookupError):
             raise Unavailable("Bedrock sent a malformed stream event") from None
         return None

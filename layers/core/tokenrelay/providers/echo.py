@@ -19,7 +19,12 @@ Reasoning and tool calls, offline (docs/protocol.md §11), chosen by the request
   arguments in pieces of 8 characters, its end; then ``finish_reason: tool_calls``. The
   arguments give every string property of the tool's ``parameters`` the last user message
   (other types: 0, false, [], {});
-- after a ``tool`` message: ``Tool <name> returned: <its content>`` (``failed`` for an ``is_error`` one).
+- the images of the last message are named after its text: `` [image image/png, 68 bytes]``
+  for a data: URL, `` [image https://...]`` for a URL (so a test sees that an image arrived);
+- after a ``tool`` message: ``Tool <name> returned: <its content>`` (``failed`` for an ``is_error`` one);
+- ``response_format``: the reply as JSON, streamed in pieces of 8 characters: ``{"reply":
+  <the reply>}`` for ``json_object``; for ``json_schema``, an object of the schema's
+  properties, every string one the reply (other types: 0, false, [], {}).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ..events import Usage
-from ..requests import ChatRequest, Tool
+from ..requests import ChatRequest, ImagePart, Tool
 from .base import Chunk, Finish, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -51,9 +56,32 @@ def echo_answer(request: ChatRequest) -> tuple[str, str | None]:
         name = next((c.name for m in request.messages for c in m.tool_calls if c.id == last.tool_call_id), "tool")
         reply = f"Tool {name} {'failed' if last.is_error else 'returned'}: {last.content}"
     else:
-        reply = f"You said: {request.last_user_text}"
+        reply = f"You said: {request.last_user_text}" + "".join(
+            f" [image {p.media_type}, {len(p.data())} bytes]" if p.inline else f" [image {p.url}]"
+            for m in request.messages[-1:]
+            for p in m.parts
+            if isinstance(p, ImagePart)
+        )
     cut, stop = min(((reply.find(s), s) for s in request.stop if s and s in reply), default=(-1, None))
     return (reply, None) if stop is None else (reply[:cut], stop)
+
+
+def echo_json(request: ChatRequest, reply: str) -> str:
+    """The reply as the ``response_format`` asks (module docstring)."""
+    output = request.response_format
+    assert output is not None
+    if output.kind == "json_object":
+        return json.dumps({"reply": reply}, ensure_ascii=False)
+    return _object(output.schema_dict(), reply)
+
+
+def _object(schema: dict[str, Any], text: str) -> str:
+    properties = schema.get("properties") or {}
+    args: dict[str, Any] = {}
+    for name, spec in properties.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        args[name] = text if kind in (None, "string") else _EMPTY.get(str(kind))
+    return json.dumps(args, ensure_ascii=False)
 
 
 def tokenize(text: str) -> list[str]:
@@ -75,12 +103,7 @@ def echo_calls(request: ChatRequest) -> list[Tool]:
 
 
 def echo_arguments(tool: Tool, text: str) -> str:
-    properties = tool.parameters.get("properties") or {}
-    args: dict[str, Any] = {}
-    for name, schema in properties.items():
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        args[name] = text if kind in (None, "string") else _EMPTY.get(str(kind))
-    return json.dumps(args, ensure_ascii=False)
+    return _object(dict(tool.parameters), text)
 
 
 def signature(reasoning: str) -> str:
@@ -122,7 +145,11 @@ class EchoProvider:
             yield Finish("tool_calls")
             return
         reply, stop = echo_answer(request)
-        tokens = tokenize(reply)
+        if request.response_format is not None:
+            text = echo_json(request, reply)
+            tokens = [text[i : i + ARGUMENT_PIECE] for i in range(0, len(text), ARGUMENT_PIECE)]
+        else:
+            tokens = tokenize(reply)
         emitted = tokens[: request.max_tokens]
         for token in emitted:
             await asyncio.sleep(self.delay_s)

@@ -225,10 +225,12 @@ class OpenAIStreamState:
             if usage:
                 details = usage.get("completion_tokens_details") or {}
                 reasoning = details.get("reasoning_tokens")
+                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
                 self.usage = Usage(
                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
                     completion_tokens=int(usage.get("completion_tokens") or 0),
                     reasoning_tokens=int(reasoning) if reasoning is not None else None,
+                    cached_tokens=int(cached) if cached is not None else None,
                 )
             choices = payload.get("choices")
             if not choices:

@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from ..errors import RequestInvalid
 from ..settings import Settings
 from ._capabilities import check_capabilities
+from ._content import ContentPart, ImagePart, TextPart, parts_of
+from ._output import ResponseFormat, ResponseFormatBody, response_format_of
+from ._sampling import sampling_of
 from ._tools import (
     Reasoning,
     ReasoningBody,
@@ -49,7 +52,7 @@ _FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Role
-    content: StrictStr | None = None  # null only for an assistant message with tool_calls
+    content: StrictStr | list[Any] | None = None  # null only for an assistant message with tool_calls
     tool_calls: list[ToolCallBody] | None = None  # assistant
     tool_call_id: StrictStr | None = None  # tool: the call it answers
     is_error: StrictBool | None = None  # tool: the call failed (its content says how)
@@ -65,6 +68,14 @@ class _Body(BaseModel):
     model: StrictStr | None = None
     max_tokens: StrictInt | None = Field(default=None)
     temperature: StrictFloat | None = None  # strict: an integer is a number, a bool is not
+    top_p: StrictFloat | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    presence_penalty: StrictFloat | None = None
+    frequency_penalty: StrictFloat | None = None
+    user: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
+    response_format: ResponseFormatBody | None = None
     tools: list[ToolBody] | None = None
     tool_choice: StrictStr | ToolChoiceBody | None = None
     parallel_tool_calls: StrictBool | None = None
@@ -79,6 +90,12 @@ class Message:
     tool_call_id: str | None = None  # tool
     thinking: tuple[ThinkingBlock, ...] = ()  # assistant
     is_error: bool = False  # tool: the call failed
+    parts: tuple[ContentPart, ...] = ()  # content given as a list of parts; ``content`` is their text
+
+    @property
+    def cached(self) -> bool:
+        """Does a part of it carry a cache marker."""
+        return any(p.cache is not None for p in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +108,14 @@ class ChatRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
-    stop: tuple[str, ...] = ()  # stop sequences (set by the OpenAI-compatible route; not in the body of section 1)
+    stop: tuple[str, ...] = ()  # stop sequences
+    top_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None  # the end user, for the provider's abuse monitoring
+    prompt_cache_key: str | None = None  # OpenAI's prompt cache routing key
+    response_format: ResponseFormat | None = None  # structured output (None: text)
     fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
@@ -106,9 +130,17 @@ class ChatRequest:
         return ""
 
 
+# pydantic names the branch of a union in ``loc`` ("str", "list[PartBody]"): not a field.
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*Body)$")
+
+
 def _first_error(exc: ValidationError) -> RequestInvalid:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    """The error to show: of a union's branches, the one that went deepest (a part's missing
+    ``text`` rather than "content: not a string"), its location without the branch names."""
+    errors = exc.errors()
+    first = errors[0]["loc"]
+    err = max((e for e in errors if e["loc"][:1] == first[:1]), key=lambda e: len(e["loc"]))
+    loc = ".".join(str(p) for p in err["loc"] if not _UNION_BRANCH.match(str(p)))
     kind = err["type"]
     if kind == "extra_forbidden":
         return RequestInvalid(loc, "unknown field")
@@ -149,15 +181,22 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
             raise RequestInvalid("messages", "must not be empty")
         if len(raw.messages) > settings.max_messages:
             raise RequestInvalid("messages", f"at most {settings.max_messages} messages are allowed")
-        messages = _messages(raw.messages)
-        if not any(m.role == "user" and m.content.strip() for m in messages):
+        messages = _messages(raw.messages, settings.max_image_bytes)
+        images = sum(isinstance(p, ImagePart) for m in messages for p in m.parts)
+        if images > settings.max_images:
+            raise RequestInvalid("messages", f"at most {settings.max_images} images are allowed (MAX_IMAGES)")
+        if not any(m.role == "user" and (m.content.strip() or m.parts) for m in messages):
             raise RequestInvalid("messages", "must contain a non-empty user message")
 
     if raw.message is not None:
         _check_text("message", raw.message)
     else:
         for i, m in enumerate(messages):
-            _check_text(f"messages.{i}.content", m.content)
+            if not m.parts:
+                _check_text(f"messages.{i}.content", m.content)
+            for j, part in enumerate(m.parts):
+                if isinstance(part, TextPart):
+                    _check_text(f"messages.{i}.content.{j}.text", part.text)
     _check_text("system", raw.system)
 
     total = sum(_chars(m) for m in messages) + len(raw.system or "")
@@ -185,20 +224,30 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
         max_tokens=max_tokens,
         system=raw.system,
         temperature=temperature,
+        **sampling_of(raw),
         tools=tools,
         tool_choice=tool_choice_of(raw.tool_choice, tools),
         parallel_tool_calls=raw.parallel_tool_calls,
         reasoning=reasoning_of(raw.reasoning),
+        prompt_cache_key=_cache_key(raw.prompt_cache_key),
+        response_format=response_format_of(raw.response_format),
     )
-    check_capabilities(request)  # what the provider or model cannot do is a 400, never dropped
+    # what the provider or model cannot do is a 400, never dropped
+    check_capabilities(request, settings.capabilities(provider, model))
     return request
+
+
+def _cache_key(key: str | None) -> str | None:
+    if key is not None and not 1 <= len(key) <= 256:
+        raise RequestInvalid("prompt_cache_key", "1 to 256 characters")
+    return key
 
 
 def _chars(m: Message) -> int:
     return len(m.content) + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
 
 
-def _messages(raw: list[_Message]) -> tuple[Message, ...]:
+def _messages(raw: list[_Message], max_image_bytes: int) -> tuple[Message, ...]:
     """The messages, each checked for what its role may carry; every tool message answers a
     call an earlier assistant message made."""
     out: list[Message] = []
@@ -231,5 +280,11 @@ def _messages(raw: list[_Message]) -> tuple[Message, ...]:
         if m.content is None and not tool_calls:
             raise RequestInvalid(f"{where}.content", "field required")
         thinking = thinking_of(f"{where}.thinking_blocks", m.thinking_blocks or [])
-        out.append(Message(m.role, m.content or "", tuple(tool_calls), m.tool_call_id, thinking, m.is_error is True))
+        parts = parts_of(f"{where}.content", m.role, m.content, max_image_bytes) if isinstance(m.content, list) else ()
+        text = (
+            "\n".join(p.text for p in parts if isinstance(p, TextPart))
+            if parts
+            else (m.content if isinstance(m.content, str) else "")
+        )
+        out.append(Message(m.role, text, tuple(tool_calls), m.tool_call_id, thinking, m.is_error is True, parts))
     return tuple(out)

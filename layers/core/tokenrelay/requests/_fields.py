@@ -7,13 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 from ._chat import ChatRequest, Message
+from ._content import ContentPart, TextPart
 from ._tools import ToolChoice
 
 __all__ = ["request_fields"]
 
 
+def _part(p: ContentPart) -> dict[str, Any]:
+    part: dict[str, Any]
+    if isinstance(p, TextPart):
+        part = {"type": "text", "text": p.text}
+    else:
+        image = {"url": p.url, **({"detail": p.detail} if p.detail else {})}
+        part = {"type": "image_url", "image_url": image}
+    if p.cache is not None:
+        part["cache_control"] = {"type": "ephemeral", **({"ttl": p.cache} if p.cache else {})}
+    return part
+
+
 def _message(m: Message) -> dict[str, Any]:
-    fields: dict[str, Any] = {"role": m.role, "content": m.content}
+    fields: dict[str, Any] = {"role": m.role, "content": [_part(p) for p in m.parts] if m.parts else m.content}
     if m.tool_calls:
         fields["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -48,6 +61,11 @@ def request_fields(chat: ChatRequest) -> dict[str, Any]:
         fields["system"] = chat.system
     if chat.temperature is not None:
         fields["temperature"] = chat.temperature
+    if chat.stop:
+        fields["stop"] = list(chat.stop)
+    for name in ("top_p", "seed", "presence_penalty", "frequency_penalty", "user", "prompt_cache_key"):
+        if getattr(chat, name) is not None:
+            fields[name] = getattr(chat, name)
     if chat.tools:
         fields["tools"] = [
             {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
@@ -60,6 +78,8 @@ def request_fields(chat: ChatRequest) -> dict[str, Any]:
         fields["tool_choice"] = _choice(chat.tool_choice)
     if chat.parallel_tool_calls is not None:
         fields["parallel_tool_calls"] = chat.parallel_tool_calls
+    if chat.response_format is not None:
+        fields["response_format"] = chat.response_format.as_openai()
     if chat.reasoning is not None:
         r = chat.reasoning
         fields["reasoning"] = {

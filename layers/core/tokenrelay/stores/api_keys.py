@@ -21,6 +21,8 @@ class ApiKey:
     models: tuple[str, ...] | None = None  # None: every model of the deployment
     created_at: float = 0.0
     revoked_at: float | None = None
+    tpm: int = 0  # tokens per minute, 0 = no budget
+    daily_usd: float = 0.0  # dollars per UTC day, 0 = no budget
 
     @property
     def revoked(self) -> bool:
@@ -28,7 +30,7 @@ class ApiKey:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.rpm, self.concurrency)
+        return Limits(self.rpm, self.concurrency, self.tpm, self.daily_usd)
 
 
 class KeyStore(Protocol):

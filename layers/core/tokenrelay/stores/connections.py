@@ -35,6 +35,8 @@ class ConnectionRecord:
     key_id: str | None = None  # with AUTH_MODE=api_key: the key, which is also the owner
     rpm: int = 0  # limits of the owner, as $connect found them (0 = none)
     concurrency: int = 0
+    tpm: int = 0  # the key's token budgets (0 = none)
+    daily_usd: float = 0.0
     models: tuple[str, ...] | None = None  # the key's model allow-list; None = all
 
     @property

@@ -18,10 +18,16 @@ class Limits:
 
     rpm: int = 0
     concurrency: int = 0
+    tpm: int = 0  # tokens (prompt + completion) per clock minute
+    daily_usd: float = 0.0  # spend per UTC day, at the price table's prices
 
     @property
     def any(self) -> bool:
-        return self.rpm > 0 or self.concurrency > 0
+        return self.rpm > 0 or self.concurrency > 0 or self.budgeted
+
+    @property
+    def budgeted(self) -> bool:
+        return self.tpm > 0 or self.daily_usd > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,4 +49,12 @@ class RateLimitStore(Protocol):
 
     async def release_slot(self, key: str, stream_id: str) -> bool:
         """Delete slot ``key`` if ``stream_id`` still holds it; False if it did not."""
+        ...
+
+    async def under_budget(self, key: str, limit: float, expires_at: int) -> bool:
+        """Is budget counter ``key`` still below ``limit`` (one conditional write, no read)."""
+        ...
+
+    async def spend(self, key: str, amount: float, expires_at: int) -> None:
+        """Add ``amount`` to budget counter ``key`` (atomically: no update is ever lost)."""
         ...

@@ -47,6 +47,8 @@ class StreamRecord:
     ttft_ms: int | None = None
     total_time_ms: int | None = None
     last_seq: int | None = None  # the seq of the stream's last text message (set when it ends)
+    cost_usd: float | None = None  # what it cost (set when it ends; None: no price, or no tokens to price)
+    cost_estimated: bool | None = None  # the cost was estimated (the provider reported no usage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class StreamOutcome:
     ttft_ms: int | None = None
     total_time_ms: int | None = None
     last_seq: int | None = None
+    cost_usd: float | None = None
+    cost_estimated: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ def outcome_of(
     ttft_ms: int | None,
     total_time_ms: int,
     last_seq: int | None = None,
+    cost: tuple[float | None, bool] = (None, False),
 ) -> StreamOutcome:
     prompt_tokens = usage.prompt_tokens if usage else None
     common = {
@@ -36,6 +37,8 @@ def outcome_of(
         "ttft_ms": ttft_ms,
         "total_time_ms": total_time_ms,
         "last_seq": last_seq,
+        "cost_usd": cost[0],
+        "cost_estimated": cost[1] if cost[0] is not None else None,
     }
     if isinstance(terminal, StreamDone):
         return StreamOutcome("complete", prompt_tokens=prompt_tokens, finish_reason=terminal.finish_reason, **common)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..errors import ProviderError, StoreUnavailable, TokenRelayError
@@ -35,6 +36,7 @@ from ..events import (
 from ..providers import Finish, Provider, ReasoningChunk, TextChunk, ToolArgs, ToolEnd, ToolStart, reporting
 from ..resume import MAX_TEXT_CHARS, split_text
 from ..stores.streams import StreamOutcome, StreamRecord
+from ._cost import stream_cost
 from ._live_queue import LiveQueue
 from ._outcome import TerminalWrite, outcome_of
 from ._services import Bounds
@@ -78,6 +80,7 @@ class Producer:
         self.reasoning_chunks = 0
         self.tool_calls = 0
         self.usage: Usage | None = None
+        self.cost: tuple[float | None, bool] = (None, False)  # (cost_usd, estimated), set at the end
         self.terminal: Terminal | None = None
         self.outcome: StreamOutcome | None = None
 
@@ -255,6 +258,10 @@ class Producer:
         the terminal event waits at most ``FINISH_WAIT_S`` for the state write, which decides a
         race with a cancel; ``wait()`` returns once every write landed or was given up."""
         run = self._run
+        served = (run.upstream.provider or run.request.provider, run.upstream.model or run.request.model)
+        cost = self.cost = stream_cost(self._settings, served, run.request, self.usage, self.tokens)
+        if isinstance(terminal, StreamDone):
+            terminal = replace(terminal, cost_usd=cost[0], cost_estimated=cost[1])
         outcome = outcome_of(
             terminal,
             completion_tokens=self.completion_tokens,
@@ -262,6 +269,7 @@ class Producer:
             ttft_ms=self.ttft_ms,
             total_time_ms=terminal.total_time_ms if isinstance(terminal, StreamDone) else self._elapsed_ms(),
             last_seq=self.text_chunks,
+            cost=cost,
         )  # a done's record says what its event says (a resume may rebuild the event from it)
         give_up_at = self._clock() + self._settings.finish_timeout_s
         if self._finish_by is not None:

@@ -121,6 +121,11 @@ class StreamRun:
         return self._producer.usage
 
     @property
+    def cost_usd(self) -> float | None:
+        """What the stream cost (set when it ends: docs/cost.md)."""
+        return self._producer.cost[0]
+
+    @property
     def ttft_ms(self) -> int | None:
         return self._producer.ttft_ms
 
@@ -267,6 +272,7 @@ class StreamRun:
             tokens_after_disconnect=max(self.text_chunks - self.delivered, 0) if self.client_gone else 0,
             tool_calls=self._producer.tool_calls,
             reasoning_tokens=self._producer.reasoning_tokens,
+            cost_usd=self._producer.cost[0],
         )
         return with_upstream(summary, self.upstream)
 

@@ -84,6 +84,8 @@ class StreamMetrics:
         emf.add_metric("UpstreamFallbacks", "Count", 1 if s.upstream_fallback else 0)
         emf.add_metric("ToolCalls", "Count", s.tool_calls)
         emf.add_metric("ReasoningTokens", "Count", s.reasoning_tokens)
+        if s.cost_usd is not None:  # US dollars (catalog.prices): the dashboard sums it as spend
+            emf.add_metric("StreamCost", "None", s.cost_usd)
         if s.served_provider:
             emf.add_metadata("ServedBy", f"{s.served_provider}:{s.served_model}")
         emf.add_metadata("stream_id", s.stream_id)

@@ -48,6 +48,7 @@ from ..events import (
     Usage,
 )
 from ._openai_message import MessageBuilder, thinking_block
+from .sse import cost_fields
 
 __all__ = [
     "DONE",
@@ -141,13 +142,22 @@ def from_terminal(terminal: StreamError | StreamCancelled) -> OpenAIError:
     return OpenAIError(status, message, type=kind, code=code)
 
 
-def _usage(usage: Usage) -> dict[str, Any]:
+def _usage(usage: Usage, done: StreamDone | None = None) -> dict[str, Any]:
+    """OpenAI's usage object; ``prompt_tokens_details.cache_write_tokens`` (the SDK's own field:
+    OpenAI does not fill it, Anthropic and Bedrock do), and TokenRelay's ``cost_usd`` (and
+    ``cost_estimated``) from the done event."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens or 0, **_cache_writes(usage)},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+        **(cost_fields(done) if done is not None else {}),
     }
+
+
+def _cache_writes(usage: Usage) -> dict[str, int]:
+    return {} if usage.cache_write_tokens is None else {"cache_write_tokens": usage.cache_write_tokens}
 
 
 class OpenAIStreamEncoder:
@@ -187,8 +197,8 @@ class OpenAIStreamEncoder:
     def text(self, text: str) -> bytes:
         return (self._text_prefix + _dumps(text) + self._text_suffix).encode()
 
-    def usage(self, usage: Usage) -> bytes:
-        return self._frame({**self._head, "choices": [], "usage": _usage(usage)})
+    def usage(self, usage: Usage, done: StreamDone | None = None) -> bytes:
+        return self._frame({**self._head, "choices": [], "usage": _usage(usage, done)})
 
     @staticmethod
     def error(error: OpenAIError) -> bytes:
@@ -221,7 +231,7 @@ class OpenAIStreamEncoder:
         if isinstance(event, StreamDone):
             out = self.chunk({}, event.finish_reason)
             if self._include_usage and self._usage is not None:
-                out += self.usage(self._usage)
+                out += self.usage(self._usage, event)
             return out + DONE
         if isinstance(event, StreamError | StreamCancelled):
             return self.error(from_terminal(event)) + DONE
@@ -249,14 +259,16 @@ def completion_object(
         ],
     }
     if usage is not None:
-        body["usage"] = _usage(usage)
+        body["usage"] = _usage(usage, done)
     return body
 
 
-def model_list(models: list[tuple[str, str]]) -> dict[str, Any]:
-    """``GET /v1/models``: ``(id, owned_by)`` pairs as OpenAI model objects."""
-    return {"object": "list", "data": [model_object(model_id, owner) for model_id, owner in models]}
+def model_list(models: list[tuple[str, str, dict[str, bool]]]) -> dict[str, Any]:
+    """``GET /v1/models``: ``(id, owned_by, capabilities)`` as OpenAI model objects."""
+    return {"object": "list", "data": [model_object(*model) for model in models]}
 
 
-def model_object(model_id: str, owned_by: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
+def model_object(model_id: str, owned_by: str, capabilities: dict[str, bool]) -> dict[str, Any]:
+    """OpenAI's model object, with TokenRelay's ``capabilities`` (an extension field: the SDKs
+    keep it in ``model_extra``)."""
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by, "capabilities": capabilities}

@@ -30,7 +30,16 @@ from ..events import (
     Usage,
 )
 
-__all__ = ["encode_comment", "encode_sse", "error_body", "event_payload", "terminal_error", "usage_fields"]
+__all__ = [
+    "encode_comment",
+    "encode_sse",
+    "cost_fields",
+    "error_body",
+    "event_payload",
+    "prompt_details",
+    "terminal_error",
+    "usage_fields",
+]
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -64,6 +73,7 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
             "ttft_ms": event.ttft_ms,
             "total_time_ms": event.total_time_ms,
             "completion_tokens": event.completion_tokens,
+            **cost_fields(event),
         }
     if isinstance(event, StreamCancelled):
         return "cancelled", {"stream_id": event.stream_id, "reason": event.reason}
@@ -73,7 +83,8 @@ def event_payload(event: Event) -> tuple[str, dict[str, object]]:
 
 
 def usage_fields(usage: Usage) -> dict[str, object]:
-    """``usage``'s fields; ``reasoning_tokens`` only when the provider counts them."""
+    """``usage``'s fields (docs/protocol.md §2): the details, and ``reasoning_tokens`` (also at
+    the top, where the first clients read it), only when the provider counts them."""
     fields: dict[str, object] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -81,7 +92,29 @@ def usage_fields(usage: Usage) -> dict[str, object]:
     }
     if usage.reasoning_tokens is not None:
         fields["reasoning_tokens"] = usage.reasoning_tokens
+    prompt = prompt_details(usage)
+    if prompt:
+        fields["prompt_tokens_details"] = prompt
+    if usage.reasoning_tokens is not None:
+        fields["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return fields
+
+
+def cost_fields(done: StreamDone) -> dict[str, object]:
+    """``cost_usd`` when the model has a price, and ``cost_estimated`` when it is an estimate."""
+    if done.cost_usd is None:
+        return {}
+    return {"cost_usd": done.cost_usd, **({"cost_estimated": True} if done.cost_estimated else {})}
+
+
+def prompt_details(usage: Usage) -> dict[str, int]:
+    """``prompt_tokens_details``: what of the prompt was read from the cache, and written to it."""
+    details = {}
+    if usage.cached_tokens is not None:
+        details["cached_tokens"] = usage.cached_tokens
+    if usage.cache_write_tokens is not None:
+        details["cache_write_tokens"] = usage.cache_write_tokens
+    return details
 
 
 def encode_sse(event: Event) -> bytes:

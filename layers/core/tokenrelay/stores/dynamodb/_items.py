@@ -42,6 +42,8 @@ OUTCOME_FIELDS = (
     "ttft_ms",
     "total_time_ms",
     "last_seq",
+    "cost_usd",
+    "cost_estimated",
 )
 
 # What a producer's watcher reads: the cancel flag, the resume lease and a WebSocket move.
@@ -65,8 +67,10 @@ def watch_state(item: Mapping[str, Mapping[str, Any]]) -> WatchState:
 def attr(value: str | bool | int | float) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": repr(value) if isinstance(value, float) else str(value)}
+    if isinstance(value, float):  # plain digits: a cost of 1.5e-05 dollars is 0.000015
+        return {"N": repr(value) if "e" not in repr(value) else f"{value:.12f}".rstrip("0").rstrip(".")}
+    if isinstance(value, int):
+        return {"N": str(value)}
     return {"S": value}
 
 
@@ -112,4 +116,6 @@ def decode_record(item: Mapping[str, Mapping[str, Any]]) -> StreamRecord:
         ttft_ms=n_int("ttft_ms"),
         total_time_ms=n_int("total_time_ms"),
         last_seq=n_int("last_seq"),
+        cost_usd=float(Decimal(item["cost_usd"]["N"])) if "cost_usd" in item else None,
+        cost_estimated=item["cost_estimated"]["BOOL"] if "cost_estimated" in item else None,
     )

@@ -23,7 +23,7 @@ from ._client import ConditionFailed, call, new_client
 __all__ = ["PARTITION_KEY", "DynamoApiKeyStore"]
 
 PARTITION_KEY = "key_id"
-_LISTED = "key_id, #name, rpm, concurrency, models, created_at, revoked_at"
+_LISTED = "key_id, #name, rpm, concurrency, models, created_at, revoked_at, tpm, daily_usd"
 
 
 def _encode(key: ApiKey) -> dict[str, Any]:
@@ -35,6 +35,10 @@ def _encode(key: ApiKey) -> dict[str, Any]:
         "concurrency": {"N": str(key.concurrency)},
         "created_at": {"N": repr(float(key.created_at))},
     }
+    if key.tpm:
+        item["tpm"] = {"N": str(key.tpm)}
+    if key.daily_usd:
+        item["daily_usd"] = {"N": f"{float(key.daily_usd):.12f}".rstrip("0").rstrip(".")}  # plain digits
     if key.models:
         item["models"] = {"L": [{"S": m} for m in key.models]}
     if key.revoked_at is not None:
@@ -56,6 +60,8 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> ApiKey:
         models=tuple(str(m["S"]) for m in models) if models else None,
         created_at=n("created_at") or 0.0,
         revoked_at=n("revoked_at"),
+        tpm=int(n("tpm") or 0),
+        daily_usd=n("daily_usd") or 0.0,
     )
 
 

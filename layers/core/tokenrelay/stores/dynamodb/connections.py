@@ -7,7 +7,7 @@ connection limit). One item per connection::
     connection_id  owner  client_id?  status (connected | gone)
     domain  stage  connected_at  disconnected_at?  expires_at
     streams        map stream_id -> "pending" | "running"
-    key_id?  rpm  concurrency  models?   the API key $connect checked, and its limits
+    key_id?  rpm  concurrency  tpm?  daily_usd?  models?   the API key $connect checked, and its limits
                                          (docs/security.md): what chat enforces
 
 How ``streams`` is used: ``stores.connections``. Every change is a conditional update;
@@ -33,6 +33,8 @@ def _s(value: str) -> dict[str, Any]:
 
 
 def _n(value: float) -> dict[str, Any]:
+    if isinstance(value, float) and "e" in repr(value):  # plain digits: a budget of 1e-06 dollars is 0.000001
+        return {"N": f"{value:.12f}".rstrip("0").rstrip(".")}
     return {"N": repr(value) if isinstance(value, float) else str(value)}
 
 
@@ -57,6 +59,10 @@ def _encode(record: ConnectionRecord) -> Item:
         item["rpm"] = _n(record.rpm)
     if record.concurrency:
         item["concurrency"] = _n(record.concurrency)
+    if record.tpm:
+        item["tpm"] = _n(record.tpm)
+    if record.daily_usd:
+        item["daily_usd"] = _n(record.daily_usd)
     if record.models:
         item["models"] = {"L": [_s(m) for m in record.models]}
     return item
@@ -85,6 +91,8 @@ def _decode(item: Mapping[str, Mapping[str, Any]]) -> ConnectionRecord:
         key_id=s("key_id"),
         rpm=int(n("rpm") or 0),
         concurrency=int(n("concurrency") or 0),
+        tpm=int(n("tpm") or 0),
+        daily_usd=n("daily_usd") or 0.0,
         models=tuple(str(m["S"]) for m in models) if models else None,
     )
 

@@ -5,6 +5,8 @@ told apart by their key prefix::
 
     rpm#<subject>#<minute>   count (N)                      expires_at: a minute after the window
     slot#<subject>#<n>       stream_id (S), acquired_at (N)  expires_at: the lease end
+    tpm#<subject>#<minute>   used (N): tokens                expires_at: a minute after the window
+    usd#<subject>#<day>      used (N): dollars               expires_at: a day after the window
 
 Each operation is one conditional write; there is never a read before it.
 """
@@ -20,6 +22,11 @@ __all__ = ["PARTITION_KEY", "TTL_ATTRIBUTE", "DynamoRateLimitStore"]
 
 PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
+
+
+def _number(value: float) -> str:
+    """A DynamoDB number in plain digits (a cost of 1.5e-05 dollars is 0.000015)."""
+    return str(value) if isinstance(value, int) else f"{value:.12f}".rstrip("0").rstrip(".") or "0"
 
 
 class DynamoRateLimitStore:
@@ -68,6 +75,35 @@ class DynamoRateLimitStore:
         except ConditionFailed:
             return False
         return True
+
+    async def under_budget(self, key: str, limit: float, expires_at: int) -> bool:
+        try:
+            await call(
+                self.table_name,
+                "UpdateItem",
+                self._client.update_item,
+                TableName=self.table_name,
+                Key={PARTITION_KEY: {"S": key}},
+                UpdateExpression="SET #exp = :exp",
+                ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#used) OR #used < :limit",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#used": "used", "#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":limit": {"N": _number(limit)}, ":exp": {"N": str(expires_at)}},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def spend(self, key: str, amount: float, expires_at: int) -> None:
+        await call(
+            self.table_name,
+            "UpdateItem",
+            self._client.update_item,
+            TableName=self.table_name,
+            Key={PARTITION_KEY: {"S": key}},
+            UpdateExpression="ADD #used :amount SET #exp = :exp",
+            ExpressionAttributeNames={"#used": "used", "#exp": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":amount": {"N": _number(amount)}, ":exp": {"N": str(expires_at)}},
+        )
 
     async def release_slot(self, key: str, stream_id: str) -> bool:
         try:
