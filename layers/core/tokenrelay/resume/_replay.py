@@ -65,8 +65,8 @@ def terminal_from_record(record: StreamRecord) -> Terminal | None:
             record.ttft_ms,
             record.total_time_ms or 0,
             record.completion_tokens or 0,
-            record.cost_usd,
-            bool(record.cost_estimated),
+            cost_usd=record.cost_usd,
+            cost_estimated=bool(record.cost_estimated),
         )
     if record.status == "cancelled":
         return StreamCancelled(record.stream_id, cancel_reason(record.cancel_reason))
