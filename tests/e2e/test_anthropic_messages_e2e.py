@@ -61,13 +61,14 @@ def messages_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: F
         **upstream_server.env,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}",
+        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}",
         "BEDROCK_ENABLED": "true",
         "MODEL_ALIASES": "claude-haiku-4-5=anthropic/claude-haiku-4-5",
         "ECHO_DELAY_MS": "2",
         "CANCEL_POLL_MS": "50",
         "UPSTREAM_MAX_RETRIES": "0",
         "MAX_MESSAGE_CHARS": "2000",
+        "MAX_IMAGE_BYTES": "0",  # the Messages API takes no images: the body cap stays the text one (413 below)
     }
     with function_stack(aws, env, name="anthropic-messages") as stack:
         store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
@@ -238,7 +239,8 @@ async def test_sdk_thinking_blocks_with_signature(app: Any, sdk: anthropic.Async
 async def test_thinking_budget_becomes_an_effort_on_openai(app: Any, sdk: anthropic.AsyncAnthropic) -> None:
     app.upstream.scenario = Scenario(parts=(p.think("Let me see."), p.say("Hi.")))
     thinking: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 2000}
-    message = await sdk.messages.create(model="openai/gpt-4o-mini", max_tokens=64, messages=HELLO, thinking=thinking)
+    # a reasoning model: gpt-4o-mini's capabilities (catalog) refuse thinking with a 400
+    message = await sdk.messages.create(model="openai/o4-mini", max_tokens=64, messages=HELLO, thinking=thinking)
 
     assert app.upstream.last.json["reasoning_effort"] == "low"
     assert [b.type for b in message.content] == ["thinking", "text"]

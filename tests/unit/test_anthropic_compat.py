@@ -29,7 +29,7 @@ from tokenrelay_http.anthropic_request import parse_messages_request
 
 SETTINGS = Settings.from_env(
     {
-        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5",
+        "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5",
         "OPENAI_API_KEY": "sk-x",
         "ANTHROPIC_API_KEY": "sk-y",
         "DEFAULT_PROVIDER": "echo",
@@ -89,7 +89,7 @@ def test_a_tool_loop_turn_becomes_calls_results_and_signed_thinking() -> None:
 
 @pytest.mark.parametrize(("budget", "effort"), [(1024, "minimal"), (2000, "low"), (8192, "medium"), (50_000, "high")])
 def test_a_thinking_budget_is_the_nearest_effort_on_openai(budget: int, effort: str) -> None:
-    chat = parse(model="openai/gpt-4o-mini", thinking={"type": "enabled", "budget_tokens": budget}).chat
+    chat = parse(model="openai/o4-mini", thinking={"type": "enabled", "budget_tokens": budget}).chat
 
     assert chat.reasoning is not None and (chat.reasoning.effort, chat.reasoning.budget_tokens) == (effort, None)
 
