@@ -61,7 +61,9 @@ def messages_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: F
         **upstream_server.env,
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
-        "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}",
+        "ALLOWED_MODELS": (
+            f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}"
+        ),
         "BEDROCK_ENABLED": "true",
         "MODEL_ALIASES": "claude-haiku-4-5=anthropic/claude-haiku-4-5",
         "ECHO_DELAY_MS": "2",
