@@ -16,11 +16,11 @@ field, before any upstream call (``requests._capabilities``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
+
+from ._overrides import json_overrides
 
 __all__ = [
     "CAPABILITY_FIELDS",
@@ -100,18 +100,6 @@ def parse_capabilities(
 def capabilities_from_env(env: Mapping[str, str]) -> dict[tuple[str, str], Capabilities]:
     """The shipped table, then ``MODEL_CAPABILITIES_FILE``, then ``MODEL_CAPABILITIES`` over it."""
     table = dict(DEFAULT_CAPABILITIES)
-    for var in ("MODEL_CAPABILITIES_FILE", "MODEL_CAPABILITIES"):
-        raw = env.get(var, "").strip()
-        if not raw:
-            continue
-        if var.endswith("_FILE"):
-            try:
-                raw = Path(raw).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ValueError(f"{var}: cannot read {raw!r}: {exc.strerror}") from None
-        try:
-            spec = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"{var}: not JSON: {exc}") from None
+    for var, spec in json_overrides(env, "MODEL_CAPABILITIES"):
         table = parse_capabilities(spec, table, var)
     return table

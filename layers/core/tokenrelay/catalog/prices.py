@@ -16,12 +16,12 @@ every price: ``{"openai/my-model": {"input": 1, "output": 2, "cached_input": 0.5
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
+
+from ._overrides import json_overrides
 
 __all__ = ["DEFAULT_PRICES", "PRICES_DATE", "Price", "prices_from_env", "parse_prices"]
 
@@ -94,18 +94,6 @@ def parse_prices(
 def prices_from_env(env: Mapping[str, str]) -> dict[tuple[str, str], Price]:
     """The shipped table, then ``MODEL_PRICES_FILE``, then ``MODEL_PRICES`` over it."""
     table = dict(DEFAULT_PRICES)
-    for var in ("MODEL_PRICES_FILE", "MODEL_PRICES"):
-        raw = env.get(var, "").strip()
-        if not raw:
-            continue
-        if var.endswith("_FILE"):
-            try:
-                raw = Path(raw).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ValueError(f"{var}: cannot read {raw!r}: {exc.strerror}") from None
-        try:
-            spec = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"{var}: not JSON: {exc}") from None
+    for var, spec in json_overrides(env, "MODEL_PRICES"):
         table = parse_prices(spec, table, var)
     return table
