@@ -171,3 +171,20 @@ async def _close(body: Body) -> None:
     aclose = getattr(body, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def answer_channel(
+    stream: bool, body: Body, *, headers: Mapping[str, str], ping: bytes, ping_s: float, write_timeout_s: float
+) -> StreamChannel:
+    """A ``/v1`` answer: streamed as SSE (pings, the answer's ``headers``), or whole as the one JSON
+    document ``body`` yields; either way a client that takes no bytes is let go (``write_timeout_s``)."""
+    if not stream:
+        return StreamChannel(body, media_type="application/json", headers={}, write_timeout_s=write_timeout_s)
+    return StreamChannel(
+        body,
+        media_type="text/event-stream",
+        headers={**STREAM_HEADERS, "Connection": "keep-alive", **headers},
+        ping=ping,
+        ping_s=ping_s,
+        write_timeout_s=write_timeout_s,
+    )

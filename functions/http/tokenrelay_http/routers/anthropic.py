@@ -33,7 +33,7 @@ from tokenrelay.transports.anthropic import (
 
 from ..anthropic_request import MessagesRequest, invalid, parse_messages_request
 from ..body import read_json
-from ..channel import STREAM_HEADERS, StreamChannel
+from ..channel import StreamChannel, answer_channel
 from ..context import Http
 from ..errors import anthropic_response
 from ..openapi_anthropic import messages_operation
@@ -103,17 +103,13 @@ def router(http: Http) -> APIRouter:
         parsed = parse_messages_request(await _json_body(request), settings)
         run = await http.runs.start(request, parsed.chat, TRANSPORT)
         answer = _Message(run, parsed)
-        if not parsed.stream:
-            return StreamChannel(
-                answer.whole(), media_type="application/json", headers={}, write_timeout_s=http.write_timeout_s
-            )
-        return StreamChannel(
-            answer.events(),
-            media_type="text/event-stream",
-            headers={**STREAM_HEADERS, "Connection": "keep-alive", **answer.headers},
+        return answer_channel(
+            parsed.stream,
+            answer.events() if parsed.stream else answer.whole(),
+            headers=answer.headers,
             ping=PING,
             ping_s=http.ping_s,
-            write_timeout_s=http.write_timeout_s,  # a client that takes no bytes is let go (SSE_WRITE_TIMEOUT_S)
+            write_timeout_s=http.write_timeout_s,  # SSE_WRITE_TIMEOUT_S
         )
 
     return routes

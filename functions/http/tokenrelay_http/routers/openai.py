@@ -45,7 +45,7 @@ from tokenrelay.transports.openai import (
 
 from ..auth import principal_of
 from ..body import read_json
-from ..channel import STREAM_HEADERS, StreamChannel
+from ..channel import StreamChannel, answer_channel
 from ..context import Http
 from ..errors import openai_response
 from ..openai_request import (
@@ -134,17 +134,13 @@ def router(http: Http) -> APIRouter:
         completion = parse_completion_request(await _json_body(request), settings)
         run = await http.runs.start(request, completion.chat, TRANSPORT)
         answer = _Completion(run, completion)
-        if not completion.stream:
-            return StreamChannel(
-                answer.whole(), media_type="application/json", headers={}, write_timeout_s=http.write_timeout_s
-            )
-        return StreamChannel(
-            answer.chunks(),
-            media_type="text/event-stream",
-            headers={**STREAM_HEADERS, "Connection": "keep-alive", **answer.headers},
+        return answer_channel(
+            completion.stream,
+            answer.chunks() if completion.stream else answer.whole(),
+            headers=answer.headers,
             ping=PING,
             ping_s=http.ping_s,
-            write_timeout_s=http.write_timeout_s,  # a client that takes no bytes is let go (SSE_WRITE_TIMEOUT_S)
+            write_timeout_s=http.write_timeout_s,  # SSE_WRITE_TIMEOUT_S
         )
 
     @routes.get("/models", response_model=None, openapi_extra=docs.models())
