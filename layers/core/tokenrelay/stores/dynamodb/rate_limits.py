@@ -34,64 +34,54 @@ class DynamoRateLimitStore:
         self.table_name = table_name
         self._client = client if client is not None else new_client()
 
-    async def count_request(self, key: str, limit: int, expires_at: int) -> bool:
+    async def _conditional(self, operation: str, method: Any, **params: Any) -> bool:
+        """Whether ``operation``'s condition held (and the write was made)."""
         try:
-            await call(
-                self.table_name,
-                "UpdateItem",
-                self._client.update_item,
-                TableName=self.table_name,
-                Key={PARTITION_KEY: {"S": key}},
-                UpdateExpression="ADD #count :one SET #exp = :exp",
-                ConditionExpression="attribute_not_exists(#pk) OR #count < :limit",
-                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#count": "count", "#exp": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                    ":exp": {"N": str(expires_at)},
-                },
-            )
+            await call(self.table_name, operation, method, TableName=self.table_name, **params)
         except ConditionFailed:
             return False
         return True
+
+    async def count_request(self, key: str, limit: int, expires_at: int) -> bool:
+        return await self._conditional(
+            "UpdateItem",
+            self._client.update_item,
+            Key={PARTITION_KEY: {"S": key}},
+            UpdateExpression="ADD #count :one SET #exp = :exp",
+            ConditionExpression="attribute_not_exists(#pk) OR #count < :limit",
+            ExpressionAttributeNames={"#pk": PARTITION_KEY, "#count": "count", "#exp": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":limit": {"N": str(limit)},
+                ":exp": {"N": str(expires_at)},
+            },
+        )
 
     async def acquire_slot(self, key: str, stream_id: str, now: float, expires_at: int) -> bool:
-        try:
-            await call(
-                self.table_name,
-                "PutItem",
-                self._client.put_item,
-                TableName=self.table_name,
-                Item={
-                    PARTITION_KEY: {"S": key},
-                    "stream_id": {"S": stream_id},
-                    "acquired_at": {"N": repr(time.time())},
-                    TTL_ATTRIBUTE: {"N": str(expires_at)},
-                },
-                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now",
-                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#exp": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":now": {"N": repr(float(now))}},
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._conditional(
+            "PutItem",
+            self._client.put_item,
+            Item={
+                PARTITION_KEY: {"S": key},
+                "stream_id": {"S": stream_id},
+                "acquired_at": {"N": repr(time.time())},
+                TTL_ATTRIBUTE: {"N": str(expires_at)},
+            },
+            ConditionExpression="attribute_not_exists(#pk) OR #exp < :now",
+            ExpressionAttributeNames={"#pk": PARTITION_KEY, "#exp": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":now": {"N": repr(float(now))}},
+        )
 
     async def under_budget(self, key: str, limit: float, expires_at: int) -> bool:
-        try:
-            await call(
-                self.table_name,
-                "UpdateItem",
-                self._client.update_item,
-                TableName=self.table_name,
-                Key={PARTITION_KEY: {"S": key}},
-                UpdateExpression="SET #exp = :exp",
-                ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#used) OR #used < :limit",
-                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#used": "used", "#exp": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":limit": {"N": _number(limit)}, ":exp": {"N": str(expires_at)}},
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._conditional(
+            "UpdateItem",
+            self._client.update_item,
+            Key={PARTITION_KEY: {"S": key}},
+            UpdateExpression="SET #exp = :exp",
+            ConditionExpression="attribute_not_exists(#pk) OR attribute_not_exists(#used) OR #used < :limit",
+            ExpressionAttributeNames={"#pk": PARTITION_KEY, "#used": "used", "#exp": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":limit": {"N": _number(limit)}, ":exp": {"N": str(expires_at)}},
+        )
 
     async def spend(self, key: str, amount: float, expires_at: int) -> None:
         await call(
@@ -106,16 +96,10 @@ class DynamoRateLimitStore:
         )
 
     async def release_slot(self, key: str, stream_id: str) -> bool:
-        try:
-            await call(
-                self.table_name,
-                "DeleteItem",
-                self._client.delete_item,
-                TableName=self.table_name,
-                Key={PARTITION_KEY: {"S": key}},
-                ConditionExpression="stream_id = :sid",
-                ExpressionAttributeValues={":sid": {"S": stream_id}},
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return await self._conditional(
+            "DeleteItem",
+            self._client.delete_item,
+            Key={PARTITION_KEY: {"S": key}},
+            ConditionExpression="stream_id = :sid",
+            ExpressionAttributeValues={":sid": {"S": stream_id}},
+        )
