@@ -10,7 +10,8 @@ stay warm for the session; a test fails if any function was refused a call (Acce
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import boto3
 import pytest
 
 from scripts.devstack.tables import create_tables
+from tests.fakes.bedrock import FakeBedrock
 from tests.fakes.environ import environ
 from tests.fakes.local_stack import FunctionStack, LocalAws, LogCapture, function_stack, local_aws
 from tests.fakes.upstream import FakeUpstream
@@ -68,6 +70,7 @@ class LocalApp:
     upstream: FakeUpstream
     stack: FunctionStack
     aws: LocalAws
+    bedrock: FakeBedrock | None = None  # with every provider (``providers_app``)
 
     @property
     def streams_table(self) -> str:
@@ -89,9 +92,31 @@ def local_app(aws: LocalAws, upstream_server: FakeUpstream) -> Iterator[LocalApp
         store.close()
 
 
+@contextmanager
+def providers_app(
+    aws: LocalAws, upstream: FakeUpstream, bedrock: FakeBedrock, env: Mapping[str, str], name: str
+) -> Iterator[LocalApp]:
+    """A Function URL whose providers all talk to fakes: OpenAI and Anthropic to ``upstream``,
+    Bedrock to ``bedrock``; ``env`` on top."""
+    full = {**upstream.env, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.url, "BEDROCK_ENABLED": "true", **env}
+    with function_stack(aws, full, name=name) as stack:
+        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
+        yield LocalApp(stack.http, store, upstream, stack, aws, bedrock)
+        store.close()
+
+
+@contextmanager
+def fresh(app: LocalApp) -> Iterator[LocalApp]:
+    """``app`` for one test: its fakes reset, and no AWS call of its functions denied meanwhile."""
+    app.upstream.reset()
+    if app.bedrock is not None:
+        app.bedrock.reset()
+    mark = app.logs.mark()
+    yield app
+    app.stack.assert_no_access_denied(mark)
+
+
 @pytest.fixture
 def app(local_app: LocalApp) -> Iterator[LocalApp]:
-    local_app.upstream.reset()
-    mark = local_app.logs.mark()
-    yield local_app
-    local_app.stack.assert_no_access_denied(mark)
+    with fresh(local_app) as fresh_app:
+        yield fresh_app

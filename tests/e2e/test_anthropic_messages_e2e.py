@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,12 +17,11 @@ import httpx
 import pytest
 from anthropic.types import MessageParam, ThinkingConfigEnabledParam, ToolParam
 
-from tests.e2e.conftest import LocalApp
+from tests.e2e.conftest import LocalApp, fresh, providers_app
 from tests.fakes import parts as p
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock_server
-from tests.fakes.local_stack import LocalAws, function_stack
+from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 __all__ = ["bedrock_server"]  # fixture
 
@@ -56,15 +54,12 @@ LONG = tuple(f"w{i} " for i in range(400))
 
 
 @pytest.fixture(scope="module")
-def messages_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
+def messages_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[LocalApp]:
     env = {
-        **upstream_server.env,
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
         "ALLOWED_MODELS": (
             f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}"
         ),
-        "BEDROCK_ENABLED": "true",
         "MODEL_ALIASES": "claude-haiku-4-5=anthropic/claude-haiku-4-5",
         "ECHO_DELAY_MS": "2",
         "CANCEL_POLL_MS": "50",
@@ -72,21 +67,14 @@ def messages_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: F
         "MAX_MESSAGE_CHARS": "2000",
         "MAX_IMAGE_BYTES": "0",  # the Messages API takes no images: the body cap stays the text one (413 below)
     }
-    with function_stack(aws, env, name="anthropic-messages") as stack:
-        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
-        app = LocalApp(stack.http, store, upstream_server, stack, aws)
-        app.bedrock = bedrock_server  # type: ignore[attr-defined]
+    with providers_app(aws, upstream_server, bedrock_server, env, "anthropic-messages") as app:
         yield app
-        store.close()
 
 
 @pytest.fixture
-def app(messages_app: Any) -> Iterator[Any]:
-    messages_app.upstream.reset()
-    messages_app.bedrock.reset()
-    mark = messages_app.logs.mark()
-    yield messages_app
-    messages_app.stack.assert_no_access_denied(mark)
+def app(messages_app: LocalApp) -> Iterator[LocalApp]:
+    with fresh(messages_app) as app:
+        yield app
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,11 +14,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.e2e.conftest import LocalApp
+from tests.e2e.conftest import LocalApp, fresh, providers_app
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock_server
-from tests.fakes.local_stack import LocalAws, function_stack
+from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
-from tokenrelay.stores.dynamodb import DynamoStreamStore
 
 __all__ = ["bedrock_server"]  # fixture
 
@@ -35,34 +33,24 @@ LONG = tuple(f"w{i} " for i in range(400))
 
 
 @pytest.fixture(scope="module")
-def compat_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
+def compat_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[LocalApp]:
     env = {
-        **upstream_server.env,
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
         "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini;anthropic:claude-haiku-4-5;bedrock:{NOVA},{CLAUDE_BEDROCK}",
-        "BEDROCK_ENABLED": "true",
         "MODEL_ALIASES": f"gpt-4o-mini=openai/gpt-4o-mini,claude=bedrock/{CLAUDE_BEDROCK}",
         "ECHO_DELAY_MS": "5",
         "CANCEL_POLL_MS": "50",
         "UPSTREAM_MAX_RETRIES": "0",
         "MAX_MESSAGE_CHARS": "2000",
     }
-    with function_stack(aws, env, name="openai-compat") as stack:
-        store = DynamoStreamStore(os.environ["STREAMS_TABLE"])
-        app = LocalApp(stack.http, store, upstream_server, stack, aws)
-        app.bedrock = bedrock_server  # type: ignore[attr-defined]
+    with providers_app(aws, upstream_server, bedrock_server, env, "openai-compat") as app:
         yield app
-        store.close()
 
 
 @pytest.fixture
-def app(compat_app: Any) -> Iterator[Any]:
-    compat_app.upstream.reset()
-    compat_app.bedrock.reset()
-    mark = compat_app.logs.mark()
-    yield compat_app
-    compat_app.stack.assert_no_access_denied(mark)
+def app(compat_app: LocalApp) -> Iterator[LocalApp]:
+    with fresh(compat_app) as app:
+        yield app
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from tests.e2e.conftest import LocalApp
+from tests.e2e.conftest import LocalApp, providers_app
 from tests.fakes import parts as p
 from tests.fakes.bedrock import BedrockScenario, FakeBedrock, bedrock_server
-from tests.fakes.local_stack import LocalAws, function_stack
+from tests.fakes.local_stack import LocalAws
 from tests.fakes.upstream import FakeUpstream, Scenario
 
 __all__ = ["bedrock_server"]  # fixture
@@ -46,19 +46,14 @@ CALL = (  # what the fake providers answer first: a short text, then the call, a
 
 
 @pytest.fixture(scope="module")
-def loop_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[Any]:
+def loop_app(aws: LocalAws, upstream_server: FakeUpstream, bedrock_server: FakeBedrock) -> Iterator[LocalApp]:
     env = {
-        **upstream_server.env,
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_server.url,
         "DEFAULT_PROVIDER": "echo",
         "ALLOWED_MODELS": f"echo:echo-1;openai:gpt-4o-mini,o4-mini;anthropic:claude-haiku-4-5;bedrock:{CLAUDE_BEDROCK}",
-        "BEDROCK_ENABLED": "true",
         "ECHO_DELAY_MS": "2",
         "UPSTREAM_MAX_RETRIES": "0",
     }
-    with function_stack(aws, env, name="tool-loop") as stack:
-        app = LocalApp(stack.http, None, upstream_server, stack, aws)  # type: ignore[arg-type]
-        app.bedrock = bedrock_server  # type: ignore[attr-defined]
+    with providers_app(aws, upstream_server, bedrock_server, env, "tool-loop") as app:
         yield app
 
 
