@@ -109,3 +109,32 @@ def test_reasoning_off_the_table_is_refused_also_when_sent_back_as_thinking_bloc
         parse_chat_request({"messages": messages}, settings)
     assert caught.value.field == "messages.1.thinking_blocks"
     assert "'amazon.nova-lite-v1:0'" in caught.value.message
+
+
+def test_no_fallback_for_a_request_the_fallback_model_cannot_serve() -> None:
+    """``FALLBACK_MODEL`` takes over only what it could answer as asked: tools and an image go to
+    no fallback without them (the request's own provider's error is the answer), text does."""
+    lacking = json.dumps({"echo/echo-1": {"tools": False, "images": False}})
+    env = {**ENV, "ALLOWED_MODELS": "echo:echo-1;openai:gpt-4o-mini", "FALLBACK_MODEL": "echo:echo-1"}
+    settings = Settings.from_env({**env, "MODEL_CAPABILITIES": lacking})
+    png = (
+        "data:image/png;base64,"
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    )
+    image = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "what?"}, {"type": "image_url", "image_url": {"url": png}}],
+        }
+    ]
+    asked: dict[str, dict[str, Any]] = {
+        "text": {"message": "hi"},
+        "tools": {"message": "hi", "tools": [TOOL]},
+        "image": {"messages": image},
+    }
+    served = {
+        name: parse_chat_request({**body, "provider": "openai"}, settings).fallback for name, body in asked.items()
+    }
+    assert served == {"text": True, "tools": False, "image": False}
+    capable = Settings.from_env(env)  # echo-1's shipped entry has tools and images
+    assert all(parse_chat_request({**b, "provider": "openai"}, capable).fallback for b in asked.values())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -116,7 +116,7 @@ class ChatRequest:
     user: str | None = None  # the end user, for the provider's abuse monitoring
     prompt_cache_key: str | None = None  # OpenAI's prompt cache routing key
     response_format: ResponseFormat | None = None  # structured output (None: text)
-    fallback: bool = True  # may the deployment's FALLBACK_MODEL serve it (False: the caller's key may not use it)
+    fallback: bool = True  # may FALLBACK_MODEL serve it (False: the key may not use it, or the model cannot do it)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -234,7 +234,21 @@ def parse_chat_request(body: Any, settings: Settings) -> ChatRequest:
     )
     # what the provider or model cannot do is a 400, never dropped
     check_capabilities(request, settings.capabilities(provider, model))
-    return request
+    return request if _fallback_can_serve(request, settings) else replace(request, fallback=False)
+
+
+def _fallback_can_serve(request: ChatRequest, settings: Settings) -> bool:
+    """Could ``FALLBACK_MODEL`` answer ``request`` as asked? If not (an image for a model without
+    vision, tools for one without them...), the request gets no fallback: its own provider's error
+    is the answer, never a fallback that drops part of the request or fails on it."""
+    fallback = settings.fallback_model
+    if fallback is None or fallback == (request.provider, request.model):
+        return True
+    try:
+        check_capabilities(replace(request, provider=fallback[0], model=fallback[1]), settings.capabilities(*fallback))
+    except RequestInvalid:
+        return False
+    return True
 
 
 def _cache_key(key: str | None) -> str | None:
